@@ -1,0 +1,237 @@
+//! Full-text retrieval: documents cut into overlapping passages, indexed in memory
+//! with tantivy (BM25), searched with weighted terms (never parsed query syntax, so
+//! a question cannot inject operators).
+
+use std::collections::HashSet;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, INDEXED, STORED,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{doc, Index, IndexReader, TantivyDocument, Term};
+
+use super::Document;
+
+const PASSAGE_LINES: usize = 12;
+const PASSAGE_STRIDE: usize = 8;
+const ANALYZER: &str = "code_en";
+/// A match in a document's name counts more than one in its text.
+const TITLE_BOOST: f32 = 2.0;
+
+/// A run of lines of one document.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    pub doc_id: String,
+    pub title: String,
+    /// 1-based, inclusive.
+    pub first_line: usize,
+    pub last_line: usize,
+    pub text: String,
+}
+
+/// A passage that matched, with its BM25 score.
+#[derive(Debug, Clone)]
+pub struct Hit<'a> {
+    pub passage: &'a Passage,
+    pub score: f32,
+}
+
+pub struct DocumentIndex {
+    passages: Vec<Passage>,
+    /// Upper-cased document titles (file names without extension), for follow-ups.
+    titles: HashSet<String>,
+    reader: IndexReader,
+    analyzer: TextAnalyzer,
+    title_field: Field,
+    body_field: Field,
+    passage_field: Field,
+}
+
+fn analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser);
+    match StopWordFilter::new(Language::English) {
+        Some(stop_words) => builder
+            .filter(stop_words)
+            .filter(Stemmer::new(Language::English))
+            .build(),
+        None => builder.filter(Stemmer::new(Language::English)).build(),
+    }
+}
+
+/// A document's title: its file name without the extension.
+pub fn title_of(doc_id: &str) -> &str {
+    let name = doc_id.rsplit('/').next().unwrap_or(doc_id);
+    name.split_once('.').map_or(name, |(stem, _)| stem)
+}
+
+fn passages_of(document: &Document) -> Vec<Passage> {
+    let lines: Vec<&str> = document.text.lines().collect();
+    let mut passages = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + PASSAGE_LINES).min(lines.len());
+        let text = lines[start..end].join("\n");
+        if !text.trim().is_empty() {
+            passages.push(Passage {
+                doc_id: document.id.clone(),
+                title: title_of(&document.id).to_owned(),
+                first_line: start + 1,
+                last_line: end,
+                text,
+            });
+        }
+        if end >= lines.len() {
+            return passages;
+        }
+        start += PASSAGE_STRIDE;
+    }
+}
+
+impl DocumentIndex {
+    pub fn build(documents: &[Document]) -> tantivy::Result<Self> {
+        let mut schema = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let title_field = schema.add_text_field("title", text.clone());
+        let body_field = schema.add_text_field("body", text);
+        let passage_field = schema.add_u64_field("passage", INDEXED | STORED);
+        let index = Index::create_in_ram(schema.build());
+        index.tokenizers().register(ANALYZER, analyzer());
+
+        let passages: Vec<Passage> = documents.iter().flat_map(passages_of).collect();
+        // One thread and the minimum arena: the corpus is small and start-up matters.
+        let mut writer = index.writer_with_num_threads(1, 15_000_000)?;
+        for (n, passage) in passages.iter().enumerate() {
+            writer.add_document(doc!(
+                title_field => passage.title.as_str(),
+                body_field => passage.text.as_str(),
+                passage_field => n as u64,
+            ))?;
+        }
+        writer.commit()?;
+        let reader = index.reader()?;
+        let titles = documents
+            .iter()
+            .map(|d| title_of(&d.id).to_uppercase())
+            .collect();
+        Ok(Self {
+            passages,
+            titles,
+            reader,
+            analyzer: analyzer(),
+            title_field,
+            body_field,
+            passage_field,
+        })
+    }
+
+    pub fn passage_count(&self) -> usize {
+        self.passages.len()
+    }
+
+    /// Document titles named in `text` (whole words, any case), in order of appearance.
+    pub fn titles_in(&self, text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for word in text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')) {
+            let upper = word.to_uppercase();
+            if self.titles.contains(&upper) && !found.contains(&upper) {
+                found.push(upper);
+            }
+        }
+        found
+    }
+
+    /// The best passages for `text`, plus `extra` text whose terms weigh `extra_weight`.
+    pub fn search(&self, text: &str, extra: &str, extra_weight: f32, limit: usize) -> Vec<Hit<'_>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut analyzer = self.analyzer.clone();
+        for (words, weight) in [(text, 1.0), (extra, extra_weight)] {
+            let mut stream = analyzer.token_stream(words);
+            while let Some(token) = stream.next() {
+                for (field, boost) in [(self.body_field, 1.0), (self.title_field, TITLE_BOOST)] {
+                    let term = Term::from_field_text(field, &token.text);
+                    let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                    clauses.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(Box::new(query), weight * boost)),
+                    ));
+                }
+            }
+        }
+        if clauses.is_empty() {
+            return Vec::new();
+        }
+        let searcher = self.reader.searcher();
+        let Ok(top) = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit))
+        else {
+            return Vec::new();
+        };
+        top.into_iter()
+            .filter_map(|(score, address)| {
+                let stored: TantivyDocument = searcher.doc(address).ok()?;
+                let n = stored.get_first(self.passage_field)?.as_u64()?;
+                Some(Hit {
+                    passage: self.passages.get(n as usize)?,
+                    score,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: &str, text: &str) -> Document {
+        Document {
+            id: id.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn passages_overlap_and_cover_every_line() {
+        let text: String = (1..=20).map(|n| format!("line {n}\n")).collect();
+        let passages = passages_of(&doc("a.txt", &text));
+        let ranges: Vec<_> = passages
+            .iter()
+            .map(|p| (p.first_line, p.last_line))
+            .collect();
+        assert_eq!(ranges, [(1, 12), (9, 20)]);
+    }
+
+    #[test]
+    fn finds_the_document_that_matches_and_ignores_query_syntax() {
+        let index = DocumentIndex::build(&[
+            doc("programs/PAY.cbl", "posts loan payments to the master file"),
+            doc(
+                "programs/ESC.cbl",
+                "escrow analysis for taxes and insurance",
+            ),
+        ])
+        .unwrap();
+        let hits = index.search(
+            "Which program handles ESCROW? ) AND NOT (\" body:",
+            "",
+            1.0,
+            5,
+        );
+        assert_eq!(hits[0].passage.doc_id, "programs/ESC.cbl");
+        assert!(index.search("the and of", "", 1.0, 5).is_empty());
+    }
+
+    #[test]
+    fn recognises_titles_as_whole_words() {
+        let index = DocumentIndex::build(&[doc("programs/LONPF2.cbl", "x")]).unwrap();
+        assert_eq!(index.titles_in("what does lonpf2 do?"), ["LONPF2"]);
+        assert!(index.titles_in("LONPF22 or XLONPF2").is_empty());
+    }
+}

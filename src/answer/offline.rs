@@ -1,0 +1,116 @@
+//! The default answerer: no model, no keys. It answers with the best passages of
+//! the documents, and resolves follow-up questions against the conversation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Answer, AnswerError, Answerer, DocumentIndex, Hit, Mode, Source};
+use crate::domain::Turn;
+
+const PASSAGES_QUOTED: usize = 3;
+const CANDIDATES: usize = 20;
+const SNIPPET_CHARS: usize = 240;
+/// Context carried over from earlier turns steers retrieval, but a question's own
+/// words still decide between close candidates.
+const CONTEXT_WEIGHT: f32 = 1.5;
+
+pub struct OfflineAnswerer {
+    index: Arc<DocumentIndex>,
+}
+
+impl OfflineAnswerer {
+    pub fn new(index: Arc<DocumentIndex>) -> Self {
+        Self { index }
+    }
+
+    /// What a follow-up refers to: when the question names no document, the documents
+    /// named by the most recent turn that named any (its question first, else the
+    /// first source its answer cited).
+    pub fn follow_up_context(&self, question: &str, history: &[Turn]) -> Vec<String> {
+        if !self.index.titles_in(question).is_empty() {
+            return Vec::new();
+        }
+        for turn in history.iter().rev() {
+            let asked = self.index.titles_in(&turn.user);
+            if !asked.is_empty() {
+                return asked;
+            }
+            if let Some(cited) = self.index.titles_in(&turn.assistant).into_iter().next() {
+                return vec![cited];
+            }
+        }
+        Vec::new()
+    }
+}
+
+fn snippet(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.char_indices().nth(SNIPPET_CHARS) {
+        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
+        None => collapsed,
+    }
+}
+
+/// The best passage of each of the best documents, best first.
+fn best_per_document(hits: Vec<Hit<'_>>) -> Vec<Hit<'_>> {
+    let mut chosen: Vec<Hit<'_>> = Vec::new();
+    for hit in hits {
+        if !chosen
+            .iter()
+            .any(|c| c.passage.doc_id == hit.passage.doc_id)
+        {
+            chosen.push(hit);
+        }
+    }
+    chosen.truncate(PASSAGES_QUOTED);
+    chosen
+}
+
+#[async_trait]
+impl Answerer for OfflineAnswerer {
+    async fn answer(&self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
+        let context = self.follow_up_context(question, history).join(" ");
+        let hits = self
+            .index
+            .search(question, &context, CONTEXT_WEIGHT, CANDIDATES);
+        let hits = best_per_document(hits);
+        if hits.is_empty() {
+            return Ok(Answer {
+                text: "I found nothing in the indexed documents about that. Try naming a program, copybook or job.".into(),
+                sources: Vec::new(),
+                mode: Mode::Offline,
+            });
+        }
+        let mut text = String::from("From the indexed documents");
+        if !context.is_empty() {
+            text.push_str(&format!(" (following up on {context})"));
+        }
+        text.push_str(":\n");
+        for (n, hit) in hits.iter().enumerate() {
+            let p = hit.passage;
+            text.push_str(&format!(
+                "\n[{}] {} (lines {}-{}):\n{}\n",
+                n + 1,
+                p.doc_id,
+                p.first_line,
+                p.last_line,
+                p.text.trim_end()
+            ));
+        }
+        let sources = hits
+            .iter()
+            .map(|hit| Source {
+                id: hit.passage.doc_id.clone(),
+                title: hit.passage.title.clone(),
+                snippet: snippet(&hit.passage.text),
+                score: hit.score,
+            })
+            .collect();
+        Ok(Answer {
+            text,
+            sources,
+            mode: Mode::Offline,
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! One exchange of a conversation.
+
+use chrono::{DateTime, Utc};
+
+use super::CustomerId;
+
+/// A turn about to be stored: its number is assigned by the store on append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTurn {
+    pub user: String,
+    pub assistant: String,
+    /// The request's `metadata` as compact JSON, `{}` when none was sent.
+    pub metadata_json: String,
+    pub timestamp: DateTime<Utc>,
+    /// Who owns the conversation; `None` for seed-written and anonymous turns.
+    pub owner: Option<CustomerId>,
+}
+
+/// A stored turn; `index` is its 0-based position in the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub index: u64,
+    pub user: String,
+    pub assistant: String,
+    pub metadata_json: String,
+    pub timestamp: DateTime<Utc>,
+    pub owner: Option<CustomerId>,
+}
+
+impl NewTurn {
+    pub fn at(self, index: u64) -> Turn {
+        Turn {
+            index,
+            user: self.user,
+            assistant: self.assistant,
+            metadata_json: self.metadata_json,
+            timestamp: self.timestamp,
+            owner: self.owner,
+        }
+    }
+
+    /// Bytes this turn occupies in memory (for the in-process store's cap).
+    pub fn heap_size(&self) -> usize {
+        self.user.len() + self.assistant.len() + self.metadata_json.len()
+    }
+}

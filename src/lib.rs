@@ -1,0 +1,13 @@
+//! session-rag: an Azure Functions custom handler answering `POST /api/query`
+//! with retrieval-augmented answers and per-session conversation memory.
+//!
+//! `ARCHITECTURE.md` at the repository root maps the modules.
+
+pub mod answer;
+pub mod conversation;
+pub mod domain;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

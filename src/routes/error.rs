@@ -1,0 +1,86 @@
+//! The one place where failures become HTTP statuses and error codes.
+
+use serde_json::json;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::Reply;
+
+use crate::answer::AnswerError;
+use crate::domain::{InvalidInput, InvalidQuery};
+
+#[derive(Debug)]
+pub enum ApiError {
+    Invalid(InvalidQuery),
+    PayloadTooLarge { limit: usize },
+    MethodNotAllowed { allow: &'static str },
+    NotFound(String),
+    Upstream(AnswerError),
+}
+
+impl From<InvalidQuery> for ApiError {
+    fn from(error: InvalidQuery) -> Self {
+        Self::Invalid(error)
+    }
+}
+
+impl From<AnswerError> for ApiError {
+    fn from(error: AnswerError) -> Self {
+        Self::Upstream(error)
+    }
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Invalid(invalid) => (
+                StatusCode::BAD_REQUEST,
+                match invalid.kind {
+                    InvalidInput::Json => "invalid_json",
+                    InvalidInput::Request => "invalid_request",
+                    InvalidInput::Question => "invalid_question",
+                    InvalidInput::SessionId => "invalid_session_id",
+                    InvalidInput::CustomerId => "invalid_customer_id",
+                    InvalidInput::Metadata => "invalid_metadata",
+                },
+            ),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Upstream(AnswerError::Upstream { .. }) => {
+                (StatusCode::BAD_GATEWAY, "upstream_error")
+            }
+            ApiError::Upstream(AnswerError::UpstreamTimeout { .. }) => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+            }
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Invalid(invalid) => invalid.message.clone(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("request body must be at most {limit} bytes")
+            }
+            ApiError::MethodNotAllowed { allow } => format!("this route accepts {allow} only"),
+            ApiError::NotFound(message) => message.clone(),
+            ApiError::Upstream(error) => error.to_string(),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = json!({"error": {"code": code, "message": self.message()}});
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if let ApiError::MethodNotAllowed { allow } = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}

@@ -1,0 +1,338 @@
+//! Settings from the environment; `local.settings.json` `Values` fill in what is
+//! unset (as `func start` would). A bad value stops start-up with one line naming it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LOCAL_SETTINGS_FILE: &str = "local.settings.json";
+
+/// A setting that cannot be used, named, with what is wrong. Never echoes secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct SettingsError {
+    pub name: String,
+    pub problem: String,
+}
+
+impl SettingsError {
+    pub fn new(name: &str, problem: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// How to reach Table Storage, as found in the settings (first match wins).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StorageConnection {
+    /// A connection string, and the setting it came from (for error messages).
+    ConnectionString {
+        setting: &'static str,
+        value: String,
+    },
+    /// Identity-based: `AzureWebJobsStorage__tableServiceUri` or `__accountName`.
+    Identity {
+        table_service_uri: Option<String>,
+        account_name: Option<String>,
+        client_id: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for StorageConnection {
+    // Connection strings carry account keys and SAS tokens: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ConnectionString { setting, .. } => write!(f, "ConnectionString({setting})"),
+            Self::Identity {
+                table_service_uri,
+                account_name,
+                client_id,
+            } => f
+                .debug_struct("Identity")
+                .field("table_service_uri", table_service_uri)
+                .field("account_name", account_name)
+                .field("client_id", client_id)
+                .finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`; 7071 when run outside the host, 0 in tests.
+    pub port: u16,
+    /// `MAX_TURNS`: prior turns handed to the answerer.
+    pub max_turns: usize,
+    /// `RAG_DOCS_DIR`; `None` serves the embedded sample corpus.
+    pub docs_dir: Option<PathBuf>,
+    /// `CHAT_HISTORY_TABLE`.
+    pub chat_history_table: String,
+    pub storage: Option<StorageConnection>,
+    /// `STORAGE_TIMEOUT_SECONDS`: the most one request waits on storage in total.
+    pub storage_timeout: Duration,
+    /// `SESSION_MEMORY_MAX_MB`: cap on in-process conversation memory.
+    pub session_memory_max_bytes: usize,
+}
+
+impl Settings {
+    /// Defaults for everything: what a test or an embedded run starts from.
+    pub fn defaults() -> Self {
+        Self {
+            port: 7071,
+            max_turns: 10,
+            docs_dir: None,
+            chat_history_table: "OTISChatHistory".into(),
+            storage: None,
+            storage_timeout: Duration::from_secs(10),
+            session_memory_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+
+    /// The process environment, then `local.settings.json` in the working directory.
+    pub fn from_environment() -> Result<Self, SettingsError> {
+        let local = read_local_settings(Path::new(LOCAL_SETTINGS_FILE))?;
+        Self::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| local.get(name).cloned())
+        })
+    }
+
+    /// Reads every setting through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let defaults = Self::defaults();
+
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            None => defaults.port,
+            Some(v) => v.parse::<u16>().map_err(|_| {
+                SettingsError::new(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT",
+                    format!("must be a port number from 0 to 65535 (got {v:?})"),
+                )
+            })?,
+        };
+        let max_turns = match get("MAX_TURNS") {
+            None => defaults.max_turns,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(SettingsError::new(
+                        "MAX_TURNS",
+                        format!("must be a whole number from 1 to 1000 (got {v:?})"),
+                    ))
+                }
+            },
+        };
+        let docs_dir = match get("RAG_DOCS_DIR") {
+            None => None,
+            Some(v) if Path::new(&v).is_dir() => Some(PathBuf::from(v)),
+            Some(v) => {
+                return Err(SettingsError::new(
+                    "RAG_DOCS_DIR",
+                    format!("{v:?} is not a readable folder"),
+                ))
+            }
+        };
+        let chat_history_table = match get("CHAT_HISTORY_TABLE") {
+            None => defaults.chat_history_table,
+            Some(v) if is_valid_table_name(&v) => v,
+            Some(v) => {
+                return Err(SettingsError::new(
+                    "CHAT_HISTORY_TABLE",
+                    format!("{v:?} is not a valid table name (3-63 letters and digits, starting with a letter)"),
+                ))
+            }
+        };
+        let storage_timeout = match get("STORAGE_TIMEOUT_SECONDS") {
+            None => defaults.storage_timeout,
+            Some(v) => match v.parse::<f64>() {
+                Ok(s) if s > 0.0 && s <= 230.0 => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(SettingsError::new(
+                        "STORAGE_TIMEOUT_SECONDS",
+                        format!("must be a number of seconds above 0 and at most 230 (got {v:?})"),
+                    ))
+                }
+            },
+        };
+        let session_memory_max_bytes = match get("SESSION_MEMORY_MAX_MB") {
+            None => defaults.session_memory_max_bytes,
+            Some(v) => match v.parse::<usize>() {
+                Ok(mb) if (1..=1 << 20).contains(&mb) => mb * 1024 * 1024,
+                _ => {
+                    return Err(SettingsError::new(
+                        "SESSION_MEMORY_MAX_MB",
+                        format!("must be a whole number of MiB from 1 to 1048576 (got {v:?})"),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            port,
+            max_turns,
+            docs_dir,
+            chat_history_table,
+            storage: storage_connection(&get),
+            storage_timeout,
+            session_memory_max_bytes,
+        })
+    }
+}
+
+/// PRODUCT.md's order: our own connection string, then the Functions storage
+/// connection string, then its identity-based form.
+fn storage_connection(get: &dyn Fn(&str) -> Option<String>) -> Option<StorageConnection> {
+    for setting in ["AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"] {
+        if let Some(value) = get(setting) {
+            return Some(StorageConnection::ConnectionString { setting, value });
+        }
+    }
+    let table_service_uri = get("AzureWebJobsStorage__tableServiceUri");
+    let account_name = get("AzureWebJobsStorage__accountName");
+    if table_service_uri.is_none() && account_name.is_none() {
+        return None;
+    }
+    Some(StorageConnection::Identity {
+        table_service_uri,
+        account_name,
+        client_id: get("AzureWebJobsStorage__clientId"),
+    })
+}
+
+/// Azure table names: 3-63 alphanumeric characters, starting with a letter.
+pub fn is_valid_table_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn read_local_settings(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(HashMap::new());
+    };
+    let invalid = |problem: String| SettingsError::new(LOCAL_SETTINGS_FILE, problem);
+    let document: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("is not valid JSON: {e}")))?;
+    let Some(values) = document.get("Values") else {
+        return Ok(HashMap::new());
+    };
+    let values = values
+        .as_object()
+        .ok_or_else(|| invalid("\"Values\" must be an object".into()))?;
+    values
+        .iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(s) => Ok((name.clone(), s.clone())),
+            serde_json::Value::Number(n) => Ok((name.clone(), n.to_string())),
+            serde_json::Value::Bool(b) => Ok((name.clone(), b.to_string())),
+            _ => Err(invalid(format!("\"Values.{name}\" must be a string"))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.port, 7071);
+        assert_eq!(s.max_turns, 10);
+        assert_eq!(s.chat_history_table, "OTISChatHistory");
+        assert!(s.storage.is_none());
+        assert_eq!(s.storage_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        for (name, value) in [
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "http"),
+            ("MAX_TURNS", "0"),
+            ("MAX_TURNS", "ten"),
+            ("RAG_DOCS_DIR", "/no/such/folder"),
+            ("CHAT_HISTORY_TABLE", "chat-history"),
+            ("STORAGE_TIMEOUT_SECONDS", "-1"),
+            ("SESSION_MEMORY_MAX_MB", "lots"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().starts_with(&format!("{name}: ")));
+        }
+    }
+
+    #[test]
+    fn storage_connection_follows_the_documented_order() {
+        let s = from(&[
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "AccountName=a;AccountKey=secret",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(
+            s.storage,
+            Some(StorageConnection::ConnectionString {
+                setting: "AZURE_STORAGE_CONNECTION_STRING",
+                ..
+            })
+        ));
+        let s = from(&[
+            ("AzureWebJobsStorage__accountName", "acct"),
+            ("AzureWebJobsStorage__clientId", "cid"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.storage,
+            Some(StorageConnection::Identity {
+                table_service_uri: None,
+                account_name: Some("acct".into()),
+                client_id: Some("cid".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_connection_strings() {
+        let s = from(&[(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AccountName=a;AccountKey=topsecret",
+        )])
+        .unwrap();
+        assert!(!format!("{s:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn local_settings_values_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("local.settings.json");
+        std::fs::write(
+            &path,
+            r#"{"IsEncrypted":false,"Values":{"MAX_TURNS":"4","X":5}}"#,
+        )
+        .unwrap();
+        let values = read_local_settings(&path).unwrap();
+        assert_eq!(values["MAX_TURNS"], "4");
+        std::fs::write(&path, "{nope").unwrap();
+        assert_eq!(
+            read_local_settings(&path).unwrap_err().name,
+            LOCAL_SETTINGS_FILE
+        );
+    }
+}

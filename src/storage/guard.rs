@@ -1,0 +1,283 @@
+//! A time budget per request and a circuit breaker around a durable store.
+//!
+//! A request never waits on storage longer than its budget in total, and after a
+//! failure the store is skipped for a short, growing interval (then tried again by
+//! one request), so an unreachable store costs one timeout, not one per request.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{ConversationStore, StorageError, Window};
+use crate::domain::{NewTurn, SessionId, Turn};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The deadline one request's storage calls share.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageBudget {
+    deadline: Instant,
+}
+
+pub struct GuardedStore {
+    inner: Arc<dyn ConversationStore>,
+    budget: Duration,
+    breaker: Arc<Mutex<Breaker>>,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    state: BreakerState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum BreakerState {
+    #[default]
+    Closed,
+    Open {
+        until: Instant,
+    },
+    /// One trial call is in flight; everyone else is turned away until it ends.
+    Trial,
+}
+
+/// Ends a trial: if the call is dropped before it reports, the breaker reopens at once
+/// so that the next request becomes the new trial.
+struct TrialGuard {
+    breaker: Option<Arc<Mutex<Breaker>>>,
+}
+
+impl Drop for TrialGuard {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker.take() {
+            lock(&breaker).state = BreakerState::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+}
+
+fn lock(breaker: &Mutex<Breaker>) -> std::sync::MutexGuard<'_, Breaker> {
+    breaker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn backoff(consecutive_failures: u32) -> Duration {
+    let doublings = consecutive_failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
+}
+
+impl GuardedStore {
+    pub fn new(inner: Arc<dyn ConversationStore>, budget: Duration) -> Self {
+        Self {
+            inner,
+            budget,
+            breaker: Arc::new(Mutex::new(Breaker::default())),
+        }
+    }
+
+    /// Starts the clock for one request's storage calls.
+    pub fn budget(&self) -> StorageBudget {
+        StorageBudget {
+            deadline: Instant::now() + self.budget,
+        }
+    }
+
+    pub async fn append(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        turn: NewTurn,
+    ) -> Result<u64, StorageError> {
+        self.call(budget, self.inner.append(session, turn)).await
+    }
+
+    pub async fn recent(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        limit: usize,
+    ) -> Result<Window, StorageError> {
+        self.call(budget, self.inner.recent(session, limit)).await
+    }
+
+    pub async fn all(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<Vec<Turn>, StorageError> {
+        self.call(budget, self.inner.all(session)).await
+    }
+
+    pub async fn delete(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<bool, StorageError> {
+        self.call(budget, self.inner.delete(session)).await
+    }
+
+    async fn call<T>(
+        &self,
+        budget: StorageBudget,
+        operation: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let mut trial = self.admit()?;
+        let result = match tokio::time::timeout_at(budget.deadline, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Timeout),
+        };
+        trial.breaker = None;
+        self.record(&result);
+        result
+    }
+
+    fn admit(&self) -> Result<TrialGuard, StorageError> {
+        let mut breaker = lock(&self.breaker);
+        let now = Instant::now();
+        match breaker.state {
+            BreakerState::Closed => Ok(TrialGuard { breaker: None }),
+            BreakerState::Open { until } if now >= until => {
+                breaker.state = BreakerState::Trial;
+                Ok(TrialGuard {
+                    breaker: Some(self.breaker.clone()),
+                })
+            }
+            BreakerState::Open { until } => Err(StorageError::CircuitOpen {
+                retry_in_ms: (until - now).as_millis() as u64,
+            }),
+            BreakerState::Trial => Err(StorageError::CircuitOpen { retry_in_ms: 0 }),
+        }
+    }
+
+    fn record<T>(&self, result: &Result<T, StorageError>) {
+        let mut breaker = lock(&self.breaker);
+        match result {
+            Err(StorageError::Unavailable(_) | StorageError::Timeout) => {
+                breaker.consecutive_failures += 1;
+                let wait = backoff(breaker.consecutive_failures);
+                if breaker.consecutive_failures == 1 {
+                    tracing::warn!(
+                        backoff_ms = wait.as_millis() as u64,
+                        "storage failed; backing off"
+                    );
+                }
+                breaker.state = BreakerState::Open {
+                    until: Instant::now() + wait,
+                };
+            }
+            // The store answered (even "cannot store this"): it is reachable.
+            Ok(_) | Err(StorageError::Rejected(_) | StorageError::CircuitOpen { .. }) => {
+                if breaker.consecutive_failures > 0 {
+                    tracing::info!("storage reachable again");
+                }
+                breaker.consecutive_failures = 0;
+                breaker.state = BreakerState::Closed;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::InProcessStore;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store that hangs on every call and counts how often it was reached.
+    #[derive(Default)]
+    struct Hanging {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ConversationStore for Hanging {
+        async fn append(&self, _: &SessionId, _: NewTurn) -> Result<u64, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn recent(&self, _: &SessionId, _: usize) -> Result<Window, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn all(&self, _: &SessionId) -> Result<Vec<Turn>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+    }
+
+    fn id() -> SessionId {
+        SessionId::parse("s").unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_store_costs_one_timeout_then_is_skipped_until_the_backoff_ends() {
+        let hanging = Arc::new(Hanging::default());
+        let store = GuardedStore::new(hanging.clone(), Duration::from_secs(10));
+
+        let started = Instant::now();
+        let first = store.recent(store.budget(), &id(), 10).await;
+        assert_eq!(first, Err(StorageError::Timeout));
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+
+        let second = store.recent(store.budget(), &id(), 10).await;
+        assert!(matches!(second, Err(StorageError::CircuitOpen { .. })));
+        assert_eq!(hanging.calls.load(Ordering::SeqCst), 1);
+
+        tokio::time::advance(backoff(1)).await;
+        let _ = store.recent(store.budget(), &id(), 10).await;
+        assert_eq!(
+            hanging.calls.load(Ordering::SeqCst),
+            2,
+            "retried on its own"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_budget_bounds_all_calls_of_a_request() {
+        let hanging = Arc::new(Hanging::default());
+        let store = GuardedStore::new(hanging, Duration::from_secs(10));
+        let budget = store.budget();
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let started = Instant::now();
+        assert_eq!(store.all(budget, &id()).await, Err(StorageError::Timeout));
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_healthy_store_passes_through() {
+        let store = GuardedStore::new(
+            Arc::new(InProcessStore::new(1 << 20)),
+            Duration::from_secs(1),
+        );
+        let turn = NewTurn {
+            user: "q".into(),
+            assistant: "a".into(),
+            metadata_json: "{}".into(),
+            timestamp: chrono::Utc::now(),
+            owner: None,
+        };
+        assert_eq!(store.append(store.budget(), &id(), turn).await, Ok(0));
+        assert_eq!(
+            store.recent(store.budget(), &id(), 5).await.unwrap().total,
+            1
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,199 @@
+//! In-process conversations: lost at restart, bounded in total size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{ConversationStore, StorageError, Window};
+use crate::domain::{NewTurn, SessionId, Turn};
+
+/// Keeps every turn of every session in memory. When the turns held exceed
+/// `max_bytes`, the least recently used sessions are dropped whole, so a flood of
+/// session ids cannot exhaust the process.
+pub struct InProcessStore {
+    max_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Session>,
+    /// Last-use tick → session, oldest first: the eviction order.
+    by_last_use: BTreeMap<u64, SessionId>,
+    clock: u64,
+    bytes: usize,
+}
+
+struct Session {
+    turns: Vec<Turn>,
+    last_use: u64,
+    bytes: usize,
+}
+
+/// Per-session bookkeeping counted against the cap besides the turns' text.
+const SESSION_OVERHEAD_BYTES: usize = 256;
+const TURN_OVERHEAD_BYTES: usize = 96;
+
+impl InProcessStore {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// How many sessions are held (for tests and the memory figures).
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way
+        // that matters more than losing the service; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn touch(&mut self, session: &SessionId) -> Option<&mut Session> {
+        self.clock += 1;
+        let tick = self.clock;
+        let entry = self.sessions.get_mut(session)?;
+        self.by_last_use.remove(&entry.last_use);
+        entry.last_use = tick;
+        self.by_last_use.insert(tick, session.clone());
+        Some(entry)
+    }
+
+    fn evict_until_within(&mut self, max_bytes: usize, keep: &SessionId) {
+        while self.bytes > max_bytes {
+            let Some((&tick, oldest)) = self.by_last_use.iter().next() else {
+                return;
+            };
+            if oldest == keep {
+                return; // The session being written always survives its own append.
+            }
+            let oldest = oldest.clone();
+            self.by_last_use.remove(&tick);
+            if let Some(evicted) = self.sessions.remove(&oldest) {
+                self.bytes -= evicted.bytes;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ConversationStore for InProcessStore {
+    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+        let mut state = self.lock();
+        let added = turn.heap_size() + TURN_OVERHEAD_BYTES;
+        if state.touch(session).is_none() {
+            let tick = state.clock;
+            state.sessions.insert(
+                session.clone(),
+                Session {
+                    turns: Vec::new(),
+                    last_use: tick,
+                    bytes: SESSION_OVERHEAD_BYTES,
+                },
+            );
+            state.by_last_use.insert(tick, session.clone());
+            state.bytes += SESSION_OVERHEAD_BYTES;
+        }
+        let entry = state.sessions.get_mut(session).expect("inserted above");
+        let index = entry.turns.len() as u64;
+        entry.turns.push(turn.at(index));
+        entry.bytes += added;
+        state.bytes += added;
+        state.evict_until_within(self.max_bytes, session);
+        Ok(index)
+    }
+
+    async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError> {
+        let mut state = self.lock();
+        Ok(match state.touch(session) {
+            None => Window::default(),
+            Some(entry) => {
+                let start = entry.turns.len().saturating_sub(limit);
+                Window {
+                    turns: entry.turns[start..].to_vec(),
+                    total: entry.turns.len() as u64,
+                }
+            }
+        })
+    }
+
+    async fn all(&self, session: &SessionId) -> Result<Vec<Turn>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .get(session)
+            .map(|s| s.turns.clone())
+            .unwrap_or_default())
+    }
+
+    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
+        let mut state = self.lock();
+        match state.sessions.remove(session) {
+            None => Ok(false),
+            Some(removed) => {
+                state.by_last_use.remove(&removed.last_use);
+                state.bytes -= removed.bytes;
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn turn(text: &str) -> NewTurn {
+        NewTurn {
+            user: text.into(),
+            assistant: text.into(),
+            metadata_json: "{}".into(),
+            timestamp: Utc::now(),
+            owner: None,
+        }
+    }
+
+    fn id(s: &str) -> SessionId {
+        SessionId::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn evicts_least_recently_used_sessions_past_the_cap() {
+        let per_session =
+            SESSION_OVERHEAD_BYTES + TURN_OVERHEAD_BYTES + turn(&"x".repeat(100)).heap_size();
+        let store = InProcessStore::new(per_session * 3);
+        for name in ["a", "b", "c"] {
+            store
+                .append(&id(name), turn(&"x".repeat(100)))
+                .await
+                .unwrap();
+        }
+        // Reading "a" makes "b" the least recently used.
+        store.recent(&id("a"), 10).await.unwrap();
+        store
+            .append(&id("d"), turn(&"x".repeat(100)))
+            .await
+            .unwrap();
+        assert_eq!(store.session_count(), 3);
+        assert_eq!(store.recent(&id("b"), 10).await.unwrap().total, 0);
+        assert_eq!(store.recent(&id("a"), 10).await.unwrap().total, 1);
+    }
+
+    #[tokio::test]
+    async fn a_single_huge_session_is_kept_while_written() {
+        let store = InProcessStore::new(10);
+        assert_eq!(store.append(&id("big"), turn("hello")).await.unwrap(), 0);
+        assert_eq!(store.append(&id("big"), turn("again")).await.unwrap(), 1);
+        assert_eq!(store.recent(&id("big"), 10).await.unwrap().total, 2);
+    }
+}

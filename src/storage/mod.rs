@@ -1,0 +1,58 @@
+//! Conversation storage: one small trait, an in-process backend and an Azure Table
+//! Storage backend. Every backend maps its failures into [`StorageError`]; nothing
+//! above this module knows which backend it talks to.
+
+mod guard;
+mod memory;
+
+pub use guard::{GuardedStore, StorageBudget};
+pub use memory::InProcessStore;
+
+use async_trait::async_trait;
+
+use crate::domain::{NewTurn, SessionId, Turn};
+
+/// The most recent turns of a session, oldest first, and how many turns it has in all.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Window {
+    pub turns: Vec<Turn>,
+    pub total: u64,
+}
+
+/// Why a storage call failed, whatever the backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The store could not be reached or answered with a server error.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not finish within its time budget.
+    #[error("storage timed out")]
+    Timeout,
+    /// The circuit breaker is open after recent failures; storage is not tried.
+    #[error("storage skipped after recent failures (retrying in {retry_in_ms} ms)")]
+    CircuitOpen { retry_in_ms: u64 },
+    /// The data cannot be stored (too large for an entity, for example); retrying will not help.
+    #[error("cannot store: {0}")]
+    Rejected(String),
+}
+
+/// Where conversations live. Every implementation keeps these promises (the
+/// conformance suite in `tests/api/storage_conformance.rs` checks each backend):
+/// - `append` stores a turn exactly once, at the next free number, even when many
+///   callers (in many processes) append to one session at the same time;
+/// - turn numbers of a session are 0-based and gap-free;
+/// - `recent` costs the same however long the session is.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + 'static {
+    /// Stores `turn` as the next turn of `session` and returns its number.
+    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError>;
+
+    /// The last `limit` turns of `session` (oldest first) and its total turn count.
+    async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError>;
+
+    /// Every turn of `session` in order; empty when the session is unknown.
+    async fn all(&self, session: &SessionId) -> Result<Vec<Turn>, StorageError>;
+
+    /// Removes every turn of `session`; `false` when there was nothing to remove.
+    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError>;
+}
