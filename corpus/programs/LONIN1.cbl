@@ -1,0 +1,234 @@
+       IDENTIFICATION DIVISION.
+       PROGRAM-ID. LONIN1.
+      *----------------------------------------------------------------
+      * LONIN1 - NEW LOAN INTAKE AND BOARDING
+      *
+      * LONIN1 BOARDS NEWLY FUNDED LOANS ONTO THE SERVICING SYSTEM.
+      * IT READS THE NEW LOAN FILE (NEWLOAN) SENT BY THE ORIGINATION
+      * SYSTEM AFTER CLOSING AND FUNDING, EDITS EACH LOAN (BORROWER,
+      * PRODUCT, RATE, TERM, NOTE DATE, AMOUNT), CALCULATES THE MONTHLY
+      * PRINCIPAL AND INTEREST PAYMENT, THE FIRST DUE DATE AND THE
+      * MATURITY DATE, AND ADDS A NEW RECORD TO THE LOAN MASTER.
+      *   FIRST DUE DATE  = 1ST OF THE SECOND MONTH AFTER THE NOTE DATE
+      *                     (NOTE 03/15 -> FIRST PAYMENT DUE 05/01)
+      *   MATURITY DATE   = FIRST DUE DATE + (TERM - 1) MONTHS
+      *   P&I PAYMENT     = P * R * G / (G - 1)
+      *                     WHERE R = RATE / 12 AND G = (1 + R) ** N
+      *   ESCROW ANALYSIS MONTH = MONTH OF THE FIRST DUE DATE
+      * THE INITIAL ESCROW DEPOSIT COLLECTED AT CLOSING BECOMES THE
+      * OPENING ESCROW BALANCE.  LM-BOARD-DATE IS SET TO THE BUSINESS
+      * DATE SO THAT LONRC1 CAN ADD NEW LOANS INTO ITS ROLL-FORWARD.
+      *
+      * INPUTS:   NEWLOAN   NEW LOAN BOARDING FILE (LAYOUT BELOW)
+      *           SYSIN     BUSINESS DATE CARD  BUSDATE=CCYYMMDD
+      * OUTPUTS:  LOANMAST  NEW LOAN MASTER RECORDS (WRITE, RANDOM)
+      *           BOARDRPT  BOARDING REPORT - BOARDED AND REJECTED
+      * COPYBOOKS USED: LNMASTR, ERRCODES, DATEWS
+      * CALLS:    DATEUTIL
+      * JOB:      NIGHTLY, STEP010
+      * RETURN CODES: 0 ALL BOARDED, 4 SOME REJECTED, 16 FILE ERROR
+      *----------------------------------------------------------------
+       ENVIRONMENT DIVISION.
+       INPUT-OUTPUT SECTION.
+       FILE-CONTROL.
+           SELECT NEWLOAN-FILE  ASSIGN TO NEWLOAN.
+           SELECT LOANMAST-FILE ASSIGN TO LOANMAST
+               ORGANIZATION IS INDEXED
+               ACCESS MODE IS RANDOM
+               RECORD KEY IS LM-LOAN-NUMBER
+               FILE STATUS IS WS-LOANMAST-STATUS.
+           SELECT BOARDRPT-FILE ASSIGN TO BOARDRPT.
+       DATA DIVISION.
+       FILE SECTION.
+       FD  NEWLOAN-FILE  RECORDING MODE IS F.
+       01  NEW-LOAN-RECORD.
+           05  NL-LOAN-NUMBER              PIC X(10).
+           05  NL-BORROWER-NAME            PIC X(30).
+           05  NL-CO-BORROWER-NAME         PIC X(30).
+           05  NL-ADDR-1                   PIC X(30).
+           05  NL-ADDR-2                   PIC X(30).
+           05  NL-CITY                     PIC X(20).
+           05  NL-STATE                    PIC X(02).
+           05  NL-ZIP                      PIC X(10).
+           05  NL-PRODUCT-CODE             PIC X(03).
+           05  NL-LOAN-AMOUNT              PIC 9(09)V99.
+           05  NL-RATE-PERCENT             PIC 9(02)V9(4).
+           05  NL-TERM-MONTHS              PIC 9(03).
+           05  NL-NOTE-DATE                PIC 9(08).
+           05  NL-ESCROW-FLAG              PIC X(01).
+           05  NL-ESCROW-PAYMENT           PIC 9(05)V99.
+           05  NL-ESCROW-DEPOSIT           PIC 9(07)V99.
+           05  FILLER                      PIC X(30).
+       FD  LOANMAST-FILE.
+           COPY LNMASTR.
+       FD  BOARDRPT-FILE RECORDING MODE IS F.
+       01  BOARDRPT-LINE                   PIC X(132).
+       WORKING-STORAGE SECTION.
+       01  WS-LOANMAST-STATUS              PIC X(02).
+           88  LOANMAST-OK                     VALUE '00'.
+       01  WS-EOF-SW                       PIC X(01) VALUE 'N'.
+           88  END-OF-NEWLOAN                  VALUE 'Y'.
+       01  WS-MONTHLY-RATE                 PIC SV9(9)    COMP-3.
+       01  WS-GROWTH-FACTOR                PIC S9(5)V9(12) COMP-3.
+       01  WS-BOARDED-COUNT                PIC S9(7)     COMP-3 VALUE 0.
+       01  WS-BOARDED-AMOUNT               PIC S9(11)V99 COMP-3 VALUE 0.
+       01  WS-REJECT-COUNT                 PIC S9(7)     COMP-3 VALUE 0.
+       01  WS-REPORT-LINE.
+           05  FILLER                      PIC X(01) VALUE SPACE.
+           05  RL-LOAN-NUMBER              PIC X(10).
+           05  FILLER                      PIC X(02) VALUE SPACES.
+           05  RL-BORROWER-NAME            PIC X(25).
+           05  RL-LOAN-AMOUNT              PIC ZZZ,ZZZ,ZZ9.99.
+           05  FILLER                      PIC X(02) VALUE SPACES.
+           05  RL-PI-PAYMENT               PIC ZZZ,ZZ9.99.
+           05  FILLER                      PIC X(02) VALUE SPACES.
+           05  RL-FIRST-DUE                PIC X(10).
+           05  FILLER                      PIC X(02) VALUE SPACES.
+           05  RL-RESULT                   PIC X(54).
+           COPY ERRCODES.
+           COPY DATEWS.
+       PROCEDURE DIVISION.
+       0000-MAIN.
+           OPEN INPUT NEWLOAN-FILE I-O LOANMAST-FILE
+                OUTPUT BOARDRPT-FILE
+           ACCEPT DW-CONTROL-CARD
+           MOVE DW-CARD-BUS-DATE TO DU-DATE-1 DW-BUSINESS-DATE
+           SET DU-FN-VALIDATE TO TRUE
+           CALL 'DATEUTIL' USING DATEUTIL-PARMS
+           IF NOT LOANMAST-OK OR NOT DU-OK
+               DISPLAY 'LONIN1 LOANMAST STATUS ' WS-LOANMAST-STATUS
+                       ' OR BAD CONTROL CARD ' DW-CONTROL-CARD
+               MOVE 16 TO RETURN-CODE
+               STOP RUN
+           END-IF
+           MOVE ' LONIN1 - NEW LOAN BOARDING REPORT' TO BOARDRPT-LINE
+           WRITE BOARDRPT-LINE AFTER ADVANCING PAGE
+           PERFORM 1000-READ-NEWLOAN
+           PERFORM 2000-BOARD-ONE-LOAN UNTIL END-OF-NEWLOAN
+           DISPLAY 'LONIN1 LOANS BOARDED  ' WS-BOARDED-COUNT
+                   '  AMOUNT ' WS-BOARDED-AMOUNT
+           DISPLAY 'LONIN1 LOANS REJECTED ' WS-REJECT-COUNT
+           CLOSE NEWLOAN-FILE LOANMAST-FILE BOARDRPT-FILE
+           IF WS-REJECT-COUNT > 0
+               MOVE 4 TO RETURN-CODE
+           ELSE
+               MOVE 0 TO RETURN-CODE
+           END-IF
+           GOBACK.
+
+       1000-READ-NEWLOAN.
+           READ NEWLOAN-FILE
+               AT END SET END-OF-NEWLOAN TO TRUE
+           END-READ.
+
+       2000-BOARD-ONE-LOAN.
+           SET ERR-NO-ERROR TO TRUE
+           MOVE NL-NOTE-DATE TO DU-DATE-1
+           SET DU-FN-VALIDATE TO TRUE
+           CALL 'DATEUTIL' USING DATEUTIL-PARMS
+           EVALUATE TRUE
+               WHEN NL-BORROWER-NAME = SPACES OR NL-ADDR-1 = SPACES
+                   SET ERR-MISSING-BORROWER TO TRUE
+               WHEN NL-PRODUCT-CODE NOT = 'F30' AND 'F15' AND 'HEL'
+                   SET ERR-INVALID-PRODUCT TO TRUE
+               WHEN NL-LOAN-AMOUNT NOT NUMERIC OR NL-LOAN-AMOUNT = 0
+                   SET ERR-INVALID-LOAN-AMT TO TRUE
+               WHEN NL-RATE-PERCENT NOT NUMERIC
+                 OR NL-RATE-PERCENT < 0.5 OR NL-RATE-PERCENT > 20
+                   SET ERR-INVALID-RATE TO TRUE
+               WHEN NL-TERM-MONTHS NOT NUMERIC
+                 OR NL-TERM-MONTHS < 60 OR NL-TERM-MONTHS > 360
+                   SET ERR-INVALID-TERM TO TRUE
+               WHEN NOT DU-OK OR NL-NOTE-DATE > DW-BUSINESS-DATE
+                   SET ERR-INVALID-NOTE-DATE TO TRUE
+           END-EVALUATE
+           IF ERR-NO-ERROR
+               PERFORM 3000-BUILD-MASTER-RECORD
+               WRITE LOAN-MASTER-RECORD
+                   INVALID KEY SET ERR-DUP-LOAN-NUMBER TO TRUE
+               END-WRITE
+           END-IF
+           PERFORM 4000-REPORT-LOAN
+           PERFORM 1000-READ-NEWLOAN.
+
+       3000-BUILD-MASTER-RECORD.
+           INITIALIZE LOAN-MASTER-RECORD
+           MOVE NL-LOAN-NUMBER      TO LM-LOAN-NUMBER
+           MOVE NL-BORROWER-NAME    TO LM-BORROWER-NAME
+           MOVE NL-CO-BORROWER-NAME TO LM-CO-BORROWER-NAME
+           MOVE NL-ADDR-1           TO LM-MAIL-ADDR-1
+           MOVE NL-ADDR-2           TO LM-MAIL-ADDR-2
+           MOVE NL-CITY             TO LM-MAIL-CITY
+           MOVE NL-STATE            TO LM-MAIL-STATE
+           MOVE NL-ZIP              TO LM-MAIL-ZIP
+           MOVE NL-PRODUCT-CODE     TO LM-PRODUCT-CODE
+           MOVE NL-LOAN-AMOUNT      TO LM-ORIG-AMOUNT LM-PRINCIPAL-BAL
+           MOVE NL-TERM-MONTHS      TO LM-TERM-MONTHS
+           MOVE NL-NOTE-DATE        TO LM-NOTE-DATE
+           MOVE DW-BUSINESS-DATE    TO LM-BOARD-DATE LM-LAST-MAINT-DATE
+           MOVE 'LONIN1'            TO LM-LAST-MAINT-PGM
+           COMPUTE LM-ANNUAL-RATE  = NL-RATE-PERCENT / 100
+           COMPUTE WS-MONTHLY-RATE ROUNDED = LM-ANNUAL-RATE / 12
+           COMPUTE WS-GROWTH-FACTOR = (1 + WS-MONTHLY-RATE)
+                                   ** NL-TERM-MONTHS
+           COMPUTE LM-PI-PAYMENT ROUNDED = NL-LOAN-AMOUNT
+                 * WS-MONTHLY-RATE * WS-GROWTH-FACTOR
+                 / (WS-GROWTH-FACTOR - 1)
+      *    FIRST DUE = 1ST OF THE MONTH TWO MONTHS AFTER THE NOTE DATE;
+      *    INTEREST IS PAID TO THE 1ST OF THE MONTH BEFORE (PREPAID
+      *    INTEREST IS COLLECTED AT CLOSING).
+           MOVE NL-NOTE-DATE TO DW-WORK-DATE
+           MOVE 01 TO DW-WORK-DD
+           MOVE DW-WORK-DATE TO DU-DATE-1
+           MOVE 2 TO DU-NUMBER
+           SET DU-FN-ADD-MONTHS TO TRUE
+           CALL 'DATEUTIL' USING DATEUTIL-PARMS
+           MOVE DU-RESULT-DATE TO LM-FIRST-DUE-DATE LM-NEXT-DUE-DATE
+           MOVE 1 TO DU-NUMBER
+           CALL 'DATEUTIL' USING DATEUTIL-PARMS
+           MOVE DU-RESULT-DATE TO LM-INT-PAID-TO-DATE
+           MOVE LM-FIRST-DUE-DATE TO DU-DATE-1
+           COMPUTE DU-NUMBER = NL-TERM-MONTHS - 1
+           CALL 'DATEUTIL' USING DATEUTIL-PARMS
+           MOVE DU-RESULT-DATE TO LM-MATURITY-DATE
+           MOVE LM-FIRST-DUE-DATE TO DW-WORK-DATE
+           MOVE DW-WORK-MM TO LM-ESCROW-ANALYSIS-MM
+           SET LM-STAT-ACTIVE TO TRUE
+           SET LM-NO-HOLD     TO TRUE
+           SET LM-DQ-CURRENT  TO TRUE
+           IF NL-ESCROW-FLAG = 'Y'
+               SET LM-HAS-ESCROW TO TRUE
+               MOVE NL-ESCROW-PAYMENT TO LM-ESCROW-PAYMENT
+               MOVE NL-ESCROW-DEPOSIT TO LM-ESCROW-BAL
+           ELSE
+               SET LM-NO-ESCROW TO TRUE
+           END-IF.
+
+       4000-REPORT-LOAN.
+           MOVE SPACES           TO WS-REPORT-LINE
+           MOVE NL-LOAN-NUMBER   TO RL-LOAN-NUMBER
+           MOVE NL-BORROWER-NAME TO RL-BORROWER-NAME
+           IF NL-LOAN-AMOUNT IS NUMERIC
+               MOVE NL-LOAN-AMOUNT TO RL-LOAN-AMOUNT
+           END-IF
+           IF ERR-NO-ERROR
+               ADD 1 TO WS-BOARDED-COUNT
+               ADD NL-LOAN-AMOUNT TO WS-BOARDED-AMOUNT
+               MOVE LM-PI-PAYMENT     TO RL-PI-PAYMENT
+               MOVE LM-FIRST-DUE-DATE TO DU-DATE-1
+               SET DU-FN-FORMAT TO TRUE
+               CALL 'DATEUTIL' USING DATEUTIL-PARMS
+               MOVE DU-RESULT-EDITED  TO RL-FIRST-DUE
+               MOVE 'BOARDED'         TO RL-RESULT
+           ELSE
+               ADD 1 TO WS-REJECT-COUNT
+               SET ERR-IDX TO 1
+               SEARCH ERR-TABLE-ENTRY
+                   AT END MOVE 'REJECTED' TO RL-RESULT
+                   WHEN ERR-TBL-CODE (ERR-IDX) = ERR-CODE
+                       STRING 'REJECTED ' ERR-CODE ' '
+                              ERR-TBL-MESSAGE (ERR-IDX)
+                           DELIMITED BY SIZE INTO RL-RESULT
+               END-SEARCH
+           END-IF
+           WRITE BOARDRPT-LINE FROM WS-REPORT-LINE AFTER 1.
