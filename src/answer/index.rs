@@ -8,6 +8,7 @@ use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, INDEXED, STORED,
+    STRING,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
@@ -21,6 +22,12 @@ const PASSAGE_STRIDE: usize = 8;
 const ANALYZER: &str = "code_en";
 /// A match in a document's name counts more than one in its text.
 const TITLE_BOOST: f32 = 2.0;
+/// A document's first passage (a source file's header comment) usually says what
+/// the file is for: it gets a bonus when it matches at all.
+const LEAD_BOOST: f32 = 1.0;
+const LEAD: &str = "lead";
+/// Documents an earlier turn was about weigh more than a title the question names.
+const CONTEXT_BOOST: f32 = 3.0;
 
 /// A run of lines of one document.
 #[derive(Debug, Clone)]
@@ -49,17 +56,28 @@ pub struct DocumentIndex {
     title_field: Field,
     body_field: Field,
     passage_field: Field,
+    lead_field: Field,
 }
 
+/// Words that carry no subject in a question about code: English function words
+/// and the question words people type ("what does … do", "tell me about …").
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could",
+    "describe", "did", "do", "does", "doing", "explain", "for", "from", "has", "have", "how", "i",
+    "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "please",
+    "show", "should", "such", "tell", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "why",
+    "will", "with", "would", "you", "your",
+];
+
 fn analyzer() -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser);
-    match StopWordFilter::new(Language::English) {
-        Some(stop_words) => builder
-            .filter(stop_words)
-            .filter(Stemmer::new(Language::English))
-            .build(),
-        None => builder.filter(Stemmer::new(Language::English)).build(),
-    }
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
+        .filter(Stemmer::new(Language::English))
+        .build()
 }
 
 /// A document's title: its file name without the extension.
@@ -102,6 +120,7 @@ impl DocumentIndex {
         let title_field = schema.add_text_field("title", text.clone());
         let body_field = schema.add_text_field("body", text);
         let passage_field = schema.add_u64_field("passage", INDEXED | STORED);
+        let lead_field = schema.add_text_field("lead", STRING);
         let index = Index::create_in_ram(schema.build());
         index.tokenizers().register(ANALYZER, analyzer());
 
@@ -109,11 +128,15 @@ impl DocumentIndex {
         // One thread and the minimum arena: the corpus is small and start-up matters.
         let mut writer = index.writer_with_num_threads(1, 15_000_000)?;
         for (n, passage) in passages.iter().enumerate() {
-            writer.add_document(doc!(
+            let mut document = doc!(
                 title_field => passage.title.as_str(),
                 body_field => passage.text.as_str(),
                 passage_field => n as u64,
-            ))?;
+            );
+            if passage.first_line == 1 {
+                document.add_text(lead_field, LEAD);
+            }
+            writer.add_document(document)?;
         }
         writer.commit()?;
         let reader = index.reader()?;
@@ -129,6 +152,7 @@ impl DocumentIndex {
             title_field,
             body_field,
             passage_field,
+            lead_field,
         })
     }
 
@@ -148,29 +172,49 @@ impl DocumentIndex {
         found
     }
 
-    /// The best passages for `text`, plus `extra` text whose terms weigh `extra_weight`.
-    pub fn search(&self, text: &str, extra: &str, extra_weight: f32, limit: usize) -> Vec<Hit<'_>> {
+    /// The best passages for `question`. `context` names documents an earlier turn
+    /// was about: it steers which documents match (their titles), while the
+    /// question's own words pick the passages.
+    pub fn search(&self, question: &str, context: &[String], limit: usize) -> Vec<Hit<'_>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut analyzer = self.analyzer.clone();
-        for (words, weight) in [(text, 1.0), (extra, extra_weight)] {
-            let mut stream = analyzer.token_stream(words);
+        let mut add = |text: &str, fields: &[(Field, f32)]| {
+            let mut stream = analyzer.token_stream(text);
             while let Some(token) = stream.next() {
-                for (field, boost) in [(self.body_field, 1.0), (self.title_field, TITLE_BOOST)] {
+                for &(field, boost) in fields {
                     let term = Term::from_field_text(field, &token.text);
                     let query = TermQuery::new(term, IndexRecordOption::WithFreqs);
                     clauses.push((
                         Occur::Should,
-                        Box::new(BoostQuery::new(Box::new(query), weight * boost)),
+                        Box::new(BoostQuery::new(Box::new(query), boost)),
                     ));
                 }
             }
-        }
+        };
+        add(
+            question,
+            &[(self.body_field, 1.0), (self.title_field, TITLE_BOOST)],
+        );
+        add(&context.join(" "), &[(self.title_field, CONTEXT_BOOST)]);
         if clauses.is_empty() {
             return Vec::new();
         }
+        let lead = TermQuery::new(
+            Term::from_field_text(self.lead_field, LEAD),
+            IndexRecordOption::Basic,
+        );
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>,
+            ),
+            (
+                Occur::Should,
+                Box::new(BoostQuery::new(Box::new(lead), LEAD_BOOST)),
+            ),
+        ]);
         let searcher = self.reader.searcher();
-        let Ok(top) = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit))
-        else {
+        let Ok(top) = searcher.search(&query, &TopDocs::with_limit(limit)) else {
             return Vec::new();
         };
         top.into_iter()
@@ -218,14 +262,9 @@ mod tests {
             ),
         ])
         .unwrap();
-        let hits = index.search(
-            "Which program handles ESCROW? ) AND NOT (\" body:",
-            "",
-            1.0,
-            5,
-        );
+        let hits = index.search("Which program handles ESCROW? ) AND NOT (\" body:", &[], 5);
         assert_eq!(hits[0].passage.doc_id, "programs/ESC.cbl");
-        assert!(index.search("the and of", "", 1.0, 5).is_empty());
+        assert!(index.search("what does the and of", &[], 5).is_empty());
     }
 
     #[test]

@@ -9,11 +9,13 @@ use super::{Answer, AnswerError, Answerer, DocumentIndex, Hit, Mode, Source};
 use crate::domain::Turn;
 
 const PASSAGES_QUOTED: usize = 3;
-const CANDIDATES: usize = 20;
+const CANDIDATES: usize = 60;
+/// Words by which a question points back at what was discussed before.
+const REFERRING_WORDS: &[&str] = &[
+    "it", "its", "it's", "this", "that", "these", "those", "they", "them", "their", "there",
+    "same", "above", "previous", "former", "latter",
+];
 const SNIPPET_CHARS: usize = 240;
-/// Context carried over from earlier turns steers retrieval, but a question's own
-/// words still decide between close candidates.
-const CONTEXT_WEIGHT: f32 = 1.5;
 
 pub struct OfflineAnswerer {
     index: Arc<DocumentIndex>,
@@ -24,11 +26,15 @@ impl OfflineAnswerer {
         Self { index }
     }
 
-    /// What a follow-up refers to: when the question names no document, the documents
-    /// named by the most recent turn that named any (its question first, else the
-    /// first source its answer cited).
+    /// What a follow-up refers to. A question that names no document but points
+    /// back ("What copybooks does *it* use?") is about the documents named by the
+    /// most recent turn that named any: its question first, else the first source
+    /// its answer cited. Any other question stands on its own.
     pub fn follow_up_context(&self, question: &str, history: &[Turn]) -> Vec<String> {
-        if !self.index.titles_in(question).is_empty() {
+        let refers_back = question
+            .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .any(|word| REFERRING_WORDS.contains(&word.to_lowercase().as_str()));
+        if !refers_back || !self.index.titles_in(question).is_empty() {
             return Vec::new();
         }
         for turn in history.iter().rev() {
@@ -70,10 +76,8 @@ fn best_per_document(hits: Vec<Hit<'_>>) -> Vec<Hit<'_>> {
 #[async_trait]
 impl Answerer for OfflineAnswerer {
     async fn answer(&self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
-        let context = self.follow_up_context(question, history).join(" ");
-        let hits = self
-            .index
-            .search(question, &context, CONTEXT_WEIGHT, CANDIDATES);
+        let context = self.follow_up_context(question, history);
+        let hits = self.index.search(question, &context, CANDIDATES);
         let hits = best_per_document(hits);
         if hits.is_empty() {
             return Ok(Answer {
@@ -84,7 +88,7 @@ impl Answerer for OfflineAnswerer {
         }
         let mut text = String::from("From the indexed documents");
         if !context.is_empty() {
-            text.push_str(&format!(" (following up on {context})"));
+            text.push_str(&format!(" (following up on {})", context.join(", ")));
         }
         text.push_str(":\n");
         for (n, hit) in hits.iter().enumerate() {
@@ -112,5 +116,61 @@ impl Answerer for OfflineAnswerer {
             sources,
             mode: Mode::Offline,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::Document;
+
+    fn answerer() -> OfflineAnswerer {
+        let docs = ["programs/LONPF2.cbl", "programs/LONES1.cbl"].map(|id| Document {
+            id: id.into(),
+            text: format!("{id} body"),
+        });
+        OfflineAnswerer::new(Arc::new(DocumentIndex::build(&docs).unwrap()))
+    }
+
+    fn turn(user: &str, assistant: &str) -> Turn {
+        Turn {
+            index: 0,
+            user: user.into(),
+            assistant: assistant.into(),
+            metadata_json: "{}".into(),
+            timestamp: chrono::Utc::now(),
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn a_question_pointing_back_takes_the_latest_named_documents() {
+        let a = answerer();
+        let history = [
+            turn("What does LONES1 do?", "…"),
+            turn("What does LONPF2 do?", "…"),
+            turn("Thanks", "[1] programs/LONES1.cbl"),
+        ];
+        assert_eq!(
+            a.follow_up_context("What copybooks does it use?", &history),
+            ["LONES1"]
+        );
+        assert_eq!(
+            a.follow_up_context("And its inputs?", &history[..2]),
+            ["LONPF2"]
+        );
+    }
+
+    #[test]
+    fn a_question_that_stands_alone_gets_no_context() {
+        let a = answerer();
+        let history = [turn("What does LONPF2 do?", "…")];
+        assert!(a
+            .follow_up_context("How are late fees computed?", &history)
+            .is_empty());
+        assert!(a
+            .follow_up_context("What does LONES1 do with it?", &history)
+            .is_empty());
+        assert!(a.follow_up_context("What does it use?", &[]).is_empty());
     }
 }
