@@ -1,0 +1,139 @@
+//! `spawn_app`: the real application on a free port, driven over HTTP.
+
+use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
+use azure_storage::{CloudLocation, StorageCredentials};
+use serde_json::Value;
+use session_rag::settings::{Settings, StorageConnection};
+use session_rag::startup::Application;
+use session_rag::storage::TableStore;
+
+use crate::azurite;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+pub struct TestResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// Starts the app on port 0 with default settings changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    session_rag::telemetry::init();
+    let mut settings = Settings::defaults();
+    settings.port = 0;
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The app with durable storage in `table` of the shared Azurite.
+pub async fn spawn_app_with_storage(table: &str) -> TestApp {
+    spawn_app_with(|settings| use_table(settings, &azurite::shared_table_endpoint(), table)).await
+}
+
+/// Points `settings` at `table` of the Azurite at `endpoint`, the way users configure it.
+pub fn use_table(settings: &mut Settings, endpoint: &str, table: &str) {
+    settings.storage = Some(azurite_connection(endpoint));
+    settings.chat_history_table = table.to_owned();
+}
+
+/// An account-key connection string setting for the Azurite at `endpoint`.
+pub fn azurite_connection(endpoint: &str) -> StorageConnection {
+    StorageConnection::ConnectionString {
+        setting: "AZURE_STORAGE_CONNECTION_STRING",
+        value: azurite::connection_string(endpoint),
+    }
+}
+
+/// A [`TableStore`] on `table` of the shared Azurite (the table is created on first use).
+pub fn shared_table_store(table: &str) -> TableStore {
+    TableStore::connect(&azurite_connection(&azurite::shared_table_endpoint()), table)
+        .expect("an Azurite connection string is usable")
+}
+
+/// The SDK's own client for `table` of the shared Azurite, to write and inspect rows
+/// the way another program (the seed's Python code, say) would.
+pub fn raw_table_client(table: &str) -> TableClient {
+    let endpoint = azurite::shared_table_endpoint();
+    let location = CloudLocation::Custom {
+        account: azurite::ACCOUNT_NAME.into(),
+        uri: endpoint.trim_end_matches('/').to_owned(),
+    };
+    let credentials = StorageCredentials::access_key(
+        azurite::ACCOUNT_NAME,
+        azure_core::auth::Secret::new(azurite::ACCOUNT_KEY),
+    );
+    TableServiceClientBuilder::with_location(location, credentials)
+        .build()
+        .table_client(table)
+}
+
+impl TestApp {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> TestResponse {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = response.text().await.expect("body read");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+        TestResponse {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub async fn query(&self, body: Value) -> TestResponse {
+        self.send(
+            self.client
+                .post(format!("{}/api/query", self.address))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// A successful query's body (panics with the error otherwise).
+    pub async fn ask(&self, body: Value) -> Value {
+        let response = self.query(body).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+}
+
+impl TestResponse {
+    /// Asserts this is the contract's JSON error with `status` and `code`.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "{}", self.body);
+        assert!(self.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "{}",
+            self.content_type
+        );
+    }
+}
+
+/// The first source's id of an answer.
+pub fn top_source(body: &Value) -> &str {
+    body["sources"][0]["id"].as_str().unwrap_or("")
+}
