@@ -2,9 +2,11 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Logs go to stderr (the Functions host collects both streams) at `RUST_LOG`, default `info`.
+/// Logs go to stderr (the Functions host collects both streams) at `RUST_LOG`;
+/// by default `info`, without tantivy's per-commit chatter.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn"));
     // A second call (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
