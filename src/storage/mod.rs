@@ -4,9 +4,11 @@
 
 mod guard;
 mod memory;
+mod table;
 
 pub use guard::{GuardedStore, StorageBudget};
 pub use memory::InProcessStore;
+pub use table::TableStore;
 
 use async_trait::async_trait;
 
