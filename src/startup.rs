@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::answer::{load_documents, DocumentIndex, OfflineAnswerer};
+use crate::answer::{answerer_for, load_documents, DocumentIndex};
 use crate::conversation::Conversations;
 use crate::routes::{router, AppState};
 use crate::settings::Settings;
-use crate::storage::InProcessStore;
+use crate::storage::{GuardedStore, InProcessStore, TableStore};
 
 pub struct Application {
     listener: TcpListener,
@@ -21,6 +21,12 @@ pub struct Application {
 impl Application {
     /// Indexes the documents, connects storage and binds `127.0.0.1:port` (the host
     /// connects to loopback; port 0 picks a free port, for tests).
+    ///
+    /// Storage settings that cannot work fail here with the [`SettingsError`]
+    /// (`main` prints it as a configuration error); storage itself is not contacted,
+    /// so the handler starts while storage is down.
+    ///
+    /// [`SettingsError`]: crate::settings::SettingsError
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let documents = load_documents(settings.docs_dir.as_deref())?;
@@ -31,9 +37,19 @@ impl Application {
             ms = started.elapsed().as_millis() as u64,
             "documents indexed"
         );
-        let answerer = Arc::new(OfflineAnswerer::new(Arc::new(index)));
+        let answerer = answerer_for(&settings, Arc::new(index))?;
         let in_process = Arc::new(InProcessStore::new(settings.session_memory_max_bytes));
-        let conversations = Conversations::new(answerer, in_process, None, settings.max_turns);
+        let durable = match &settings.storage {
+            None => None,
+            Some(connection) => Some(GuardedStore::new(
+                Arc::new(TableStore::connect(
+                    connection,
+                    &settings.chat_history_table,
+                )?),
+                settings.storage_timeout,
+            )),
+        };
+        let conversations = Conversations::new(answerer, in_process, durable, settings.max_turns);
 
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
         let listener = TcpListener::bind(address)

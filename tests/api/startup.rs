@@ -35,3 +35,33 @@ fn a_broken_local_settings_file_is_named() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("local.settings.json"));
 }
+
+#[test]
+fn an_unusable_storage_connection_stops_start_up_naming_the_setting_not_the_secret() {
+    let cwd = tempfile::tempdir().unwrap();
+    let secret = "c2VjcmV0LWFjY291bnQta2V5";
+    for (name, value) in [
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            format!("AccountKey={secret};DefaultEndpointsProtocol=https"),
+        ),
+        (
+            "AzureWebJobsStorage",
+            format!("AccountName=acct;AccountKey={secret};TableEndpoint=not a url"),
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_handler"))
+            .current_dir(cwd.path())
+            .env(name, &value)
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("handler runs");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<_> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains(&format!("{name}: ")), "{stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
+}
