@@ -5,6 +5,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod answering;
+
+pub use answering::{
+    ApiKey, AzureOpenAi, AzureSearch, Generator, OpenAiCompatible, Retrieval, UpstreamPolicy,
+};
+
 const LOCAL_SETTINGS_FILE: &str = "local.settings.json";
 
 /// A setting that cannot be used, named, with what is wrong. Never echoes secrets.
@@ -74,6 +80,14 @@ pub struct Settings {
     pub storage_timeout: Duration,
     /// `SESSION_MEMORY_MAX_MB`: cap on in-process conversation memory.
     pub session_memory_max_bytes: usize,
+    /// `AZURE_OPENAI_*` or `OPENAI_*`: which model writes answers; offline when neither.
+    pub generator: Generator,
+    /// `AZURE_SEARCH_*`: where a model's passages come from; the local index when unset.
+    pub retrieval: Retrieval,
+    /// `MODEL_CONTEXT_TOKENS`: the most a model prompt may hold, in estimated tokens.
+    pub model_context_tokens: usize,
+    /// `MODEL_TIMEOUT_SECONDS`, `MODEL_MAX_RETRIES`: bounds on model and search calls.
+    pub upstream: UpstreamPolicy,
 }
 
 impl Settings {
@@ -87,6 +101,10 @@ impl Settings {
             storage: None,
             storage_timeout: Duration::from_secs(10),
             session_memory_max_bytes: 256 * 1024 * 1024,
+            generator: Generator::Offline,
+            retrieval: Retrieval::LocalIndex,
+            model_context_tokens: 6000,
+            upstream: UpstreamPolicy::default(),
         }
     }
 
@@ -174,6 +192,7 @@ impl Settings {
                 }
             },
         };
+        let generator = answering::generator(&get)?;
         Ok(Self {
             port,
             max_turns,
@@ -182,6 +201,10 @@ impl Settings {
             storage: storage_connection(&get),
             storage_timeout,
             session_memory_max_bytes,
+            retrieval: answering::retrieval(&get, &generator)?,
+            generator,
+            model_context_tokens: answering::context_tokens(&get, defaults.model_context_tokens)?,
+            upstream: answering::upstream_policy(&get)?,
         })
     }
 }

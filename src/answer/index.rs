@@ -15,7 +15,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{doc, Index, IndexReader, TantivyDocument, Term};
 
-use super::Document;
+use super::{snippet, Document, Source};
 
 const PASSAGE_LINES: usize = 12;
 const PASSAGE_STRIDE: usize = 8;
@@ -28,6 +28,9 @@ const LEAD_BOOST: f32 = 1.0;
 const LEAD: &str = "lead";
 /// Documents an earlier turn was about weigh more than a title the question names.
 const CONTEXT_BOOST: f32 = 3.0;
+/// Passages searched before keeping each document's best: enough that the best
+/// documents all show up even when one document has many matching passages.
+const CANDIDATES: usize = 60;
 
 /// A run of lines of one document.
 #[derive(Debug, Clone)]
@@ -45,6 +48,18 @@ pub struct Passage {
 pub struct Hit<'a> {
     pub passage: &'a Passage,
     pub score: f32,
+}
+
+impl Hit<'_> {
+    /// This passage as an answer cites it.
+    pub fn source(&self) -> Source {
+        Source {
+            id: self.passage.doc_id.clone(),
+            title: self.passage.title.clone(),
+            snippet: snippet(&self.passage.text),
+            score: self.score,
+        }
+    }
 }
 
 pub struct DocumentIndex {
@@ -170,6 +185,29 @@ impl DocumentIndex {
             }
         }
         found
+    }
+
+    /// The best passage of each of the `documents` best-matching documents, best
+    /// first (see [`Self::search`] for `context`).
+    pub fn best_passages(
+        &self,
+        question: &str,
+        context: &[String],
+        documents: usize,
+    ) -> Vec<Hit<'_>> {
+        let mut chosen: Vec<Hit<'_>> = Vec::new();
+        for hit in self.search(question, context, CANDIDATES) {
+            if chosen.len() == documents {
+                break;
+            }
+            if !chosen
+                .iter()
+                .any(|c| c.passage.doc_id == hit.passage.doc_id)
+            {
+                chosen.push(hit);
+            }
+        }
+        chosen
     }
 
     /// The best passages for `question`. `context` names documents an earlier turn

@@ -1,14 +1,25 @@
 //! Answering a question: retrieval over the documents and an answerer that turns
-//! passages and the conversation so far into an answer.
+//! passages and the conversation so far into an answer. Offline answers quote
+//! the local index; model answers (`model.rs`) are written by a chat model
+//! (`chat.rs`) from passages of a retriever (`retriever.rs`, `azure_search.rs`).
 
+mod azure_search;
+mod chat;
 mod corpus;
+mod entra;
 mod index;
+mod model;
 mod offline;
+mod prompt;
+mod retriever;
+mod setup;
+mod upstream;
 mod walk;
 
 pub use corpus::{load_documents, Document};
 pub use index::{DocumentIndex, Hit};
 pub use offline::OfflineAnswerer;
+pub use setup::answerer_for;
 
 use async_trait::async_trait;
 
@@ -32,10 +43,22 @@ impl Mode {
     }
 }
 
+const SNIPPET_CHARS: usize = 240;
+
+/// The start of a passage on one line, for a source's `snippet`.
+fn snippet(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.char_indices().nth(SNIPPET_CHARS) {
+        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
+        None => collapsed,
+    }
+}
+
 /// A passage an answer relies on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Source {
-    /// Path relative to the documents folder, `/`-separated.
+    /// The document: its `/`-separated path relative to the documents folder, or
+    /// its key in Azure AI Search.
     pub id: String,
     pub title: String,
     pub snippet: String,

@@ -5,17 +5,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Answer, AnswerError, Answerer, DocumentIndex, Hit, Mode, Source};
+use super::{Answer, AnswerError, Answerer, DocumentIndex, Hit, Mode};
 use crate::domain::Turn;
 
 const PASSAGES_QUOTED: usize = 3;
-const CANDIDATES: usize = 60;
 /// Words by which a question points back at what was discussed before.
 const REFERRING_WORDS: &[&str] = &[
     "it", "its", "it's", "this", "that", "these", "those", "they", "them", "their", "there",
     "same", "above", "previous", "former", "latter",
 ];
-const SNIPPET_CHARS: usize = 240;
 
 pub struct OfflineAnswerer {
     index: Arc<DocumentIndex>,
@@ -50,35 +48,13 @@ impl OfflineAnswerer {
     }
 }
 
-fn snippet(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match collapsed.char_indices().nth(SNIPPET_CHARS) {
-        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
-        None => collapsed,
-    }
-}
-
-/// The best passage of each of the best documents, best first.
-fn best_per_document(hits: Vec<Hit<'_>>) -> Vec<Hit<'_>> {
-    let mut chosen: Vec<Hit<'_>> = Vec::new();
-    for hit in hits {
-        if !chosen
-            .iter()
-            .any(|c| c.passage.doc_id == hit.passage.doc_id)
-        {
-            chosen.push(hit);
-        }
-    }
-    chosen.truncate(PASSAGES_QUOTED);
-    chosen
-}
-
 #[async_trait]
 impl Answerer for OfflineAnswerer {
     async fn answer(&self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
         let context = self.follow_up_context(question, history);
-        let hits = self.index.search(question, &context, CANDIDATES);
-        let hits = best_per_document(hits);
+        let hits = self
+            .index
+            .best_passages(question, &context, PASSAGES_QUOTED);
         if hits.is_empty() {
             return Ok(Answer {
                 text: "I found nothing in the indexed documents about that. Try naming a program, copybook or job.".into(),
@@ -102,18 +78,9 @@ impl Answerer for OfflineAnswerer {
                 p.text.trim_end()
             ));
         }
-        let sources = hits
-            .iter()
-            .map(|hit| Source {
-                id: hit.passage.doc_id.clone(),
-                title: hit.passage.title.clone(),
-                snippet: snippet(&hit.passage.text),
-                score: hit.score,
-            })
-            .collect();
         Ok(Answer {
             text,
-            sources,
+            sources: hits.iter().map(Hit::source).collect(),
             mode: Mode::Offline,
         })
     }

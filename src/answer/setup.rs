@@ -1,0 +1,123 @@
+//! The answerer the settings ask for: offline, or a model over a retriever.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::azure_search::AzureSearchRetriever;
+use super::chat::{ChatCompletions, ChatModel};
+use super::entra::{EntraTokens, TokenSource, COGNITIVE_SERVICES_SCOPE, SEARCH_SCOPE};
+use super::model::ModelAnswerer;
+use super::retriever::{LocalRetriever, Retriever};
+use super::upstream::{http_client, Auth, Upstream};
+use super::{Answerer, DocumentIndex, Mode, OfflineAnswerer};
+use crate::settings::{ApiKey, Generator, Retrieval, Settings, SettingsError};
+
+/// Builds the answerer. Nothing upstream is contacted: keys are checked on first
+/// use, and Entra tokens are fetched then.
+pub fn answerer_for(
+    settings: &Settings,
+    index: Arc<DocumentIndex>,
+) -> anyhow::Result<Arc<dyn Answerer>> {
+    if settings.generator == Generator::Offline {
+        return Ok(Arc::new(OfflineAnswerer::new(index)));
+    }
+    let http = http_client().context("cannot set up the HTTP client for model calls")?;
+    let mut credentials = Credentials {
+        http: &http,
+        entra: None,
+    };
+    let upstream =
+        |service, auth| Upstream::new(service, http.clone(), auth, settings.upstream.clone());
+    let (mode, chat): (Mode, Arc<dyn ChatModel>) = match &settings.generator {
+        Generator::Offline => unreachable!("handled above"),
+        Generator::AzureOpenAi(azure) => {
+            let auth = credentials.azure(
+                &azure.api_key,
+                COGNITIVE_SERVICES_SCOPE,
+                "AZURE_OPENAI_API_KEY",
+            )?;
+            let mode = Mode::AzureOpenAi;
+            (
+                mode,
+                Arc::new(ChatCompletions::azure_openai(
+                    azure,
+                    upstream(mode.as_str(), auth),
+                )?),
+            )
+        }
+        Generator::OpenAi(openai) => {
+            let auth = match &openai.api_key {
+                Some(key) => Auth::BearerKey(key.clone()),
+                None => Auth::Anonymous,
+            };
+            let mode = Mode::OpenAi;
+            (
+                mode,
+                Arc::new(ChatCompletions::openai_compatible(
+                    openai,
+                    upstream(mode.as_str(), auth),
+                )?),
+            )
+        }
+    };
+    let retriever: Arc<dyn Retriever> = match &settings.retrieval {
+        Retrieval::LocalIndex => Arc::new(LocalRetriever::new(index)),
+        Retrieval::AzureSearch(search) => {
+            let auth = credentials.azure(&search.api_key, SEARCH_SCOPE, "AZURE_SEARCH_API_KEY")?;
+            Arc::new(AzureSearchRetriever::new(
+                search,
+                upstream("azure-search", auth),
+            )?)
+        }
+    };
+    tracing::info!(
+        mode = mode.as_str(),
+        retrieval = match settings.retrieval {
+            Retrieval::LocalIndex => "local-index",
+            Retrieval::AzureSearch(_) => "azure-search",
+        },
+        "answers come from a model"
+    );
+    Ok(Arc::new(ModelAnswerer::new(
+        mode,
+        chat,
+        retriever,
+        settings.model_context_tokens,
+    )))
+}
+
+/// Credentials for Azure services: the key when one is set, otherwise a
+/// Microsoft Entra token from one default credential chain that all share.
+struct Credentials<'a> {
+    http: &'a reqwest::Client,
+    entra: Option<Arc<dyn TokenSource>>,
+}
+
+impl Credentials<'_> {
+    fn azure(
+        &mut self,
+        key: &Option<ApiKey>,
+        scope: &'static str,
+        key_setting: &str,
+    ) -> Result<Auth, SettingsError> {
+        if let Some(key) = key {
+            return Ok(Auth::ApiKeyHeader(key.clone()));
+        }
+        let tokens = match &self.entra {
+            Some(tokens) => tokens.clone(),
+            None => {
+                let tokens: Arc<dyn TokenSource> =
+                    Arc::new(EntraTokens::default_chain(self.http).map_err(|_| {
+                        SettingsError::new(
+                            key_setting,
+                            "is not set, and no Microsoft Entra credential is available instead",
+                        )
+                    })?);
+                self.entra = Some(tokens.clone());
+                tokens
+            }
+        };
+        Ok(Auth::Entra { tokens, scope })
+    }
+}

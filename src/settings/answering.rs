@@ -1,0 +1,311 @@
+//! Settings of model-backed answers: which model writes them, where their passages
+//! come from, and how calls to those services are bounded.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::SettingsError;
+
+/// The current GA version of the Azure OpenAI data-plane API.
+pub const DEFAULT_AZURE_OPENAI_API_VERSION: &str = "2024-10-21";
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+const AZURE_OPENAI_SETTINGS: [&str; 4] = [
+    "AZURE_OPENAI_ENDPOINT",
+    "AZURE_OPENAI_DEPLOYMENT",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_API_VERSION",
+];
+const OPENAI_SETTINGS: [&str; 3] = ["OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"];
+const AZURE_SEARCH_SETTINGS: [&str; 6] = [
+    "AZURE_SEARCH_ENDPOINT",
+    "AZURE_SEARCH_INDEX",
+    "AZURE_SEARCH_API_KEY",
+    "AZURE_SEARCH_CONTENT_FIELD",
+    "AZURE_SEARCH_TITLE_FIELD",
+    "AZURE_SEARCH_ID_FIELD",
+];
+
+/// A key for an upstream service. Its `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Which model writes the answers (`mode` in the response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Generator {
+    /// No model: the best passages, quoted. The default.
+    Offline,
+    AzureOpenAi(AzureOpenAi),
+    OpenAi(OpenAiCompatible),
+}
+
+/// An Azure OpenAI deployment (`AZURE_OPENAI_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureOpenAi {
+    /// Without a trailing `/`.
+    pub endpoint: String,
+    pub deployment: String,
+    pub api_version: String,
+    /// `None`: a Microsoft Entra token authenticates instead.
+    pub api_key: Option<ApiKey>,
+}
+
+/// OpenAI or any server speaking its API: llama.cpp, vLLM, Ollama (`OPENAI_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiCompatible {
+    /// Without a trailing `/`; `/chat/completions` is appended.
+    pub base_url: String,
+    pub model: String,
+    /// `None` for local servers that want no key.
+    pub api_key: Option<ApiKey>,
+}
+
+/// Where the passages that ground a model's answer come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retrieval {
+    /// The documents of `RAG_DOCS_DIR`, indexed in memory. The default.
+    LocalIndex,
+    AzureSearch(AzureSearch),
+}
+
+/// An Azure AI Search index (`AZURE_SEARCH_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureSearch {
+    /// Without a trailing `/`.
+    pub endpoint: String,
+    pub index: String,
+    /// `None`: a Microsoft Entra token authenticates instead.
+    pub api_key: Option<ApiKey>,
+    pub content_field: String,
+    pub title_field: String,
+    pub id_field: String,
+}
+
+/// How long calls to a model or search service may take, and how they are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamPolicy {
+    /// `MODEL_TIMEOUT_SECONDS`: the most one call may take, its retries included.
+    pub timeout: Duration,
+    /// `MODEL_MAX_RETRIES`: further attempts after a 429, a 5xx or a refused connection.
+    pub max_retries: u32,
+    /// The wait before the first retry when the service names none; it doubles per retry.
+    pub first_retry_delay: Duration,
+    /// The longest wait between attempts, `Retry-After` included.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for UpstreamPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            max_retries: 3,
+            first_retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// `AZURE_OPENAI_*` or `OPENAI_*`, never both; neither means offline.
+pub(super) fn generator(get: Lookup) -> Result<Generator, SettingsError> {
+    let azure = AZURE_OPENAI_SETTINGS.into_iter().find(|n| get(n).is_some());
+    let openai = OPENAI_SETTINGS.into_iter().find(|n| get(n).is_some());
+    match (azure, openai) {
+        (Some(azure), Some(openai)) => Err(SettingsError::new(
+            &format!("{azure} and {openai}"),
+            "Azure OpenAI and an OpenAI-compatible server are both configured; set only one of them",
+        )),
+        (Some(first), None) => Ok(Generator::AzureOpenAi(AzureOpenAi {
+            endpoint: endpoint(get, "AZURE_OPENAI_ENDPOINT", first)?,
+            deployment: path_segment(get, "AZURE_OPENAI_DEPLOYMENT", first)?,
+            api_version: match get("AZURE_OPENAI_API_VERSION") {
+                None => DEFAULT_AZURE_OPENAI_API_VERSION.to_owned(),
+                Some(v) if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => v,
+                Some(v) => {
+                    return Err(SettingsError::new(
+                        "AZURE_OPENAI_API_VERSION",
+                        format!("must look like 2024-10-21 (got {v:?})"),
+                    ))
+                }
+            },
+            api_key: api_key(get, "AZURE_OPENAI_API_KEY")?,
+        })),
+        (None, Some(first)) => Ok(Generator::OpenAi(OpenAiCompatible {
+            base_url: match get("OPENAI_BASE_URL") {
+                None => DEFAULT_OPENAI_BASE_URL.to_owned(),
+                Some(_) => endpoint(get, "OPENAI_BASE_URL", first)?,
+            },
+            model: required(get, "OPENAI_MODEL", first)?,
+            api_key: api_key(get, "OPENAI_API_KEY")?,
+        })),
+        (None, None) => Ok(Generator::Offline),
+    }
+}
+
+/// Azure AI Search when any `AZURE_SEARCH_*` is set; it only grounds a model's answers.
+pub(super) fn retrieval(get: Lookup, generator: &Generator) -> Result<Retrieval, SettingsError> {
+    let Some(first) = AZURE_SEARCH_SETTINGS.into_iter().find(|n| get(n).is_some()) else {
+        return Ok(Retrieval::LocalIndex);
+    };
+    if *generator == Generator::Offline {
+        return Err(SettingsError::new(
+            first,
+            "Azure AI Search grounds model answers: configure AZURE_OPENAI_* or OPENAI_* as well",
+        ));
+    }
+    Ok(Retrieval::AzureSearch(AzureSearch {
+        endpoint: endpoint(get, "AZURE_SEARCH_ENDPOINT", first)?,
+        index: path_segment(get, "AZURE_SEARCH_INDEX", first)?,
+        api_key: api_key(get, "AZURE_SEARCH_API_KEY")?,
+        content_field: field_name(get, "AZURE_SEARCH_CONTENT_FIELD", "content")?,
+        title_field: field_name(get, "AZURE_SEARCH_TITLE_FIELD", "title")?,
+        id_field: field_name(get, "AZURE_SEARCH_ID_FIELD", "id")?,
+    }))
+}
+
+pub(super) fn upstream_policy(get: Lookup) -> Result<UpstreamPolicy, SettingsError> {
+    let defaults = UpstreamPolicy::default();
+    // A follow-up makes three calls in turn (rewrite, search, answer): at 75 s each
+    // they still end before the Functions front end gives up, at 230 s.
+    let seconds = number(
+        get,
+        "MODEL_TIMEOUT_SECONDS",
+        defaults.timeout.as_secs_f64(),
+        0.001..=75.0,
+        "a number of seconds above 0 and at most 75",
+    )?;
+    Ok(UpstreamPolicy {
+        timeout: Duration::from_secs_f64(seconds),
+        max_retries: number(
+            get,
+            "MODEL_MAX_RETRIES",
+            defaults.max_retries,
+            0..=10,
+            "a whole number from 0 to 10",
+        )?,
+        ..defaults
+    })
+}
+
+/// `MODEL_CONTEXT_TOKENS`: the most a prompt may hold, in estimated tokens.
+pub(super) fn context_tokens(get: Lookup, default: usize) -> Result<usize, SettingsError> {
+    number(
+        get,
+        "MODEL_CONTEXT_TOKENS",
+        default,
+        500..=2_000_000,
+        "a whole number of tokens from 500 to 2000000",
+    )
+}
+
+fn number<T: FromStr + PartialOrd>(
+    get: Lookup,
+    name: &str,
+    default: T,
+    range: RangeInclusive<T>,
+    expected: &str,
+) -> Result<T, SettingsError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(SettingsError::new(
+                name,
+                format!("must be {expected} (got {v:?})"),
+            )),
+        },
+    }
+}
+
+fn required(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
+    get(name).ok_or_else(|| SettingsError::new(name, format!("is required when {because} is set")))
+}
+
+/// An http(s) URL. The value is not echoed: a pasted URL may carry a key.
+fn endpoint(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
+    let value = required(get, name, because)?;
+    match Url::parse(&value) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.has_host()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(SettingsError::new(
+            name,
+            "must be an http or https URL with no credentials, query or fragment",
+        )),
+    }
+}
+
+/// A name that becomes one segment of a URL path (a deployment or an index).
+fn path_segment(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
+    let value = required(get, name, because)?;
+    if value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(value)
+    } else {
+        Err(SettingsError::new(
+            name,
+            format!("must be at most 128 letters, digits, '-', '_' or '.' (got {value:?})"),
+        ))
+    }
+}
+
+/// An Azure AI Search field name: a letter, then letters, digits or underscores.
+fn field_name(get: Lookup, name: &str, default: &str) -> Result<String, SettingsError> {
+    let Some(value) = get(name) else {
+        return Ok(default.to_owned());
+    };
+    if value.len() <= 128
+        && value.starts_with(|c: char| c.is_ascii_alphabetic())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        Ok(value)
+    } else {
+        Err(SettingsError::new(
+            name,
+            format!("must be a field name: a letter, then letters, digits or '_' (got {value:?})"),
+        ))
+    }
+}
+
+/// A key goes into an HTTP header, so it must be visible ASCII. Never echoed.
+fn api_key(get: Lookup, name: &str) -> Result<Option<ApiKey>, SettingsError> {
+    match get(name) {
+        None => Ok(None),
+        Some(key) if key.chars().all(|c| c.is_ascii_graphic()) => Ok(Some(ApiKey::new(key))),
+        Some(_) => Err(SettingsError::new(
+            name,
+            "must be visible ASCII characters only (the value is not shown)",
+        )),
+    }
+}
