@@ -309,3 +309,211 @@ fn api_key(get: Lookup, name: &str) -> Result<Option<ApiKey>, SettingsError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+        Settings::from_lookup(|name| map.get(name).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn offline_and_the_local_index_are_the_defaults() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.generator, Generator::Offline);
+        assert_eq!(s.retrieval, Retrieval::LocalIndex);
+        assert_eq!(s.model_context_tokens, 6000);
+        assert_eq!(s.upstream, UpstreamPolicy::default());
+        assert_eq!(s.upstream.timeout, Duration::from_secs(60));
+        assert_eq!(s.upstream.max_retries, 3);
+    }
+
+    #[test]
+    fn azure_openai_takes_its_endpoint_deployment_and_optional_key() {
+        let s = from(&[
+            ("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com/"),
+            ("AZURE_OPENAI_DEPLOYMENT", "gpt-4o"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.generator,
+            Generator::AzureOpenAi(AzureOpenAi {
+                endpoint: "https://contoso.openai.azure.com".into(),
+                deployment: "gpt-4o".into(),
+                api_version: "2024-10-21".into(),
+                api_key: None,
+            })
+        );
+        let s = from(&[
+            ("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com"),
+            ("AZURE_OPENAI_DEPLOYMENT", "gpt-4o"),
+            ("AZURE_OPENAI_API_KEY", "k"),
+            ("AZURE_OPENAI_API_VERSION", "2025-01-01-preview"),
+        ])
+        .unwrap();
+        let Generator::AzureOpenAi(azure) = s.generator else {
+            panic!("not Azure OpenAI");
+        };
+        assert_eq!(azure.api_key, Some(ApiKey::new("k")));
+        assert_eq!(azure.api_version, "2025-01-01-preview");
+    }
+
+    #[test]
+    fn openai_compatible_needs_a_model_and_defaults_to_openai() {
+        let s = from(&[("OPENAI_MODEL", "gpt-4o-mini"), ("OPENAI_API_KEY", "sk-x")]).unwrap();
+        assert_eq!(
+            s.generator,
+            Generator::OpenAi(OpenAiCompatible {
+                base_url: DEFAULT_OPENAI_BASE_URL.into(),
+                model: "gpt-4o-mini".into(),
+                api_key: Some(ApiKey::new("sk-x")),
+            })
+        );
+        let s = from(&[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1/"),
+            ("OPENAI_MODEL", "llama3.1:8b"),
+        ])
+        .unwrap();
+        let Generator::OpenAi(openai) = s.generator else {
+            panic!("not OpenAI-compatible");
+        };
+        assert_eq!(openai.base_url, "http://127.0.0.1:8080/v1");
+        assert_eq!(openai.api_key, None);
+    }
+
+    #[test]
+    fn both_generators_at_once_name_both() {
+        let err = from(&[
+            ("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com"),
+            ("AZURE_OPENAI_DEPLOYMENT", "gpt-4o"),
+            ("OPENAI_API_KEY", "sk-x"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "AZURE_OPENAI_ENDPOINT and OPENAI_API_KEY");
+    }
+
+    #[test]
+    fn azure_search_takes_its_fields_and_needs_a_model() {
+        let search = [
+            ("AZURE_SEARCH_ENDPOINT", "https://s.search.windows.net"),
+            ("AZURE_SEARCH_INDEX", "cobol-code"),
+            ("AZURE_SEARCH_CONTENT_FIELD", "chunk"),
+        ];
+        let err = from(&search).unwrap_err();
+        assert_eq!(err.name, "AZURE_SEARCH_ENDPOINT");
+        let s = from(&[search.as_slice(), &[("OPENAI_MODEL", "m")]].concat()).unwrap();
+        assert_eq!(
+            s.retrieval,
+            Retrieval::AzureSearch(AzureSearch {
+                endpoint: "https://s.search.windows.net".into(),
+                index: "cobol-code".into(),
+                api_key: None,
+                content_field: "chunk".into(),
+                title_field: "title".into(),
+                id_field: "id".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_setting_and_never_echo_keys_or_urls() {
+        let model = ("OPENAI_MODEL", "m");
+        let azure = [
+            ("AZURE_OPENAI_ENDPOINT", "https://a.openai.azure.com"),
+            ("AZURE_OPENAI_DEPLOYMENT", "d"),
+        ];
+        let search = [
+            model,
+            ("AZURE_SEARCH_ENDPOINT", "https://s.search.windows.net"),
+            ("AZURE_SEARCH_INDEX", "i"),
+        ];
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![azure[0]], "AZURE_OPENAI_DEPLOYMENT"),
+            (vec![azure[1]], "AZURE_OPENAI_ENDPOINT"),
+            (
+                vec![("AZURE_OPENAI_ENDPOINT", "ftp://x"), azure[1]],
+                "AZURE_OPENAI_ENDPOINT",
+            ),
+            (
+                vec![azure[0], ("AZURE_OPENAI_DEPLOYMENT", "a/b")],
+                "AZURE_OPENAI_DEPLOYMENT",
+            ),
+            (
+                [
+                    azure.as_slice(),
+                    &[("AZURE_OPENAI_API_VERSION", "2024&x=1")],
+                ]
+                .concat(),
+                "AZURE_OPENAI_API_VERSION",
+            ),
+            (vec![("OPENAI_API_KEY", "sk-secret")], "OPENAI_MODEL"),
+            (
+                vec![model, ("OPENAI_BASE_URL", "https://h/v1?key=url-secret")],
+                "OPENAI_BASE_URL",
+            ),
+            (
+                vec![model, ("OPENAI_API_KEY", "key secret")],
+                "OPENAI_API_KEY",
+            ),
+            (
+                vec![model, ("AZURE_SEARCH_INDEX", "i")],
+                "AZURE_SEARCH_ENDPOINT",
+            ),
+            (vec![search[0], search[1]], "AZURE_SEARCH_INDEX"),
+            (
+                [search.as_slice(), &[("AZURE_SEARCH_ID_FIELD", "1id")]].concat(),
+                "AZURE_SEARCH_ID_FIELD",
+            ),
+            (
+                vec![("MODEL_TIMEOUT_SECONDS", "0")],
+                "MODEL_TIMEOUT_SECONDS",
+            ),
+            (
+                vec![("MODEL_TIMEOUT_SECONDS", "76")],
+                "MODEL_TIMEOUT_SECONDS",
+            ),
+            (vec![("MODEL_MAX_RETRIES", "11")], "MODEL_MAX_RETRIES"),
+            (
+                vec![("MODEL_CONTEXT_TOKENS", "lots")],
+                "MODEL_CONTEXT_TOKENS",
+            ),
+        ];
+        for (pairs, name) in cases {
+            let err = from(&pairs).unwrap_err();
+            assert_eq!(err.name, name, "{pairs:?}");
+            let shown = err.to_string();
+            assert!(shown.starts_with(&format!("{name}: ")), "{shown}");
+            assert!(!shown.contains("secret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_keys() {
+        let s = from(&[
+            ("OPENAI_MODEL", "m"),
+            ("OPENAI_API_KEY", "sk-topsecret"),
+            ("AZURE_SEARCH_ENDPOINT", "https://s.search.windows.net"),
+            ("AZURE_SEARCH_INDEX", "i"),
+            ("AZURE_SEARCH_API_KEY", "search-topsecret"),
+        ])
+        .unwrap();
+        assert!(!format!("{s:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn upstream_limits_are_read() {
+        let s = from(&[
+            ("MODEL_TIMEOUT_SECONDS", "0.5"),
+            ("MODEL_MAX_RETRIES", "0"),
+            ("MODEL_CONTEXT_TOKENS", "3000"),
+        ])
+        .unwrap();
+        assert_eq!(s.upstream.timeout, Duration::from_millis(500));
+        assert_eq!(s.upstream.max_retries, 0);
+        assert_eq!(s.model_context_tokens, 3000);
+    }
+}
