@@ -2,7 +2,8 @@
 
 use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_storage::{CloudLocation, StorageCredentials};
-use serde_json::Value;
+use futures::StreamExt;
+use serde_json::{Map, Value};
 use session_rag::settings::{Settings, StorageConnection};
 use session_rag::startup::Application;
 use session_rag::storage::TableStore;
@@ -60,14 +61,16 @@ pub fn azurite_connection(endpoint: &str) -> StorageConnection {
 
 /// A [`TableStore`] on `table` of the shared Azurite (the table is created on first use).
 pub fn shared_table_store(table: &str) -> TableStore {
-    TableStore::connect(&azurite_connection(&azurite::shared_table_endpoint()), table)
-        .expect("an Azurite connection string is usable")
+    TableStore::connect(
+        &azurite_connection(&azurite::shared_table_endpoint()),
+        table,
+    )
+    .expect("an Azurite connection string is usable")
 }
 
-/// The SDK's own client for `table` of the shared Azurite, to write and inspect rows
-/// the way another program (the seed's Python code, say) would.
-pub fn raw_table_client(table: &str) -> TableClient {
-    let endpoint = azurite::shared_table_endpoint();
+/// The SDK's own client for `table` of the Azurite at `endpoint`, to write and
+/// inspect rows the way another program (the seed's Python code, say) would.
+pub fn raw_table_client(endpoint: &str, table: &str) -> TableClient {
     let location = CloudLocation::Custom {
         account: azurite::ACCOUNT_NAME.into(),
         uri: endpoint.trim_end_matches('/').to_owned(),
@@ -136,4 +139,18 @@ impl TestResponse {
 /// The first source's id of an answer.
 pub fn top_source(body: &Value) -> &str {
     body["sources"][0]["id"].as_str().unwrap_or("")
+}
+
+/// Every row of `session` in `table`, as the service returns them (key order).
+pub async fn stored_rows(table: &TableClient, session: &str) -> Vec<Map<String, Value>> {
+    let filter = format!("PartitionKey eq '{}'", session.replace('\'', "''"));
+    let mut pages = table
+        .query()
+        .filter(filter)
+        .into_stream::<Map<String, Value>>();
+    let mut rows = Vec::new();
+    while let Some(page) = pages.next().await {
+        rows.extend(page.expect("rows can be read").entities);
+    }
+    rows
 }

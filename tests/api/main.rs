@@ -1,5 +1,9 @@
 //! One test binary for everything that talks to the service from outside.
 
+mod azurite;
 mod helpers;
+mod persistence;
 mod query;
 mod startup;
+mod storage_conformance;
+mod storage_faults;

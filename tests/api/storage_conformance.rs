@@ -1,0 +1,365 @@
+//! One suite of behaviours every `ConversationStore` keeps, run against both
+//! backends: the in-process store, and `TableStore` on a table of its own in the
+//! shared Azurite. Then what only the durable store promises: several stores (as
+//! several handler processes) sharing one table.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use session_rag::domain::{CustomerId, NewTurn, SessionId};
+use session_rag::storage::{ConversationStore, InProcessStore, StorageError};
+
+use crate::azurite::unique_table_name;
+use crate::helpers::shared_table_store;
+
+/// A fresh, empty store of one kind.
+struct Backend {
+    store: Arc<dyn ConversationStore>,
+    kind: Kind,
+}
+
+#[derive(Debug, PartialEq)]
+enum Kind {
+    InProcess,
+    Table,
+}
+
+fn in_process() -> Backend {
+    Backend {
+        store: Arc::new(InProcessStore::new(1 << 30)),
+        kind: Kind::InProcess,
+    }
+}
+
+fn table_storage() -> Backend {
+    Backend {
+        store: Arc::new(shared_table_store(&unique_table_name("conformance"))),
+        kind: Kind::Table,
+    }
+}
+
+/// Runs each behaviour once per backend, as `in_process::name` and `table_storage::name`.
+macro_rules! conformance_suite {
+    ($($behaviour:ident),+ $(,)?) => {
+        mod in_process {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(super::in_process()).await;
+            })+
+        }
+        mod table_storage {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(super::table_storage()).await;
+            })+
+        }
+    };
+}
+
+conformance_suite!(
+    appends_are_numbered_from_zero,
+    recent_returns_the_last_turns_oldest_first_with_the_total,
+    all_returns_every_turn_with_its_fields,
+    delete_removes_a_session_and_numbering_starts_again,
+    concurrent_appends_get_unique_gap_free_numbers,
+    awkward_session_ids_stay_isolated,
+    long_content_round_trips_byte_identical,
+    a_turn_too_large_for_one_entity,
+);
+
+fn session(id: &str) -> SessionId {
+    SessionId::parse(id).unwrap()
+}
+
+fn turn(user: &str) -> NewTurn {
+    NewTurn {
+        user: user.into(),
+        assistant: format!("answer to {user}"),
+        metadata_json: "{}".into(),
+        timestamp: Utc::now(),
+        owner: None,
+    }
+}
+
+fn users(turns: &[session_rag::domain::Turn]) -> Vec<&str> {
+    turns.iter().map(|t| t.user.as_str()).collect()
+}
+
+async fn append_all(store: &dyn ConversationStore, session: &SessionId, count: usize) {
+    for n in 0..count {
+        store.append(session, turn(&format!("q{n}"))).await.unwrap();
+    }
+}
+
+async fn appends_are_numbered_from_zero(backend: Backend) {
+    let s = session("numbering");
+    for expected in 0..5 {
+        assert_eq!(backend.store.append(&s, turn("q")).await, Ok(expected));
+    }
+}
+
+async fn recent_returns_the_last_turns_oldest_first_with_the_total(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("window");
+    append_all(store, &s, 7).await;
+
+    let window = store.recent(&s, 3).await.unwrap();
+    assert_eq!(window.total, 7);
+    assert_eq!(users(&window.turns), ["q4", "q5", "q6"]);
+    assert_eq!(
+        window.turns.iter().map(|t| t.index).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+
+    let everything = store.recent(&s, 50).await.unwrap();
+    assert_eq!(everything.total, 7);
+    assert_eq!(
+        users(&everything.turns),
+        ["q0", "q1", "q2", "q3", "q4", "q5", "q6"]
+    );
+
+    let unknown = store.recent(&session("never-used"), 10).await.unwrap();
+    assert_eq!(unknown.total, 0);
+    assert!(unknown.turns.is_empty());
+}
+
+async fn all_returns_every_turn_with_its_fields(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("fields");
+    let when: DateTime<Utc> = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let written = [
+        NewTurn {
+            user: "What does LONPF2 do?".into(),
+            assistant: "It reads the loan payment file.".into(),
+            metadata_json: r#"{"channel":"teams","n":1}"#.into(),
+            timestamp: when + chrono::Duration::milliseconds(999),
+            owner: Some(CustomerId::parse("customer-7").unwrap()),
+        },
+        NewTurn {
+            user: "What copybooks does it use?".into(),
+            assistant: "LNPAYREC and DATEWS.".into(),
+            metadata_json: "{}".into(),
+            timestamp: when + chrono::Duration::seconds(61),
+            owner: None,
+        },
+    ];
+    for turn in &written {
+        store.append(&s, turn.clone()).await.unwrap();
+    }
+    let stored = store.all(&s).await.unwrap();
+    assert_eq!(stored.len(), written.len());
+    for (index, (stored, written)) in stored.iter().zip(&written).enumerate() {
+        assert_eq!(stored.index, index as u64);
+        assert_eq!(stored.user, written.user);
+        assert_eq!(stored.assistant, written.assistant);
+        assert_eq!(stored.metadata_json, written.metadata_json);
+        assert_eq!(stored.owner, written.owner);
+        // Stored to the second (RFC 3339, as the contract writes it).
+        assert_eq!(stored.timestamp.timestamp(), written.timestamp.timestamp());
+    }
+    assert!(store.all(&session("nobody")).await.unwrap().is_empty());
+}
+
+async fn delete_removes_a_session_and_numbering_starts_again(backend: Backend) {
+    let store = backend.store.as_ref();
+    let (doomed, kept) = (session("doomed"), session("kept"));
+    append_all(store, &doomed, 3).await;
+    append_all(store, &kept, 2).await;
+
+    assert_eq!(store.delete(&doomed).await, Ok(true));
+    assert_eq!(store.recent(&doomed, 10).await.unwrap().total, 0);
+    assert!(store.all(&doomed).await.unwrap().is_empty());
+    assert_eq!(store.append(&doomed, turn("again")).await, Ok(0));
+    assert_eq!(store.recent(&kept, 10).await.unwrap().total, 2);
+
+    assert_eq!(store.delete(&session("never-existed")).await, Ok(false));
+}
+
+async fn concurrent_appends_get_unique_gap_free_numbers(backend: Backend) {
+    const APPENDS: usize = 50;
+    let s = session("busy");
+    let appends = (0..APPENDS).map(|n| {
+        let store = backend.store.clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            let user = format!("concurrent {n}");
+            let number = store.append(&s, turn(&user)).await.unwrap();
+            (number, user)
+        })
+    });
+    let mut acknowledged: Vec<(u64, String)> = futures::future::join_all(appends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    acknowledged.sort();
+    let numbers: Vec<u64> = acknowledged.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, (0..APPENDS as u64).collect::<Vec<_>>());
+
+    // Each turn is stored once, under the number its append was told.
+    let stored = backend.store.all(&s).await.unwrap();
+    let stored: Vec<(u64, String)> = stored.into_iter().map(|t| (t.index, t.user)).collect();
+    assert_eq!(stored, acknowledged);
+}
+
+async fn awkward_session_ids_stay_isolated(backend: Backend) {
+    let store = backend.store.as_ref();
+    // Look-alikes side by side: quotes (doubled and not), spaces, case, accents,
+    // scripts, and an id that would widen a filter if quotes were not escaped.
+    let ids = [
+        "o'brien",
+        "o''brien",
+        "obrien",
+        "o brien",
+        " o brien ",
+        "O'Brien",
+        "Zoë",
+        "Zoe\u{0308}",
+        "会话",
+        "會話",
+        "x' or PartitionKey ne '",
+        "'",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        for n in 0..=i {
+            store
+                .append(&session(id), turn(&format!("{id}#{n}")))
+                .await
+                .unwrap();
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let window = store.recent(&session(id), 100).await.unwrap();
+        assert_eq!(window.total, i as u64 + 1, "{id:?}");
+        let expected: Vec<String> = (0..=i).map(|n| format!("{id}#{n}")).collect();
+        assert_eq!(users(&window.turns), expected, "{id:?}");
+        assert_eq!(store.all(&session(id)).await.unwrap().len(), i + 1);
+    }
+    assert_eq!(store.delete(&session("o'brien")).await, Ok(true));
+    assert_eq!(
+        store.recent(&session("o''brien"), 10).await.unwrap().total,
+        2
+    );
+    assert_eq!(
+        store
+            .recent(&session("x' or PartitionKey ne '"), 100)
+            .await
+            .unwrap()
+            .total,
+        11
+    );
+}
+
+async fn long_content_round_trips_byte_identical(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("long");
+    // 100,000 characters with emoji (two UTF-16 units each) everywhere, so any split
+    // at a fixed unit count would land inside one.
+    let pattern: Vec<char> = "ab😀é中🎉\u{10FFFF}z".chars().collect();
+    let long = |offset: usize| -> String {
+        (0..100_000)
+            .map(|i| pattern[(i + offset) % pattern.len()])
+            .collect()
+    };
+    let (question, answer) = (long(0), long(3));
+    let written = NewTurn {
+        user: question.clone(),
+        assistant: answer.clone(),
+        metadata_json: "{}".into(),
+        timestamp: Utc::now(),
+        owner: None,
+    };
+    assert_eq!(store.append(&s, written).await, Ok(0));
+    let stored = store.all(&s).await.unwrap();
+    assert_eq!(stored[0].user.as_bytes(), question.as_bytes());
+    assert_eq!(stored[0].assistant.as_bytes(), answer.as_bytes());
+    let window = store.recent(&s, 10).await.unwrap();
+    assert_eq!(window.turns[0].assistant, answer);
+}
+
+/// Table Storage caps an entity at 1 MiB, so the durable store refuses such a turn
+/// (never truncating it). The in-process store has no per-turn limit (its cap is on
+/// all sessions together) and keeps it.
+async fn a_turn_too_large_for_one_entity(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("huge");
+    let huge = NewTurn {
+        user: "q".into(),
+        assistant: "x".repeat(600_000),
+        metadata_json: "{}".into(),
+        timestamp: Utc::now(),
+        owner: None,
+    };
+    let result = store.append(&s, huge).await;
+    match backend.kind {
+        Kind::Table => {
+            match result {
+                Err(StorageError::Rejected(message)) => {
+                    assert!(message.contains("1 MiB"), "{message}")
+                }
+                other => panic!("expected Rejected, got {other:?}"),
+            }
+            assert_eq!(store.recent(&s, 10).await.unwrap().total, 0);
+        }
+        Kind::InProcess => {
+            assert_eq!(result, Ok(0));
+            assert_eq!(store.all(&s).await.unwrap()[0].assistant.len(), 600_000);
+        }
+    }
+}
+
+// Only the durable store: stores sharing one table, as handler processes do.
+
+#[tokio::test]
+async fn stores_sharing_a_table_continue_each_others_sessions() {
+    let table = unique_table_name("shared");
+    let (first, second) = (shared_table_store(&table), shared_table_store(&table));
+    let s = session("shared");
+    append_all(&first, &s, 3).await;
+    // `second` has never seen the session; `first` now holds a stale count.
+    assert_eq!(second.append(&s, turn("from second")).await, Ok(3));
+    assert_eq!(second.append(&s, turn("again")).await, Ok(4));
+    let window = first.recent(&s, 2).await.unwrap();
+    assert_eq!(window.total, 5);
+    assert_eq!(users(&window.turns), ["from second", "again"]);
+    assert_eq!(first.append(&s, turn("from first")).await, Ok(5));
+
+    // A delete elsewhere leaves `first` with a count that is too high.
+    assert_eq!(second.delete(&s).await, Ok(true));
+    let window = first.recent(&s, 2).await.unwrap();
+    assert_eq!(window.total, 0);
+    assert!(window.turns.is_empty());
+    assert_eq!(first.append(&s, turn("fresh")).await, Ok(0));
+}
+
+#[tokio::test]
+async fn an_append_without_a_preceding_window_finds_the_next_number_after_a_conflict() {
+    let table = unique_table_name("conflict");
+    let (first, second) = (shared_table_store(&table), shared_table_store(&table));
+    let s = session("conflict");
+    append_all(&first, &s, 2).await;
+    append_all(&second, &s, 40).await;
+    // `first` believes the next number is 2; 2..41 are taken.
+    assert_eq!(first.append(&s, turn("late")).await, Ok(42));
+    let all = second.all(&s).await.unwrap();
+    assert_eq!(all.len(), 43);
+    assert!(all.iter().enumerate().all(|(i, t)| t.index == i as u64));
+}
+
+#[tokio::test]
+async fn a_session_longer_than_one_page_is_found_by_probing() {
+    let table = unique_table_name("probing");
+    let writer = shared_table_store(&table);
+    let s = session("long-running");
+    append_all(&writer, &s, 150).await;
+
+    // A store that has never seen the session (a fresh handler process).
+    let reader = shared_table_store(&table);
+    let window = reader.recent(&s, 10).await.unwrap();
+    assert_eq!(window.total, 150);
+    let expected: Vec<String> = (140..150).map(|n| format!("q{n}")).collect();
+    assert_eq!(users(&window.turns), expected);
+    assert_eq!(reader.append(&s, turn("next")).await, Ok(150));
+    let cold_appender = shared_table_store(&table);
+    assert_eq!(cold_appender.append(&s, turn("after")).await, Ok(151));
+}
