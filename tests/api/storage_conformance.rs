@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use session_rag::domain::{CustomerId, NewTurn, SessionId};
-use session_rag::storage::{ConversationStore, InProcessStore, StorageError};
+use session_rag::storage::{ConversationStore, InProcessStore, StorageError, TableStore};
 
 use crate::azurite::unique_table_name;
 use crate::helpers::shared_table_store;
@@ -310,10 +310,15 @@ async fn a_turn_too_large_for_one_entity(backend: Backend) {
 
 // Only the durable store: stores sharing one table, as handler processes do.
 
+/// Two stores on a fresh table, as two handler processes would be.
+fn two_stores_on_one_table(prefix: &str) -> (TableStore, TableStore) {
+    let table = unique_table_name(prefix);
+    (shared_table_store(&table), shared_table_store(&table))
+}
+
 #[tokio::test]
 async fn stores_sharing_a_table_continue_each_others_sessions() {
-    let table = unique_table_name("shared");
-    let (first, second) = (shared_table_store(&table), shared_table_store(&table));
+    let (first, second) = two_stores_on_one_table("shared");
     let s = session("shared");
     append_all(&first, &s, 3).await;
     // `second` has never seen the session; `first` now holds a stale count.
@@ -334,8 +339,7 @@ async fn stores_sharing_a_table_continue_each_others_sessions() {
 
 #[tokio::test]
 async fn an_append_without_a_preceding_window_finds_the_next_number_after_a_conflict() {
-    let table = unique_table_name("conflict");
-    let (first, second) = (shared_table_store(&table), shared_table_store(&table));
+    let (first, second) = two_stores_on_one_table("conflict");
     let s = session("conflict");
     append_all(&first, &s, 2).await;
     append_all(&second, &s, 40).await;
