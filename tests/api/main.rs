@@ -2,6 +2,7 @@
 
 mod azurite;
 mod helpers;
+mod host_emulation;
 mod persistence;
 mod query;
 mod startup;

@@ -1,0 +1,247 @@
+//! The Functions host, emulated: Core Tools cannot be installed here, so this test
+//! does what the host does with our app files. It validates `host.json` and every
+//! `*/function.json` against the official schemas, lays out the deployment the way
+//! `func` packages it, starts `defaultExecutablePath` with the app settings and
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, waits on `GET /`, forwards each HTTP function's
+//! request unchanged (`enableForwardingHttpRequest`) and invokes every other
+//! function with the custom-handler invocation payload.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every function folder: (name, function.json).
+fn functions() -> Vec<(String, Value)> {
+    let mut found: Vec<_> = std::fs::read_dir(repo())
+        .unwrap()
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let definition = dir.join("function.json");
+            definition.is_file().then(|| {
+                let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+                (name, read_json(&definition))
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+fn trigger(definition: &Value) -> &Value {
+    definition["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["direction"] == "in" && b["type"].as_str().unwrap().ends_with("Trigger"))
+        .expect("every function has one trigger")
+}
+
+#[test]
+fn app_files_follow_the_official_schemas() {
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    let host_schema = compiler
+        .compile(
+            repo()
+                .join("schemas/host.json.schema.json")
+                .to_str()
+                .unwrap(),
+            &mut schemas,
+        )
+        .unwrap();
+    let function_schema = compiler
+        .compile(
+            repo()
+                .join("schemas/function.json.schema.json")
+                .to_str()
+                .unwrap(),
+            &mut schemas,
+        )
+        .unwrap();
+
+    let host = read_json(&repo().join("host.json"));
+    if let Err(error) = schemas.validate(&host, host_schema) {
+        panic!("host.json: {error:#}");
+    }
+    assert_eq!(host["version"], "2.0");
+    assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    assert_eq!(
+        host["customHandler"]["description"]["defaultExecutablePath"],
+        "handler"
+    );
+
+    let functions = functions();
+    assert!(functions.iter().any(|(name, _)| name == "query"));
+    for (name, definition) in &functions {
+        if let Err(error) = schemas.validate(definition, function_schema) {
+            panic!("{name}/function.json: {error:#}");
+        }
+        // Forwarding works only for one httpTrigger in and one http out.
+        if trigger(definition)["type"] == "httpTrigger" {
+            let bindings = definition["bindings"].as_array().unwrap();
+            assert_eq!(
+                bindings.len(),
+                2,
+                "{name}: forwarding needs exactly one http in and out"
+            );
+            assert!(bindings
+                .iter()
+                .any(|b| b["type"] == "http" && b["direction"] == "out"));
+        }
+    }
+
+    // The schema itself must catch mistakes, or the checks above prove nothing.
+    let mut broken = host.clone();
+    broken["version"] = json!("3.0");
+    assert!(schemas.validate(&broken, host_schema).is_err());
+}
+
+/// A request the host would forward for each HTTP function, and the status it expects.
+fn sample_request(function: &str) -> (Value, u16) {
+    match function {
+        "query" => (
+            json!({"question": "What does LONPF2 do?", "session_id": "host-1"}),
+            200,
+        ),
+        "health" => (Value::Null, 200),
+        other => panic!("add a sample request for the new function {other:?} to this test"),
+    }
+}
+
+#[tokio::test]
+async fn the_handler_serves_every_function_as_the_host_would() {
+    let host = read_json(&repo().join("host.json"));
+    let description = &host["customHandler"]["description"];
+    let route_prefix = host["extensions"]["http"]["routePrefix"]
+        .as_str()
+        .unwrap_or("api");
+
+    // The deployment package: app root with host.json, function folders and the binary.
+    let app_root = tempfile::tempdir().unwrap();
+    std::fs::copy(repo().join("host.json"), app_root.path().join("host.json")).unwrap();
+    for (name, _) in functions() {
+        std::fs::create_dir(app_root.path().join(&name)).unwrap();
+        std::fs::copy(
+            repo().join(&name).join("function.json"),
+            app_root.path().join(&name).join("function.json"),
+        )
+        .unwrap();
+    }
+    let executable = app_root
+        .path()
+        .join(description["defaultExecutablePath"].as_str().unwrap());
+    std::fs::copy(env!("CARGO_BIN_EXE_handler"), &executable).unwrap();
+    let working_directory = app_root
+        .path()
+        .join(description["workingDirectory"].as_str().unwrap_or(""));
+
+    // App settings reach the handler as environment variables, as in Azure.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = read_json(&repo().join("local.settings.json"));
+    let mut command = tokio::process::Command::new(&executable);
+    command
+        .current_dir(&working_directory)
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (name, value) in settings["Values"].as_object().unwrap() {
+        command.env(name, value.as_str().unwrap());
+    }
+    let mut child = command
+        .spawn()
+        .expect("the host can start defaultExecutablePath");
+
+    // The host probes GET / every 25 ms until any HTTP answer arrives.
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if client.get(format!("{base}/")).send().await.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "handler never answered GET /"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    for (name, definition) in functions() {
+        let trigger = trigger(&definition);
+        let invocation_id = format!(
+            "00000000-0000-0000-0000-{:012}",
+            started.elapsed().as_nanos() % 1_000_000_000_000
+        );
+        if trigger["type"] == "httpTrigger" {
+            let route = trigger["route"].as_str().unwrap_or(&name);
+            let (body, expected) = sample_request(&name);
+            for method in trigger["methods"].as_array().expect("methods are declared") {
+                let method =
+                    reqwest::Method::from_bytes(method.as_str().unwrap().to_uppercase().as_bytes())
+                        .unwrap();
+                let mut request = client
+                    .request(method.clone(), format!("{base}/{route_prefix}/{route}"))
+                    .header("x-azure-functions-invocationid", &invocation_id);
+                if !body.is_null() {
+                    request = request.json(&body);
+                }
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status().as_u16(), expected, "{method} {name}");
+                assert!(response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"));
+            }
+        } else {
+            // Non-HTTP triggers arrive as POST /{functionName} with the invocation payload.
+            let payload = json!({
+                "Data": {trigger["name"].as_str().unwrap(): {}},
+                "Metadata": {"sys": {"MethodName": name, "UtcNow": "2026-01-01T00:00:00Z"}},
+            });
+            let response = client
+                .post(format!("{base}/{name}"))
+                .header("x-azure-functions-invocationid", &invocation_id)
+                .json(&payload)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{name}");
+            let reply: Value = response.json().await.unwrap();
+            for key in ["Outputs", "Logs", "ReturnValue"] {
+                assert!(
+                    reply.get(key).is_some(),
+                    "{name}: reply lacks {key}: {reply}"
+                );
+            }
+        }
+    }
+
+    // The host stops the worker with SIGTERM; the handler finishes and exits cleanly.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("handler exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
