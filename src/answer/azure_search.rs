@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::retriever::{Retrieved, Retriever};
-use super::upstream::Upstream;
+use super::upstream::{service_url, Upstream};
 use super::{snippet, AnswerError, Source};
 use crate::settings::{AzureSearch, SettingsError};
 
@@ -29,16 +29,13 @@ struct SearchResults {
 
 impl AzureSearchRetriever {
     pub fn new(settings: &AzureSearch, upstream: Upstream) -> Result<Self, SettingsError> {
-        let mut url = Url::parse(&format!(
+        let address = format!(
             "{}/indexes/{}/docs/search",
             settings.endpoint, settings.index
-        ))
-        .map_err(|_| SettingsError::new("AZURE_SEARCH_ENDPOINT", "does not make a valid URL"))?;
-        url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION);
+        );
         Ok(Self {
             upstream,
-            url,
+            url: service_url(&address, Some(API_VERSION), "AZURE_SEARCH_ENDPOINT")?,
             content_field: settings.content_field.clone(),
             title_field: settings.title_field.clone(),
             id_field: settings.id_field.clone(),

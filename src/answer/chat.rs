@@ -7,7 +7,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::upstream::Upstream;
+use super::upstream::{service_url, Upstream};
 use super::AnswerError;
 use crate::settings::{AzureOpenAi, OpenAiCompatible, SettingsError};
 
@@ -77,16 +77,17 @@ struct Usage {
 impl ChatCompletions {
     /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…`
     pub fn azure_openai(settings: &AzureOpenAi, upstream: Upstream) -> Result<Self, SettingsError> {
-        let mut url = Url::parse(&format!(
+        let address = format!(
             "{}/openai/deployments/{}/chat/completions",
             settings.endpoint, settings.deployment
-        ))
-        .map_err(|_| SettingsError::new("AZURE_OPENAI_ENDPOINT", "does not make a valid URL"))?;
-        url.query_pairs_mut()
-            .append_pair("api-version", &settings.api_version);
+        );
         Ok(Self {
             upstream,
-            url,
+            url: service_url(
+                &address,
+                Some(&settings.api_version),
+                "AZURE_OPENAI_ENDPOINT",
+            )?,
             model: None,
         })
     }
@@ -96,10 +97,10 @@ impl ChatCompletions {
         settings: &OpenAiCompatible,
         upstream: Upstream,
     ) -> Result<Self, SettingsError> {
+        let address = format!("{}/chat/completions", settings.base_url);
         Ok(Self {
             upstream,
-            url: Url::parse(&format!("{}/chat/completions", settings.base_url))
-                .map_err(|_| SettingsError::new("OPENAI_BASE_URL", "does not make a valid URL"))?,
+            url: service_url(&address, None, "OPENAI_BASE_URL")?,
             model: Some(settings.model.clone()),
         })
     }

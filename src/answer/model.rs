@@ -127,17 +127,6 @@ mod tests {
         }
     }
 
-    fn turn(user: &str, assistant: &str) -> Turn {
-        Turn {
-            index: 0,
-            user: user.into(),
-            assistant: assistant.into(),
-            metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
-            owner: None,
-        }
-    }
-
     fn answerer() -> (ModelAnswerer, Arc<ScriptedModel>, Arc<EchoRetriever>) {
         let model = Arc::new(ScriptedModel {
             rewritten: "\"LONPF2 copybooks\"",
@@ -162,7 +151,7 @@ mod tests {
     #[tokio::test]
     async fn a_follow_up_is_searched_by_its_rewrite_and_answered_with_the_history() {
         let (answerer, model, retriever) = answerer();
-        let history = [turn("What does LONPF2 do?", "It posts payments.")];
+        let history = [Turn::exchange("What does LONPF2 do?", "It posts payments.")];
         let answer = answerer
             .answer("What copybooks does it use?", &history)
             .await

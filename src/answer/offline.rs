@@ -99,24 +99,13 @@ mod tests {
         OfflineAnswerer::new(Arc::new(DocumentIndex::build(&docs).unwrap()))
     }
 
-    fn turn(user: &str, assistant: &str) -> Turn {
-        Turn {
-            index: 0,
-            user: user.into(),
-            assistant: assistant.into(),
-            metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
-            owner: None,
-        }
-    }
-
     #[test]
     fn a_question_pointing_back_takes_the_latest_named_documents() {
         let a = answerer();
         let history = [
-            turn("What does LONES1 do?", "…"),
-            turn("What does LONPF2 do?", "…"),
-            turn("Thanks", "[1] programs/LONES1.cbl"),
+            Turn::exchange("What does LONES1 do?", "…"),
+            Turn::exchange("What does LONPF2 do?", "…"),
+            Turn::exchange("Thanks", "[1] programs/LONES1.cbl"),
         ];
         assert_eq!(
             a.follow_up_context("What copybooks does it use?", &history),
@@ -131,7 +120,7 @@ mod tests {
     #[test]
     fn a_question_that_stands_alone_gets_no_context() {
         let a = answerer();
-        let history = [turn("What does LONPF2 do?", "…")];
+        let history = [Turn::exchange("What does LONPF2 do?", "…")];
         assert!(a
             .follow_up_context("How are late fees computed?", &history)
             .is_empty());

@@ -151,14 +151,8 @@ mod tests {
     use crate::answer::Source;
 
     fn turn(n: u64, chars: usize) -> Turn {
-        Turn {
-            index: n,
-            user: format!("question {n}"),
-            assistant: format!("answer {n} {}", "x".repeat(chars)),
-            metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
-            owner: None,
-        }
+        let answer = format!("answer {n} {}", "x".repeat(chars));
+        Turn::exchange(&format!("question {n}"), &answer)
     }
 
     fn passage(id: &str, chars: usize) -> Retrieved {

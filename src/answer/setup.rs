@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::azure_search::AzureSearchRetriever;
-use super::chat::{ChatCompletions, ChatModel};
+use super::chat::ChatCompletions;
 use super::entra::{EntraTokens, TokenSource, COGNITIVE_SERVICES_SCOPE, SEARCH_SCOPE};
 use super::model::ModelAnswerer;
 use super::retriever::{LocalRetriever, Retriever};
@@ -29,35 +29,26 @@ pub fn answerer_for(
     };
     let upstream =
         |service, auth| Upstream::new(service, http.clone(), auth, settings.upstream.clone());
-    let (mode, chat): (Mode, Arc<dyn ChatModel>) = match &settings.generator {
-        Generator::Offline => unreachable!("handled above"),
+    let (mode, chat) = match &settings.generator {
+        Generator::Offline => unreachable!("offline answers were returned above"),
         Generator::AzureOpenAi(azure) => {
-            let auth = credentials.azure(
-                &azure.api_key,
-                COGNITIVE_SERVICES_SCOPE,
-                "AZURE_OPENAI_API_KEY",
-            )?;
-            let mode = Mode::AzureOpenAi;
+            let scope = COGNITIVE_SERVICES_SCOPE;
+            let auth = credentials.azure(&azure.api_key, scope, "AZURE_OPENAI_API_KEY")?;
+            let upstream = upstream(Mode::AzureOpenAi.as_str(), auth);
             (
-                mode,
-                Arc::new(ChatCompletions::azure_openai(
-                    azure,
-                    upstream(mode.as_str(), auth),
-                )?),
+                Mode::AzureOpenAi,
+                ChatCompletions::azure_openai(azure, upstream)?,
             )
         }
         Generator::OpenAi(openai) => {
-            let auth = match &openai.api_key {
-                Some(key) => Auth::BearerKey(key.clone()),
-                None => Auth::Anonymous,
-            };
-            let mode = Mode::OpenAi;
+            let auth = openai
+                .api_key
+                .clone()
+                .map_or(Auth::Anonymous, Auth::BearerKey);
+            let upstream = upstream(Mode::OpenAi.as_str(), auth);
             (
-                mode,
-                Arc::new(ChatCompletions::openai_compatible(
-                    openai,
-                    upstream(mode.as_str(), auth),
-                )?),
+                Mode::OpenAi,
+                ChatCompletions::openai_compatible(openai, upstream)?,
             )
         }
     };
@@ -81,7 +72,7 @@ pub fn answerer_for(
     );
     Ok(Arc::new(ModelAnswerer::new(
         mode,
-        chat,
+        Arc::new(chat),
         retriever,
         settings.model_context_tokens,
     )))

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::entra::TokenSource;
 use super::AnswerError;
-use crate::settings::{ApiKey, UpstreamPolicy};
+use crate::settings::{ApiKey, SettingsError, UpstreamPolicy};
 
 /// The client every upstream call shares, so connections (and TLS sessions) are reused.
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
@@ -23,6 +23,22 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("session-rag/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// `address` as a URL, with `api-version` when the service takes one. The
+/// endpoint was checked with the settings; should the whole still not parse, the
+/// endpoint's `setting` is named.
+pub fn service_url(
+    address: &str,
+    api_version: Option<&str>,
+    setting: &str,
+) -> Result<Url, SettingsError> {
+    let mut url = Url::parse(address)
+        .map_err(|_| SettingsError::new(setting, "does not make a valid URL"))?;
+    if let Some(version) = api_version {
+        url.query_pairs_mut().append_pair("api-version", version);
+    }
+    Ok(url)
 }
 
 /// How a request proves who sends it.

@@ -44,3 +44,18 @@ impl NewTurn {
         self.user.len() + self.assistant.len() + self.metadata_json.len()
     }
 }
+
+#[cfg(test)]
+impl Turn {
+    /// Turn 0 of an anonymous conversation: `user` asked, `assistant` answered.
+    pub fn exchange(user: &str, assistant: &str) -> Self {
+        Turn {
+            index: 0,
+            user: user.into(),
+            assistant: assistant.into(),
+            metadata_json: "{}".into(),
+            timestamp: chrono::Utc::now(),
+            owner: None,
+        }
+    }
+}

@@ -1,8 +1,10 @@
 //! One test binary for everything that talks to the service from outside.
 
 mod azurite;
+mod fake_upstream;
 mod helpers;
 mod host_emulation;
+mod model;
 mod persistence;
 mod query;
 mod startup;
