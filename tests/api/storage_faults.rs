@@ -121,6 +121,18 @@ impl Outage {
     }
 }
 
+/// After the first failure the circuit breaker turns requests away at once instead
+/// of letting each wait on storage. Normally that is every following request; on a
+/// slow machine the 500 ms back-off may end before the second arrives, which then
+/// makes one more trial, so two of the three following must be quick.
+fn assert_breaker_spares_the_wait(durations: &[Duration]) {
+    let quick = durations[1..]
+        .iter()
+        .filter(|took| **took < Duration::from_millis(500))
+        .count();
+    assert!(quick >= 2, "{durations:?}");
+}
+
 #[tokio::test]
 async fn a_stopped_store_degrades_answers_and_loses_no_acknowledged_turn() {
     let mut outage = Outage::start().await;
@@ -128,13 +140,11 @@ async fn a_stopped_store_degrades_answers_and_loses_no_acknowledged_turn() {
 
     outage.azurite.stop().await;
     let durations = outage.ask_degraded(4).await;
-    // The first failure costs at most the budget; the circuit breaker spares the
-    // next request the wait.
     assert!(
         durations[0] < BUDGET + Duration::from_secs(1),
         "{durations:?}"
     );
-    assert!(durations[1] < Duration::from_millis(500), "{durations:?}");
+    assert_breaker_spares_the_wait(&durations);
 
     outage.azurite.restart().await;
     outage.ask_until_persisted().await;
@@ -149,13 +159,13 @@ async fn a_hanging_store_costs_one_budget_then_is_skipped() {
     outage.ask_persisted().await;
 
     outage.azurite.pause();
-    let durations = outage.ask_degraded(3).await;
+    let durations = outage.ask_degraded(4).await;
     assert!(durations[0] >= BUDGET, "{durations:?}");
     assert!(
         durations[0] < BUDGET + Duration::from_secs(1),
         "{durations:?}"
     );
-    assert!(durations[1] < Duration::from_millis(500), "{durations:?}");
+    assert_breaker_spares_the_wait(&durations);
 
     outage.azurite.resume();
     outage.ask_until_persisted().await;
