@@ -84,8 +84,12 @@ pub fn router(
         .unify()
 }
 
+/// Bodies a little over the limit are still read (and dropped) before the 413, so
+/// the caller, still writing, sees the answer instead of a reset connection.
+const MAX_DRAINED_BYTES: usize = 8 * MAX_BODY_BYTES;
+
 /// Collects the body up to [`MAX_BODY_BYTES`]; more (announced or sent) is a 413.
-async fn read_body<S, B>(headers: &HeaderMap, body: S) -> Result<Bytes, ApiError>
+async fn read_body<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -97,11 +101,11 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if announced.is_some_and(|n| n > MAX_DRAINED_BYTES as u64) {
         return Err(too_large);
     }
-    let mut body = body;
     let mut collected = BytesMut::new();
+    let mut received = 0;
     while let Some(chunk) = body.next().await {
         // A broken upload is the caller's problem: treat it as an unreadable body.
         let Ok(mut chunk) = chunk else {
@@ -110,8 +114,13 @@ where
                 message: "request body could not be read".into(),
             }));
         };
-        if collected.len() + chunk.remaining() > MAX_BODY_BYTES {
+        received += chunk.remaining();
+        if received > MAX_DRAINED_BYTES {
             return Err(too_large);
+        }
+        if received > MAX_BODY_BYTES {
+            chunk.advance(chunk.remaining());
+            continue;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -119,6 +128,9 @@ where
             let n = part.len();
             chunk.advance(n);
         }
+    }
+    if received > MAX_BODY_BYTES {
+        return Err(too_large);
     }
     Ok(collected.freeze())
 }

@@ -4,6 +4,7 @@ mod azurite;
 mod fake_upstream;
 mod helpers;
 mod host_emulation;
+mod hostile_input;
 mod model;
 mod persistence;
 mod query;
