@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use session_rag::domain::SessionId;
+use session_rag::settings::StorageConnection;
 use session_rag::storage::ConversationStore;
 
 use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    raw_table_client, shared_table_store, spawn_app_with, spawn_app_with_storage, stored_rows,
-    top_source, use_table,
+    azurite_sas_connection_string, raw_table_client, shared_table_store, spawn_app_with,
+    spawn_app_with_storage, stored_rows, top_source, use_table,
 };
 
 fn persistent(question: &str, session: &str) -> Value {
@@ -37,6 +38,24 @@ async fn persistent_turns_are_numbered_and_history_grows_to_max_turns() {
         assert_eq!(body["history_turns"], n.min(3));
         assert_eq!(body["session_id"], "user123");
         assert_eq!(body["warnings"], json!([]));
+    }
+}
+
+#[tokio::test]
+async fn a_sas_connection_string_persists_turns() {
+    let table = unique_table_name("sas");
+    let app = spawn_app_with(|settings| {
+        settings.storage = Some(StorageConnection::ConnectionString {
+            setting: "AzureWebJobsStorage",
+            value: azurite_sas_connection_string(&shared_table_endpoint()),
+        });
+        settings.chat_history_table = table.clone();
+    })
+    .await;
+    for n in 0..2u64 {
+        let body = app.ask(persistent("What does LONPF2 do?", "sas")).await;
+        assert_eq!(body["persisted"], true, "{body}");
+        assert_eq!(body["turn"], n);
     }
 }
 
