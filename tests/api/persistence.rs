@@ -225,14 +225,20 @@ async fn the_window_of_a_thousand_turn_session_is_its_last_max_turns() {
     write_rows(&table, session, rows).await;
 
     // A store that has never seen the session, as in a fresh handler process.
-    let window = shared_table_store(&table)
-        .recent(&SessionId::parse(session).unwrap(), 10)
-        .await
-        .unwrap();
+    let store = shared_table_store(&table);
+    let id = SessionId::parse(session).unwrap();
+    let window = store.recent(&id, 10).await.unwrap();
     assert_eq!(window.total, 1000);
     let users: Vec<&str> = window.turns.iter().map(|t| t.user.as_str()).collect();
     let expected: Vec<String> = (990..1000).map(|n| format!("question {n}")).collect();
     assert_eq!(users, expected);
+    // MAX_TURNS may be up to 1,000: such a window spans more than one page.
+    let wide = store.recent(&id, 995).await.unwrap();
+    assert_eq!(wide.total, 1000);
+    assert_eq!(
+        wide.turns.iter().map(|t| t.index).collect::<Vec<_>>(),
+        (5..1000).collect::<Vec<_>>()
+    );
 
     let app = spawn_app_with_storage(&table).await;
     let body = app.ask(persistent("What does LONPF2 do?", session)).await;
