@@ -2,6 +2,7 @@
 //! request to [`dispatch`], which routes by method and path, so that unknown
 //! routes, wrong methods and oversized bodies all get the contract's JSON errors.
 
+mod chat;
 mod error;
 mod query;
 
@@ -143,6 +144,8 @@ async fn dispatch(state: &AppState, request: Request) -> Response {
         ("" | "/api/health", _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         ("/api/query", &Method::POST) => query::handle(state, &request).await,
         ("/api/query", _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        ("/api/chat", &Method::GET) => Ok(chat::page()),
+        ("/api/chat", _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         _ => Err(ApiError::NotFound(format!("no route for {}", request.path))),
     };
     result.unwrap_or_else(ApiError::into_response)

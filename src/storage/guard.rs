@@ -132,8 +132,8 @@ impl GuardedStore {
             Ok(result) => result,
             Err(_) => Err(StorageError::Timeout),
         };
-        trial.breaker = None;
-        self.record(&result);
+        let was_trial = trial.breaker.take().is_some();
+        self.record(&result, was_trial);
         result
     }
 
@@ -155,10 +155,16 @@ impl GuardedStore {
         }
     }
 
-    fn record<T>(&self, result: &Result<T, StorageError>) {
+    fn record<T>(&self, result: &Result<T, StorageError>, was_trial: bool) {
         let mut breaker = lock(&self.breaker);
         match result {
             Err(StorageError::Unavailable(_) | StorageError::Timeout) => {
+                // Calls already under way when the breaker opened report the same
+                // outage again; only the first failure and failed trials lengthen
+                // the back-off, so a busy handler recovers as fast as an idle one.
+                if !was_trial && !matches!(breaker.state, BreakerState::Closed) {
+                    return;
+                }
                 breaker.consecutive_failures += 1;
                 let wait = backoff(breaker.consecutive_failures);
                 if breaker.consecutive_failures == 1 {
@@ -240,6 +246,24 @@ mod tests {
             hanging.calls.load(Ordering::SeqCst),
             2,
             "retried on its own"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_failures_of_one_outage_back_off_once() {
+        let hanging = Arc::new(Hanging::default());
+        let store = GuardedStore::new(hanging.clone(), Duration::from_secs(1));
+        let session = id();
+        let calls = (0..10).map(|_| store.recent(store.budget(), &session, 10));
+        for result in futures::future::join_all(calls).await {
+            assert_eq!(result, Err(StorageError::Timeout));
+        }
+        tokio::time::advance(backoff(1)).await;
+        let _ = store.recent(store.budget(), &id(), 10).await;
+        assert_eq!(
+            hanging.calls.load(Ordering::SeqCst),
+            11,
+            "tried again after the first back-off"
         );
     }
 

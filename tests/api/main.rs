@@ -1,6 +1,7 @@
 //! One test binary for everything that talks to the service from outside.
 
 mod azurite;
+mod chat;
 mod fake_upstream;
 mod helpers;
 mod host_emulation;
