@@ -1,11 +1,12 @@
 //! One test binary for everything that talks to the service from outside.
 
 mod azurite;
-mod chat;
+mod crowd;
 mod fake_upstream;
 mod helpers;
 mod host_emulation;
 mod hostile_input;
+mod load_and_faults;
 mod model;
 mod persistence;
 mod query;

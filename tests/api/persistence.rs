@@ -1,17 +1,15 @@
 //! Durable memory through HTTP: the handler with Table Storage in the shared Azurite,
 //! each test in a table of its own.
 
-use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
 
-use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use session_rag::domain::SessionId;
 use session_rag::settings::StorageConnection;
 use session_rag::storage::ConversationStore;
 
-use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
+use crate::azurite::{shared_table_endpoint, unique_table_name};
+use crate::crowd::{ask_as_crowd, assert_stored_exactly_once, HandlerProcess};
 use crate::helpers::{
     azurite_sas_connection_string, raw_table_client, shared_table_store, spawn_app_with,
     spawn_app_with_storage, stored_rows, top_source, use_table,
@@ -247,123 +245,18 @@ async fn the_window_of_a_thousand_turn_session_is_its_last_max_turns() {
     assert_eq!(body["persisted"], true);
 }
 
-/// A `handler` process serving the table, as the Functions host would start it.
-struct HandlerProcess {
-    address: String,
-    _child: tokio::process::Child,
-    _cwd: tempfile::TempDir,
-}
-
-impl HandlerProcess {
-    async fn start(table: &str) -> HandlerProcess {
-        // No local.settings.json where it runs: only what is set here applies.
-        let cwd = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-            .current_dir(cwd.path())
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env(
-                "AZURE_STORAGE_CONNECTION_STRING",
-                azurite::connection_string(&shared_table_endpoint()),
-            )
-            .env("CHAT_HISTORY_TABLE", table)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("handler starts");
-        let address = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Like the host: poll GET / until anything answers.
-        while reqwest::get(format!("{address}/")).await.is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("handler exited early: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "handler did not start within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        HandlerProcess {
-            address,
-            _child: child,
-            _cwd: cwd,
-        }
-    }
-}
-
 #[tokio::test]
 async fn concurrent_turns_from_several_handler_processes_are_stored_exactly_once() {
     const REQUESTS: usize = 150;
-    const CLIENTS: usize = 16;
+    const SESSIONS: usize = 3;
     let table = unique_table_name("processes");
-    let sessions = ["crowd-a", "crowd-b", "crowd-c"];
-    let handlers = futures::future::join_all((0..3).map(|_| HandlerProcess::start(&table))).await;
-    let client = reqwest::Client::new();
-
-    let replies: Vec<(String, String, Value)> = futures::stream::iter(0..REQUESTS)
-        .map(|i| {
-            let session = sessions[i % sessions.len()].to_owned();
-            // Consecutive turns of a session go to different processes.
-            let handler = &handlers[(i / sessions.len()) % handlers.len()];
-            let question = format!("question {i} from client {}", i % CLIENTS);
-            let request = client
-                .post(format!("{}/api/query", handler.address))
-                .json(&persistent(&question, &session));
-            async move {
-                let response = request.send().await.expect("handler answers");
-                assert_eq!(response.status(), 200);
-                (session, question, response.json().await.unwrap())
-            }
-        })
-        .buffer_unordered(CLIENTS)
-        .collect()
-        .await;
-
-    let acknowledged: Vec<(&str, u64, &str)> = replies
-        .iter()
-        .filter(|(_, _, body)| body["persisted"] == true)
-        .map(|(session, question, body)| {
-            (
-                session.as_str(),
-                body["turn"].as_u64().unwrap(),
-                question.as_str(),
-            )
-        })
-        .collect();
+    let endpoint = shared_table_endpoint();
+    let handlers =
+        futures::future::join_all((0..3).map(|_| HandlerProcess::start(&endpoint, &table, &[])))
+            .await;
+    let run = ask_as_crowd("crowd", &handlers, SESSIONS, 16, REQUESTS, async {}).await;
     // Storage is up: contention alone must not cost a turn (each request may wait 10 s).
-    assert_eq!(acknowledged.len(), REQUESTS, "every turn is persisted");
-
-    let raw = raw_table_client(&shared_table_endpoint(), &table);
-    let mut stored: HashMap<(String, u64), String> = HashMap::new();
-    let mut questions = HashSet::new();
-    for session in sessions {
-        let rows = stored_rows(&raw, session).await;
-        let numbers: Vec<u64> = rows
-            .iter()
-            .map(|row| row["RowKey"].as_str().unwrap().parse().unwrap())
-            .collect();
-        assert_eq!(
-            numbers,
-            (0..rows.len() as u64).collect::<Vec<_>>(),
-            "{session}: numbers must be gap-free"
-        );
-        for (number, row) in numbers.into_iter().zip(&rows) {
-            let user = row["user"].as_str().unwrap().to_owned();
-            assert!(questions.insert(user.clone()), "{user:?} is stored twice");
-            stored.insert((session.to_owned(), number), user);
-        }
-    }
-    for (session, turn, question) in &acknowledged {
-        assert_eq!(
-            stored
-                .get(&(session.to_string(), *turn))
-                .map(String::as_str),
-            Some(*question),
-            "acknowledged turn {turn} of {session}"
-        );
-    }
-    assert_eq!(stored.len(), REQUESTS);
+    assert_eq!(run.acknowledged.len(), REQUESTS, "every turn is persisted");
+    let stored = assert_stored_exactly_once(&endpoint, &table, SESSIONS, &run.acknowledged).await;
+    assert_eq!(stored, REQUESTS);
 }
