@@ -1,9 +1,11 @@
 //! Domain types: parsed once at the edge, trusted everywhere after ("parse, don't validate").
 
+mod conversation;
 mod identifiers;
 mod query;
 mod turn;
 
+pub use conversation::{may_access, owner_of, timestamp_text, title_of, Retention};
 pub use identifiers::{CustomerId, SessionId};
 pub use query::{InvalidInput, InvalidQuery, Metadata, QueryRequest, Question};
 pub use turn::{NewTurn, Turn};
