@@ -13,6 +13,10 @@ pub use answering::{
 
 const LOCAL_SETTINGS_FILE: &str = "local.settings.json";
 
+/// `SESSION_TTL_DAYS` above this (a century) is almost surely a mistake.
+const MAX_TTL_DAYS: f64 = 36_500.0;
+const SECONDS_PER_DAY: f64 = 86_400.0;
+
 /// A setting that cannot be used, named, with what is wrong. Never echoes secrets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name}: {problem}")]
@@ -75,6 +79,15 @@ pub struct Settings {
     pub docs_dir: Option<PathBuf>,
     /// `CHAT_HISTORY_TABLE`.
     pub chat_history_table: String,
+    /// `CHAT_SESSIONS_TABLE`, the listing index; `None`: [`Settings::sessions_table`]
+    /// derives it from `CHAT_HISTORY_TABLE`.
+    pub chat_sessions_table: Option<String>,
+    /// `SESSION_TTL_DAYS`: how long a conversation is kept after its last turn;
+    /// `None` keeps conversations forever.
+    pub session_ttl: Option<Duration>,
+    /// `TRUST_EASY_AUTH_HEADERS`: take the owner from App Service Authentication's
+    /// `X-MS-CLIENT-PRINCIPAL-ID` header (set only behind it).
+    pub trust_easy_auth_headers: bool,
     pub storage: Option<StorageConnection>,
     /// `STORAGE_TIMEOUT_SECONDS`: the most one request waits on storage in total.
     pub storage_timeout: Duration,
@@ -98,6 +111,9 @@ impl Settings {
             max_turns: 10,
             docs_dir: None,
             chat_history_table: "OTISChatHistory".into(),
+            chat_sessions_table: None,
+            session_ttl: None,
+            trust_easy_auth_headers: false,
             storage: None,
             storage_timeout: Duration::from_secs(10),
             session_memory_max_bytes: 256 * 1024 * 1024,
@@ -168,6 +184,32 @@ impl Settings {
                 ))
             }
         };
+        let chat_sessions_table = get("CHAT_SESSIONS_TABLE");
+        let session_ttl = match get("SESSION_TTL_DAYS") {
+            None => None,
+            Some(v) => match v.parse::<f64>() {
+                Ok(days) if days > 0.0 && days <= MAX_TTL_DAYS => {
+                    Some(Duration::from_secs_f64(days * SECONDS_PER_DAY))
+                }
+                _ => {
+                    return Err(SettingsError::new(
+                        "SESSION_TTL_DAYS",
+                        format!("must be a number of days above 0 and at most {MAX_TTL_DAYS}; fractions are allowed (got {v:?})"),
+                    ))
+                }
+            },
+        };
+        let trust_easy_auth_headers = match get("TRUST_EASY_AUTH_HEADERS") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(SettingsError::new(
+                    "TRUST_EASY_AUTH_HEADERS",
+                    format!("must be true or false (got {v:?})"),
+                ))
+            }
+        };
         let storage_timeout = match get("STORAGE_TIMEOUT_SECONDS") {
             None => defaults.storage_timeout,
             Some(v) => match v.parse::<f64>() {
@@ -193,11 +235,14 @@ impl Settings {
             },
         };
         let generator = answering::generator(&get)?;
-        Ok(Self {
+        let settings = Self {
             port,
             max_turns,
             docs_dir,
             chat_history_table,
+            chat_sessions_table,
+            session_ttl,
+            trust_easy_auth_headers,
             storage: storage_connection(&get),
             storage_timeout,
             session_memory_max_bytes,
@@ -205,7 +250,34 @@ impl Settings {
             generator,
             model_context_tokens: answering::context_tokens(&get, defaults.model_context_tokens)?,
             upstream: answering::upstream_policy(&get)?,
+        };
+        settings.check_sessions_table()?;
+        Ok(settings)
+    }
+
+    /// The listing index's table: `CHAT_SESSIONS_TABLE`, else `CHAT_HISTORY_TABLE`
+    /// followed by `Sessions` (`OTISChatSessions` by default).
+    pub fn sessions_table(&self) -> String {
+        self.chat_sessions_table.clone().unwrap_or_else(|| {
+            let history = &self.chat_history_table;
+            format!(
+                "{}Sessions",
+                history.strip_suffix("History").unwrap_or(history)
+            )
         })
+    }
+
+    /// The listing index's table must be a valid name and not the history table.
+    pub fn check_sessions_table(&self) -> Result<(), SettingsError> {
+        let name = self.sessions_table();
+        let problem = if !is_valid_table_name(&name) {
+            format!("{name:?} is not a valid table name (3-63 letters and digits, starting with a letter); set CHAT_SESSIONS_TABLE to one")
+        } else if name.eq_ignore_ascii_case(&self.chat_history_table) {
+            format!("{name:?} is the history table; the listing needs a table of its own")
+        } else {
+            return Ok(());
+        };
+        Err(SettingsError::new("CHAT_SESSIONS_TABLE", problem))
     }
 }
 
@@ -292,11 +364,44 @@ mod tests {
             ("CHAT_HISTORY_TABLE", "chat-history"),
             ("STORAGE_TIMEOUT_SECONDS", "-1"),
             ("SESSION_MEMORY_MAX_MB", "lots"),
+            ("SESSION_TTL_DAYS", "0"),
+            ("SESSION_TTL_DAYS", "-1"),
+            ("SESSION_TTL_DAYS", "a week"),
+            ("SESSION_TTL_DAYS", "NaN"),
+            ("TRUST_EASY_AUTH_HEADERS", "yes"),
+            ("CHAT_SESSIONS_TABLE", "chat-sessions"),
+            ("CHAT_SESSIONS_TABLE", "OTISChatHistory"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name);
             assert!(err.to_string().starts_with(&format!("{name}: ")));
         }
+    }
+
+    #[test]
+    fn conversation_management_settings() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.sessions_table(), "OTISChatSessions");
+        assert_eq!(s.session_ttl, None);
+        assert!(!s.trust_easy_auth_headers);
+
+        let s = from(&[
+            ("CHAT_HISTORY_TABLE", "Chats"),
+            ("SESSION_TTL_DAYS", "0.5"),
+            ("TRUST_EASY_AUTH_HEADERS", "TRUE"),
+        ])
+        .unwrap();
+        assert_eq!(s.sessions_table(), "ChatsSessions");
+        assert_eq!(s.session_ttl, Some(Duration::from_secs(43_200)));
+        assert!(s.trust_easy_auth_headers);
+
+        let s = from(&[("CHAT_SESSIONS_TABLE", "Listing")]).unwrap();
+        assert_eq!(s.sessions_table(), "Listing");
+
+        // A long history table name leaves no room for the derived one.
+        let long = format!("T{}", "x".repeat(60));
+        let err = from(&[("CHAT_HISTORY_TABLE", long.as_str())]).unwrap_err();
+        assert_eq!(err.name, "CHAT_SESSIONS_TABLE");
     }
 
     #[test]
