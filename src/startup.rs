@@ -41,13 +41,17 @@ impl Application {
         let in_process = Arc::new(InProcessStore::new(settings.session_memory_max_bytes));
         let durable = match &settings.storage {
             None => None,
-            Some(connection) => Some(GuardedStore::new(
-                Arc::new(TableStore::connect(
-                    connection,
-                    &settings.chat_history_table,
-                )?),
-                settings.storage_timeout,
-            )),
+            Some(connection) => {
+                settings.check_sessions_table()?;
+                Some(GuardedStore::new(
+                    Arc::new(TableStore::connect(
+                        connection,
+                        &settings.chat_history_table,
+                        &settings.sessions_table(),
+                    )?),
+                    settings.storage_timeout,
+                ))
+            }
         };
         let conversations = Conversations::new(answerer, in_process, durable, settings.max_turns);
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ConversationStore, StorageError, Window};
-use crate::domain::{NewTurn, SessionId, Turn};
+use chrono::{DateTime, Utc};
+
+use super::{ConversationStore, SessionSummary, StorageError, Window};
+use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -22,6 +24,17 @@ pub struct StorageBudget {
     deadline: Instant,
 }
 
+impl StorageBudget {
+    /// A budget of `total` from now, for work that is not one request (a purge).
+    pub fn lasting(total: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + total,
+        }
+    }
+}
+
+/// Clones share the store and its circuit breaker.
+#[derive(Clone)]
 pub struct GuardedStore {
     inner: Arc<dyn ConversationStore>,
     budget: Duration,
@@ -83,9 +96,7 @@ impl GuardedStore {
 
     /// Starts the clock for one request's storage calls.
     pub fn budget(&self) -> StorageBudget {
-        StorageBudget {
-            deadline: Instant::now() + self.budget,
-        }
+        StorageBudget::lasting(self.budget)
     }
 
     pub async fn append(
@@ -120,6 +131,33 @@ impl GuardedStore {
         session: &SessionId,
     ) -> Result<bool, StorageError> {
         self.call(budget, self.inner.delete(session)).await
+    }
+
+    pub async fn update_listing(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        number: u64,
+        turn: &NewTurn,
+    ) -> Result<(), StorageError> {
+        self.call(budget, self.inner.update_listing(session, number, turn))
+            .await
+    }
+
+    pub async fn sessions_of(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+    ) -> Result<Vec<SessionSummary>, StorageError> {
+        self.call(budget, self.inner.sessions_of(owner)).await
+    }
+
+    pub async fn purge_before(
+        &self,
+        budget: StorageBudget,
+        cutoff: DateTime<Utc>,
+    ) -> Result<u64, StorageError> {
+        self.call(budget, self.inner.purge_before(cutoff)).await
     }
 
     async fn call<T>(
@@ -217,6 +255,23 @@ mod tests {
             std::future::pending().await
         }
         async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn update_listing(
+            &self,
+            _: &SessionId,
+            _: u64,
+            _: &NewTurn,
+        ) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn sessions_of(&self, _: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn purge_before(&self, _: DateTime<Utc>) -> Result<u64, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -5,8 +5,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{ConversationStore, StorageError, Window};
-use crate::domain::{NewTurn, SessionId, Turn};
+use chrono::{DateTime, Utc};
+
+use super::{ConversationStore, SessionSummary, StorageError, Window};
+use crate::domain::{owner_of, title_of, CustomerId, NewTurn, SessionId, Turn};
 
 /// Keeps every turn of every session in memory. When the turns held exceed
 /// `max_bytes`, the least recently used sessions are dropped whole, so a flood of
@@ -66,6 +68,17 @@ impl State {
         entry.last_use = tick;
         self.by_last_use.insert(tick, session.clone());
         Some(entry)
+    }
+
+    fn remove(&mut self, session: &SessionId) -> bool {
+        match self.sessions.remove(session) {
+            None => false,
+            Some(removed) => {
+                self.by_last_use.remove(&removed.last_use);
+                self.bytes -= removed.bytes;
+                true
+            }
+        }
     }
 
     fn evict_until_within(&mut self, max_bytes: usize, keep: &SessionId) {
@@ -136,15 +149,46 @@ impl ConversationStore for InProcessStore {
     }
 
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
+        Ok(self.lock().remove(session))
+    }
+
+    /// Listings are read from the turns themselves: nothing to record.
+    async fn update_listing(&self, _: &SessionId, _: u64, _: &NewTurn) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .iter()
+            .filter(|(_, session)| owner_of(&session.turns) == Some(owner))
+            .filter_map(|(id, session)| {
+                let (first, last) = (session.turns.first()?, session.turns.last()?);
+                Some(SessionSummary {
+                    session_id: id.clone(),
+                    owner: owner.clone(),
+                    title: title_of(&first.user),
+                    turns: session.turns.len() as u64,
+                    created_at: first.timestamp,
+                    updated_at: last.timestamp,
+                })
+            })
+            .collect())
+    }
+
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
         let mut state = self.lock();
-        match state.sessions.remove(session) {
-            None => Ok(false),
-            Some(removed) => {
-                state.by_last_use.remove(&removed.last_use);
-                state.bytes -= removed.bytes;
-                Ok(true)
-            }
+        let expired: Vec<SessionId> = state
+            .sessions
+            .iter()
+            .filter(|(_, session)| session.turns.last().is_some_and(|t| t.timestamp < cutoff))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            state.remove(id);
         }
+        Ok(expired.len() as u64)
     }
 }
 

@@ -12,13 +12,29 @@ pub use table::TableStore;
 
 use async_trait::async_trait;
 
-use crate::domain::{NewTurn, SessionId, Turn};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
 /// The most recent turns of a session, oldest first, and how many turns it has in all.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Window {
     pub turns: Vec<Turn>,
     pub total: u64,
+}
+
+/// A conversation as its owner's listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub session_id: SessionId,
+    pub owner: CustomerId,
+    /// The first question, shortened (`domain::title_of`).
+    pub title: String,
+    pub turns: u64,
+    /// When turn 0 was asked.
+    pub created_at: DateTime<Utc>,
+    /// When the last turn was asked.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Why a storage call failed, whatever the backend.
@@ -43,7 +59,9 @@ pub enum StorageError {
 /// - `append` stores a turn exactly once, at the next free number, even when many
 ///   callers (in many processes) append to one session at the same time;
 /// - turn numbers of a session are 0-based and gap-free;
-/// - `recent` costs the same however long the session is.
+/// - `recent` costs the same however long the session is;
+/// - a conversation is listed for its owner once `update_listing` has seen one of
+///   its turns, until it is deleted or purged.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
     /// Stores `turn` as the next turn of `session` and returns its number.
@@ -55,6 +73,24 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Every turn of `session` in order; empty when the session is unknown.
     async fn all(&self, session: &SessionId) -> Result<Vec<Turn>, StorageError>;
 
-    /// Removes every turn of `session`; `false` when there was nothing to remove.
+    /// Removes every turn of `session` and its listing entry; `false` when there was
+    /// nothing to remove.
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError>;
+
+    /// Records `turn`, just appended to `session` as turn `number`, in the listing of
+    /// its owner (nothing for a turn without one). A separate call after `append`, so
+    /// that a listing failure never undoes a stored turn.
+    async fn update_listing(
+        &self,
+        session: &SessionId,
+        number: u64,
+        turn: &NewTurn,
+    ) -> Result<(), StorageError>;
+
+    /// Every conversation listed for `owner`, in no particular order, expired or not.
+    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError>;
+
+    /// Deletes every session whose last turn is older than `cutoff`, with its listing
+    /// entry, and returns how many it deleted.
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError>;
 }

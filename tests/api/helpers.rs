@@ -93,13 +93,22 @@ pub fn azurite_sas_connection_string(endpoint: &str) -> String {
     )
 }
 
-/// A [`TableStore`] on `table` of the shared Azurite (the table is created on first use).
+/// A [`TableStore`] on `table` of the shared Azurite (the table is created on first
+/// use), with the listing table the app would derive from it.
 pub fn shared_table_store(table: &str) -> TableStore {
     TableStore::connect(
         &azurite_connection(&azurite::shared_table_endpoint()),
         table,
+        &sessions_table_for(table),
     )
     .expect("an Azurite connection string is usable")
+}
+
+/// The listing table the app uses beside the history table `table`.
+pub fn sessions_table_for(table: &str) -> String {
+    let mut settings = Settings::defaults();
+    settings.chat_history_table = table.to_owned();
+    settings.sessions_table()
 }
 
 /// The SDK's own client for `table` of the Azurite at `endpoint`, to write and

@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use session_rag::domain::{CustomerId, NewTurn, SessionId};
-use session_rag::storage::{ConversationStore, InProcessStore, StorageError, TableStore};
+use session_rag::storage::{
+    ConversationStore, InProcessStore, SessionSummary, StorageError, TableStore,
+};
 
 use crate::azurite::unique_table_name;
 use crate::helpers::shared_table_store;
@@ -65,6 +67,9 @@ conformance_suite!(
     awkward_session_ids_stay_isolated,
     long_content_round_trips_byte_identical,
     a_turn_too_large_for_one_entity,
+    owned_sessions_are_listed_for_their_owner_only,
+    a_deleted_session_leaves_the_listing,
+    purge_deletes_sessions_whose_last_turn_is_before_the_cutoff,
 );
 
 fn session(id: &str) -> SessionId {
@@ -306,6 +311,144 @@ async fn a_turn_too_large_for_one_entity(backend: Backend) {
             assert_eq!(store.all(&s).await.unwrap()[0].assistant.len(), 600_000);
         }
     }
+}
+
+fn customer(id: &str) -> CustomerId {
+    CustomerId::parse(id).unwrap()
+}
+
+/// Appends a turn asked by `owner` at `timestamp` and lists it, as a query does.
+async fn append_listed(
+    store: &dyn ConversationStore,
+    session: &SessionId,
+    owner: Option<&CustomerId>,
+    user: &str,
+    timestamp: DateTime<Utc>,
+) -> u64 {
+    let turn = NewTurn {
+        owner: owner.cloned(),
+        timestamp,
+        ..self::turn(user)
+    };
+    let number = store.append(session, turn.clone()).await.unwrap();
+    store.update_listing(session, number, &turn).await.unwrap();
+    number
+}
+
+/// `owner`'s listing, by session id.
+async fn listing(store: &dyn ConversationStore, owner: &CustomerId) -> Vec<SessionSummary> {
+    let mut sessions = store.sessions_of(owner).await.unwrap();
+    sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+    sessions
+}
+
+async fn listed_ids(store: &dyn ConversationStore, owner: &CustomerId) -> Vec<SessionId> {
+    listing(store, owner)
+        .await
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect()
+}
+
+async fn owned_sessions_are_listed_for_their_owner_only(backend: Backend) {
+    let store = backend.store.as_ref();
+    let (alice, bob) = (customer("alice"), customer("o'bob"));
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let at = |seconds| start + TimeDelta::seconds(seconds);
+    let long_question = format!("What does LONPF2 do {}", "and why ".repeat(20));
+    append_listed(store, &session("a-1"), Some(&alice), &long_question, at(0)).await;
+    append_listed(store, &session("a-1"), Some(&alice), "Who calls it?", at(5)).await;
+    append_listed(
+        store,
+        &session("a-2"),
+        Some(&alice),
+        "Zoë's question",
+        at(2),
+    )
+    .await;
+    append_listed(store, &session("b-1"), Some(&bob), "Bob's question", at(3)).await;
+    append_listed(
+        store,
+        &session("anonymous"),
+        None,
+        "Nobody's question",
+        at(4),
+    )
+    .await;
+
+    let alices = listing(store, &alice).await;
+    assert_eq!(
+        alices,
+        [
+            SessionSummary {
+                session_id: session("a-1"),
+                owner: alice.clone(),
+                title: session_rag::domain::title_of(&long_question),
+                turns: 2,
+                created_at: at(0),
+                updated_at: at(5),
+            },
+            SessionSummary {
+                session_id: session("a-2"),
+                owner: alice.clone(),
+                title: "Zoë's question".into(),
+                turns: 1,
+                created_at: at(2),
+                updated_at: at(2),
+            },
+        ]
+    );
+    assert!(alices[0].title.chars().count() <= 80);
+    let bobs = listing(store, &bob).await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].session_id, session("b-1"));
+    assert!(listing(store, &customer("o''bob")).await.is_empty());
+    assert!(listing(store, &customer("nobody")).await.is_empty());
+}
+
+async fn a_deleted_session_leaves_the_listing(backend: Backend) {
+    let store = backend.store.as_ref();
+    let alice = customer("alice");
+    for id in ["kept", "doomed"] {
+        append_listed(store, &session(id), Some(&alice), "q", Utc::now()).await;
+    }
+    assert_eq!(store.delete(&session("doomed")).await, Ok(true));
+    assert_eq!(listed_ids(store, &alice).await, [session("kept")]);
+
+    // Started again, it is listed again from its new first turn.
+    append_listed(store, &session("doomed"), Some(&alice), "again", Utc::now()).await;
+    let again = listing(store, &alice).await;
+    assert_eq!(again.len(), 2);
+    assert_eq!((again[0].title.as_str(), again[0].turns), ("again", 1));
+}
+
+async fn purge_deletes_sessions_whose_last_turn_is_before_the_cutoff(backend: Backend) {
+    let store = backend.store.as_ref();
+    let alice = customer("alice");
+    let now = Utc::now();
+    let days_ago = |days| now - TimeDelta::days(days);
+    // Expired: every turn is old, owned or not.
+    append_listed(store, &session("old"), Some(&alice), "q0", days_ago(10)).await;
+    append_listed(store, &session("old"), Some(&alice), "q1", days_ago(9)).await;
+    append_listed(store, &session("old anonymous"), None, "q0", days_ago(8)).await;
+    // Kept: its last turn is recent, though its first is old.
+    append_listed(store, &session("revived"), Some(&alice), "q0", days_ago(10)).await;
+    append_listed(store, &session("revived"), Some(&alice), "q1", now).await;
+    append_listed(store, &session("fresh"), None, "q0", now).await;
+
+    assert_eq!(store.purge_before(days_ago(1)).await, Ok(2));
+    for gone in ["old", "old anonymous"] {
+        assert!(
+            store.all(&session(gone)).await.unwrap().is_empty(),
+            "{gone}"
+        );
+    }
+    assert_eq!(store.all(&session("revived")).await.unwrap().len(), 2);
+    assert_eq!(store.all(&session("fresh")).await.unwrap().len(), 1);
+    assert_eq!(listed_ids(store, &alice).await, [session("revived")]);
+    // An id purged starts again from turn 0.
+    assert_eq!(store.append(&session("old"), turn("new")).await, Ok(0));
+    assert_eq!(store.purge_before(days_ago(1)).await, Ok(0));
 }
 
 // Only the durable store: stores sharing one table, as handler processes do.

@@ -1,4 +1,4 @@
-//! From the storage settings to a table client: where the table service is, how to
+//! From the storage settings to a table service client: where the service is, how to
 //! authenticate to it, and how requests travel (one pooled HTTP client, a timeout
 //! per call, bounded retries). Nothing here touches the network.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use azure_core::auth::{Secret, TokenCredential};
 use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions, Url};
-use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
+use azure_data_tables::clients::{TableServiceClient, TableServiceClientBuilder};
 use azure_identity::{DefaultAzureCredential, TokenCredentialOptions};
 use azure_storage::{CloudLocation, StorageCredentials};
 
@@ -52,13 +52,13 @@ struct Endpoint {
     credentials: StorageCredentials,
 }
 
-/// A client for `table_name` as `connection` describes, with `environment` supplying
-/// the platform's managed-identity variables.
-pub fn table_client(
+/// A client for the table service `connection` describes, with `environment`
+/// supplying the platform's managed-identity variables. Its table clients share one
+/// pool of connections.
+pub fn table_service(
     connection: &StorageConnection,
-    table_name: &str,
     environment: &dyn Fn(&str) -> Option<String>,
-) -> Result<TableClient, SettingsError> {
+) -> Result<TableServiceClient, SettingsError> {
     let http = reqwest::Client::builder()
         .timeout(CALL_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -77,8 +77,7 @@ pub fn table_client(
         TableServiceClientBuilder::with_location(location, credentials)
             .transport(TransportOptions::new(Arc::new(http)))
             .retry(retry_options())
-            .build()
-            .table_client(table_name),
+            .build(),
     )
 }
 
@@ -526,14 +525,13 @@ mod tests {
     #[test]
     fn building_a_client_makes_no_request() {
         // An address nothing listens on: building must still succeed at once.
-        let client = table_client(
+        let service = table_service(
             &connection_string(&format!(
                 "AccountName=acct;AccountKey={KEY};TableEndpoint=http://127.0.0.1:9/acct"
             )),
-            "Chats",
             &no_environment,
         )
         .unwrap();
-        assert_eq!(client.table_name(), "Chats");
+        assert_eq!(service.table_client("Chats").table_name(), "Chats");
     }
 }

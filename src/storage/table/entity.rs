@@ -8,13 +8,13 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::keys::{self, MAX_ROW_KEY_CHARS};
-use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{timestamp_text, CustomerId, NewTurn, SessionId, Turn};
 use crate::storage::StorageError;
 
 /// A string property holds at most this many UTF-16 code units.
@@ -25,15 +25,15 @@ const MAX_ENTITY_BYTES: usize = 1024 * 1024;
 const MAX_PROPERTIES: usize = 255;
 const SYSTEM_PROPERTIES: usize = 3;
 
-const TIMESTAMP: &str = "timestamp";
+pub const TIMESTAMP: &str = "timestamp";
 const USER: &str = "user";
 const ASSISTANT: &str = "assistant";
 const METADATA_JSON: &str = "metadata_json";
-const CUSTOMER_ID: &str = "customer_id";
+pub const CUSTOMER_ID: &str = "customer_id";
 pub const TURN_ID: &str = "turn_id";
 
 /// The service's own last-modified time, for rows without a readable `timestamp`.
-const SYSTEM_TIMESTAMP: &str = "Timestamp";
+pub const SYSTEM_TIMESTAMP: &str = "Timestamp";
 pub const PARTITION_KEY: &str = "PartitionKey";
 pub const ROW_KEY: &str = "RowKey";
 
@@ -47,12 +47,7 @@ impl TurnEntity {
     /// Checks the limits with the longest RowKey, so any turn number fits.
     pub fn new(session: &SessionId, turn: &NewTurn, turn_id: Uuid) -> Result<Self, StorageError> {
         let mut properties = Map::new();
-        properties.insert(
-            TIMESTAMP.into(),
-            turn.timestamp
-                .to_rfc3339_opts(SecondsFormat::Secs, true)
-                .into(),
-        );
+        properties.insert(TIMESTAMP.into(), timestamp_text(turn.timestamp).into());
         insert_split(&mut properties, USER, &turn.user);
         insert_split(&mut properties, ASSISTANT, &turn.assistant);
         insert_split(&mut properties, METADATA_JSON, &turn.metadata_json);
@@ -90,7 +85,7 @@ impl TurnEntity {
 /// that straddles two chunks (measured: `é` × 32,767 reads back altered, and a value
 /// can grow past its size limit); an ASCII body has no character to split. Non-ASCII
 /// text only occurs inside JSON strings, where the escapes mean the same.
-fn ascii_json(value: &Value) -> Box<RawValue> {
+pub fn ascii_json(value: &Value) -> Box<RawValue> {
     let json = value.to_string();
     let mut ascii = String::with_capacity(json.len());
     for c in json.chars() {
@@ -182,15 +177,25 @@ pub fn to_turn(entity: &Map<String, Value>) -> Option<Turn> {
         } else {
             metadata_json
         },
-        timestamp: string(entity, TIMESTAMP)
-            .and_then(parse_timestamp)
-            .or_else(|| string(entity, SYSTEM_TIMESTAMP).and_then(parse_timestamp))
-            .unwrap_or_default(),
-        owner: string(entity, CUSTOMER_ID).and_then(|id| CustomerId::parse(id).ok()),
+        timestamp: turn_time(entity),
+        owner: owner(entity),
     })
 }
 
-fn string<'a>(entity: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+/// When a turn row was written: its `timestamp`, else the service's own time.
+pub fn turn_time(entity: &Map<String, Value>) -> DateTime<Utc> {
+    string(entity, TIMESTAMP)
+        .and_then(parse_timestamp)
+        .or_else(|| string(entity, SYSTEM_TIMESTAMP).and_then(parse_timestamp))
+        .unwrap_or_default()
+}
+
+/// The `customer_id` a turn row carries (absent on rows the seed wrote).
+pub fn owner(entity: &Map<String, Value>) -> Option<CustomerId> {
+    string(entity, CUSTOMER_ID).and_then(|id| CustomerId::parse(id).ok())
+}
+
+pub fn string<'a>(entity: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     entity.get(name).and_then(Value::as_str)
 }
 
@@ -201,7 +206,7 @@ fn read_split(entity: &Map<String, Value>, name: &str) -> String {
 }
 
 /// RFC 3339 (ours), or the seed's naive ISO 8601 (`2025-01-24T10:30:00.123456`) taken as UTC.
-fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .ok()

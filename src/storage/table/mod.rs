@@ -31,24 +31,28 @@ mod connection;
 mod entity;
 mod error;
 mod keys;
+mod listing;
 mod managed_identity;
+mod purge;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use azure_core::{Continuable, StatusCode};
 use azure_data_tables::clients::{PartitionKeyClient, TableClient};
+use azure_data_tables::IfMatchCondition;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use self::entity::{TurnEntity, ROW_KEY, TURN_ID};
+use self::entity::{TurnEntity, CUSTOMER_ID, ROW_KEY, TURN_ID};
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
-use super::{ConversationStore, StorageError, Window};
-use crate::domain::{NewTurn, SessionId, Turn};
+use super::{ConversationStore, SessionSummary, StorageError, Window};
+use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -73,7 +77,16 @@ pub struct TableStore {
     table: TableClient,
     /// Set once the table is known to exist; a failed creation is tried again.
     table_ready: OnceCell<()>,
+    /// The listing index (`listing.rs`).
+    index: TableClient,
+    index_ready: OnceCell<()>,
     sessions: Mutex<HashMap<SessionId, Arc<SessionHint>>>,
+}
+
+/// A row to delete, by RowKey, and only if it still has this ETag when one is given.
+struct DoomedRow {
+    key: String,
+    etag: Option<String>,
 }
 
 /// What this process has learnt about a session.
@@ -125,35 +138,30 @@ impl TurnRows {
 }
 
 impl TableStore {
-    /// A store for `table_name` as `connection` describes. Makes no request: the
-    /// handler starts (and answers, degraded) while storage is down.
+    /// A store keeping turns in `history_table` and its listing index in
+    /// `sessions_table`, as `connection` describes. Makes no request: the handler
+    /// starts (and answers, degraded) while storage is down.
     pub fn connect(
         connection: &StorageConnection,
-        table_name: &str,
+        history_table: &str,
+        sessions_table: &str,
     ) -> Result<Self, SettingsError> {
-        let table =
-            connection::table_client(connection, table_name, &|name| std::env::var(name).ok())?;
+        let service = connection::table_service(connection, &|name| std::env::var(name).ok())?;
         Ok(Self {
-            table,
+            table: service.table_client(history_table),
             table_ready: OnceCell::new(),
+            index: service.table_client(sessions_table),
+            index_ready: OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
         })
     }
 
     async fn ensure_table(&self) -> Result<(), StorageError> {
-        self.table_ready
-            .get_or_try_init(|| async {
-                match self.table.create().await {
-                    Ok(_) => {
-                        tracing::info!(table = self.table.table_name(), "table created");
-                        Ok(())
-                    }
-                    Err(e) if has_status(&e, StatusCode::Conflict) => Ok(()),
-                    Err(e) => Err(storage_error("creating the table", &e)),
-                }
-            })
-            .await
-            .map(|_| ())
+        ensure_exists(&self.table, &self.table_ready).await
+    }
+
+    async fn ensure_index(&self) -> Result<(), StorageError> {
+        ensure_exists(&self.index, &self.index_ready).await
     }
 
     fn hint(&self, session: &SessionId) -> Arc<SessionHint> {
@@ -286,39 +294,39 @@ impl TableStore {
         Ok(at_least)
     }
 
-    /// Every row key of `session`'s partition, turn or not.
-    async fn all_row_keys(&self, session: &SessionId) -> Result<Vec<String>, StorageError> {
+    /// The row key and owner of every row of `session`'s partition, turn or not.
+    async fn session_rows(&self, session: &SessionId) -> Result<Vec<Row>, StorageError> {
         let mut pages = self
             .table
             .query()
             .filter(partition_filter(session))
-            .select(ROW_KEY)
+            .select(format!("{ROW_KEY},{CUSTOMER_ID}"))
             .into_stream::<Row>();
-        let mut keys = Vec::new();
+        let mut rows = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| storage_error("listing a session", &e))?;
-            keys.extend(
-                page.entities
-                    .iter()
-                    .filter_map(|row| row.get(ROW_KEY)?.as_str().map(str::to_owned)),
-            );
+            rows.extend(page.entities);
         }
-        Ok(keys)
+        Ok(rows)
     }
 
-    /// Deletes `keys` from `session`'s partition in entity-group transactions;
-    /// `false` if some were already gone (that transaction was rolled back whole).
-    async fn delete_rows(
-        &self,
-        session: &SessionId,
-        keys: &[String],
-    ) -> Result<bool, StorageError> {
+    /// Deletes `rows` from the partition `partition` in entity-group transactions;
+    /// `false` if some were already gone or changed (that transaction was rolled
+    /// back whole).
+    async fn delete_rows(&self, partition: &str, rows: &[DoomedRow]) -> Result<bool, StorageError> {
         let mut all_deleted = true;
-        for chunk in keys.chunks(MAX_BATCH_OPERATIONS) {
-            let mut batch = self.partition(session).transaction();
-            for key in chunk {
+        for chunk in rows.chunks(MAX_BATCH_OPERATIONS) {
+            let mut batch = self
+                .table
+                .partition_key_client(quoted(partition))
+                .transaction();
+            for row in chunk {
+                let condition = row
+                    .etag
+                    .clone()
+                    .map(|etag| IfMatchCondition::Etag(etag.into()));
                 batch = batch
-                    .delete(quoted(key), None)
+                    .delete(quoted(&row.key), condition)
                     .map_err(|e| storage_error("deleting a session", &e))?;
             }
             let response = batch
@@ -328,13 +336,59 @@ impl TableStore {
             for operation in &response.operation_responses {
                 match operation.status_code {
                     status if status.is_success() => {}
-                    StatusCode::NotFound => all_deleted = false,
+                    StatusCode::NotFound | StatusCode::PreconditionFailed => all_deleted = false,
                     status => return Err(status_error("deleting a session", status, None)),
                 }
             }
         }
         Ok(all_deleted)
     }
+
+    /// Removes `session` (a partition key of the history table) from the listings of
+    /// `owners`; entries already gone are fine.
+    async fn delete_listing_entries(
+        &self,
+        session: &str,
+        owners: &BTreeSet<CustomerId>,
+    ) -> Result<(), StorageError> {
+        for owner in owners {
+            let deleted = self
+                .index
+                .partition_key_client(quoted(owner.as_str()))
+                .entity_client(quoted(session))
+                .delete()
+                .await;
+            match deleted {
+                // A missing entry, or a missing index table: nothing to remove.
+                Err(e) if has_status(&e, StatusCode::NotFound) => {}
+                Err(e) => return Err(storage_error("deleting a listing entry", &e)),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `table` unless `ready` says it is known to exist.
+async fn ensure_exists(table: &TableClient, ready: &OnceCell<()>) -> Result<(), StorageError> {
+    ready
+        .get_or_try_init(|| async {
+            match table.create().await {
+                Ok(_) => {
+                    tracing::info!(table = table.table_name(), "table created");
+                    Ok(())
+                }
+                Err(e) if has_status(&e, StatusCode::Conflict) => Ok(()),
+                Err(e) => Err(storage_error("creating the table", &e)),
+            }
+        })
+        .await
+        .map(|_| ())
+}
+
+/// The owners the rows carry (one for every conversation written by this handler).
+fn owners<'a>(rows: impl IntoIterator<Item = &'a Row>) -> BTreeSet<CustomerId> {
+    rows.into_iter().filter_map(entity::owner).collect()
 }
 
 fn partition_filter(session: &SessionId) -> String {
@@ -451,13 +505,25 @@ impl ConversationStore for TableStore {
         self.ensure_table().await?;
         let mut existed = false;
         for _ in 0..DELETE_ROUNDS {
-            let keys = self.all_row_keys(session).await?;
-            if keys.is_empty() {
+            let rows = self.session_rows(session).await?;
+            if rows.is_empty() {
                 self.forget(session);
                 return Ok(existed);
             }
             existed = true;
-            if self.delete_rows(session, &keys).await? {
+            // The listing entry goes first: should deleting the turns fail, they still
+            // name their owner when the delete is tried again.
+            self.delete_listing_entries(session.as_str(), &owners(&rows))
+                .await?;
+            let doomed: Vec<DoomedRow> = rows
+                .iter()
+                .filter_map(|row| row.get(ROW_KEY)?.as_str())
+                .map(|key| DoomedRow {
+                    key: key.to_owned(),
+                    etag: None,
+                })
+                .collect();
+            if self.delete_rows(session.as_str(), &doomed).await? {
                 self.forget(session);
                 return Ok(true);
             }
@@ -465,5 +531,49 @@ impl ConversationStore for TableStore {
         Err(StorageError::Unavailable(
             "the session kept changing while it was deleted".into(),
         ))
+    }
+
+    /// One InsertOrMerge of the owner's entry: the third round trip of an owned turn.
+    async fn update_listing(
+        &self,
+        session: &SessionId,
+        number: u64,
+        turn: &NewTurn,
+    ) -> Result<(), StorageError> {
+        let Some(owner) = &turn.owner else {
+            return Ok(());
+        };
+        self.ensure_index().await?;
+        self.index
+            .partition_key_client(quoted(owner.as_str()))
+            .entity_client(quoted(session.as_str()))
+            .insert_or_merge(listing::merge_body(number, turn))
+            .map_err(|e| storage_error("updating the listing", &e))?
+            .await
+            .map_err(|e| storage_error("updating the listing", &e))?;
+        Ok(())
+    }
+
+    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+        self.ensure_index().await?;
+        let mut pages = self
+            .index
+            .query()
+            .filter(format!("PartitionKey eq '{}'", quoted(owner.as_str())))
+            .into_stream::<Row>();
+        let mut summaries = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| storage_error("reading the listing", &e))?;
+            summaries.extend(
+                page.entities
+                    .iter()
+                    .filter_map(|entry| listing::to_summary(owner, entry)),
+            );
+        }
+        Ok(summaries)
+    }
+
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
+        self.purge(cutoff).await
     }
 }
