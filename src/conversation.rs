@@ -4,14 +4,20 @@
 //! - a session id: in-process memory;
 //! - a session id with `enable_persistence`: durable memory, degrading (answer
 //!   still given, `persisted: false`, a warning) when storage fails.
+//!
+//! Either way a session belongs to the `customer_id` of its turn 0, and only that
+//! customer may continue it; a session whose last turn is older than
+//! `SESSION_TTL_DAYS` is deleted and started again.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
 use crate::answer::{Answer, AnswerError, Answerer};
-use crate::domain::{NewTurn, QueryRequest, SessionId};
-use crate::storage::{ConversationStore, GuardedStore, InProcessStore, StorageError};
+use crate::domain::{
+    may_access, owner_of, CustomerId, NewTurn, QueryRequest, Retention, SessionId, Turn,
+};
+use crate::storage::{GuardedStore, StorageBudget, StorageError};
 
 /// The outcome of one question.
 #[derive(Debug, Clone)]
@@ -24,11 +30,50 @@ pub struct Reply {
     pub warnings: Vec<String>,
 }
 
+impl Reply {
+    /// An answer whose turn was not stored.
+    fn unsaved(
+        answer: Answer,
+        session_id: Option<SessionId>,
+        history_turns: usize,
+        warnings: Vec<String>,
+    ) -> Self {
+        Self {
+            answer,
+            session_id,
+            turn: None,
+            persisted: false,
+            history_turns,
+            warnings,
+        }
+    }
+}
+
+/// Why a question got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// The session belongs to someone else: answered as if it did not exist.
+    #[error("no conversation {0}")]
+    NotFound(SessionId),
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+}
+
 pub struct Conversations {
     answerer: Arc<dyn Answerer>,
-    in_process: Arc<InProcessStore>,
+    in_process: GuardedStore,
     durable: Option<GuardedStore>,
     max_turns: usize,
+    retention: Retention,
+}
+
+/// The conversation a turn continues, once loaded and checked.
+struct Continued {
+    /// The turns handed to the answerer.
+    history: Vec<Turn>,
+    /// Who the new turn is stored for: the conversation's owner, or the asker when
+    /// the conversation starts with this turn.
+    owner: Option<CustomerId>,
 }
 
 fn storage_warning(what: &str, error: &StorageError) -> String {
@@ -36,17 +81,21 @@ fn storage_warning(what: &str, error: &StorageError) -> String {
 }
 
 impl Conversations {
+    /// `in_process` answers for sessions without `enable_persistence`, `durable` (when
+    /// storage is configured) for those with it.
     pub fn new(
         answerer: Arc<dyn Answerer>,
-        in_process: Arc<InProcessStore>,
+        in_process: GuardedStore,
         durable: Option<GuardedStore>,
         max_turns: usize,
+        retention: Retention,
     ) -> Self {
         Self {
             answerer,
             in_process,
             durable,
             max_turns,
+            retention,
         }
     }
 
@@ -54,7 +103,10 @@ impl Conversations {
         self.durable.is_some()
     }
 
-    pub async fn ask(&self, request: QueryRequest) -> Result<Reply, AnswerError> {
+    /// Answers `request`. A session owned by someone other than the request's
+    /// `customer_id` is [`AskError::NotFound`]; an expired session is deleted and
+    /// started again from turn 0.
+    pub async fn ask(&self, request: QueryRequest) -> Result<Reply, AskError> {
         let QueryRequest {
             question,
             session_id,
@@ -72,91 +124,144 @@ impl Conversations {
                 );
             }
             let answer = self.answerer.answer(question.as_str(), &[]).await?;
-            return Ok(Reply {
-                answer,
-                session_id: None,
-                turn: None,
-                persisted: false,
-                history_turns: 0,
-                warnings,
-            });
+            return Ok(Reply::unsaved(answer, None, 0, warnings));
         };
 
-        let new_turn = |answer: &Answer| NewTurn {
+        let store = match (enable_persistence, &self.durable) {
+            (false, _) => &self.in_process,
+            (true, Some(durable)) => durable,
+            (true, None) => {
+                warnings.push(
+                    "durable storage is not configured: this turn was answered without history and not saved"
+                        .to_owned(),
+                );
+                let answer = self.answerer.answer(question.as_str(), &[]).await?;
+                return Ok(Reply::unsaved(answer, Some(session_id), 0, warnings));
+            }
+        };
+
+        let budget = store.budget();
+        let asker = customer_id.as_ref();
+        let continued = self
+            .continue_conversation(store, budget, &session_id, asker, &mut warnings)
+            .await?;
+        let history = continued.as_ref().map_or(&[][..], |c| &c.history[..]);
+        let answer = self.answerer.answer(question.as_str(), history).await?;
+        let history_turns = history.len();
+
+        let continued = match continued {
+            Some(continued) => Some(continued),
+            // Storage may answer again by now (the breaker lets calls through once
+            // others succeed): the turn is kept if its conversation can be checked.
+            None => {
+                self.continue_conversation(store, budget, &session_id, asker, &mut Vec::new())
+                    .await?
+            }
+        };
+        let Some(Continued { owner, .. }) = continued else {
+            warnings.push(
+                "this turn was not saved: the conversation it continues could not be read"
+                    .to_owned(),
+            );
+            return Ok(Reply::unsaved(
+                answer,
+                Some(session_id),
+                history_turns,
+                warnings,
+            ));
+        };
+        let turn = NewTurn {
             user: question.as_str().to_owned(),
             assistant: answer.text.clone(),
             metadata_json: metadata.as_json().to_owned(),
             timestamp: Utc::now(),
-            owner: customer_id.clone(),
+            owner,
         };
-
-        if !enable_persistence {
-            let history = self
-                .in_process
-                .recent(&session_id, self.max_turns)
+        let listed = turn.owner.is_some().then(|| turn.clone());
+        let number = match store.append(budget, &session_id, turn).await {
+            Ok(number) => number,
+            Err(error) => {
+                tracing::warn!(%error, "turn not saved");
+                warnings.push(storage_warning("this turn was not saved", &error));
+                return Ok(Reply::unsaved(
+                    answer,
+                    Some(session_id),
+                    history_turns,
+                    warnings,
+                ));
+            }
+        };
+        if let Some(turn) = listed {
+            if let Err(error) = store
+                .update_listing(budget, &session_id, number, &turn)
                 .await
-                .unwrap_or_default()
-                .turns;
-            let answer = self.answerer.answer(question.as_str(), &history).await?;
-            let turn = self
-                .in_process
-                .append(&session_id, new_turn(&answer))
-                .await
-                .ok();
-            return Ok(Reply {
-                answer,
-                session_id: Some(session_id),
-                turn,
-                persisted: false,
-                history_turns: history.len(),
-                warnings,
-            });
+            {
+                tracing::warn!(%error, "conversation list not updated");
+                warnings.push(storage_warning(
+                    "this turn was saved, but the list of conversations was not updated",
+                    &error,
+                ));
+            }
         }
+        Ok(Reply {
+            answer,
+            session_id: Some(session_id),
+            turn: Some(number),
+            persisted: enable_persistence,
+            history_turns,
+            warnings,
+        })
+    }
 
-        let Some(durable) = &self.durable else {
-            warnings.push(
-                "durable storage is not configured: this turn was answered without history and not saved"
-                    .to_owned(),
-            );
-            let answer = self.answerer.answer(question.as_str(), &[]).await?;
-            return Ok(Reply {
-                answer,
-                session_id: Some(session_id),
-                turn: None,
-                persisted: false,
-                history_turns: 0,
-                warnings,
-            });
-        };
-
-        let budget = durable.budget();
-        let history = match durable.recent(budget, &session_id, self.max_turns).await {
-            Ok(window) => window.turns,
+    /// Loads the window of `session` and decides what the new turn continues: the
+    /// stored conversation, or a new one when there is none or it has expired (then
+    /// it is deleted first). `None` when storage could not tell (a warning says so).
+    async fn continue_conversation(
+        &self,
+        store: &GuardedStore,
+        budget: StorageBudget,
+        session: &SessionId,
+        asker: Option<&CustomerId>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Continued>, AskError> {
+        let window = match store.recent(budget, session, self.max_turns).await {
+            Ok(window) => window,
             Err(error) => {
                 tracing::warn!(%error, "history not loaded");
                 warnings.push(storage_warning(
                     "history could not be loaded, so this answer ignores earlier turns",
                     &error,
                 ));
-                Vec::new()
+                return Ok(None);
             }
         };
-        let answer = self.answerer.answer(question.as_str(), &history).await?;
-        let (turn, persisted) = match durable.append(budget, &session_id, new_turn(&answer)).await {
-            Ok(turn) => (Some(turn), true),
-            Err(error) => {
-                tracing::warn!(%error, "turn not saved");
-                warnings.push(storage_warning("this turn was not saved", &error));
-                (None, false)
-            }
+        let new_conversation = Continued {
+            history: Vec::new(),
+            owner: asker.cloned(),
         };
-        Ok(Reply {
-            answer,
-            session_id: Some(session_id),
-            turn,
-            persisted,
-            history_turns: history.len(),
-            warnings,
-        })
+        let Some(last) = window.turns.last() else {
+            return Ok(Some(new_conversation));
+        };
+        if self.retention.is_expired(last.timestamp, Utc::now()) {
+            return match store.delete(budget, session).await {
+                Ok(_) => Ok(Some(new_conversation)),
+                Err(error) => {
+                    tracing::warn!(%error, "expired conversation not deleted");
+                    warnings.push(storage_warning(
+                        "the expired conversation could not be deleted, so this answer ignores it",
+                        &error,
+                    ));
+                    Ok(None)
+                }
+            };
+        }
+        let owner = owner_of(&window.turns).cloned();
+        if !may_access(owner.as_ref(), asker) {
+            return Err(AskError::NotFound(session.clone()));
+        }
+        Ok(Some(Continued {
+            history: window.turns,
+            owner,
+        }))
     }
 }

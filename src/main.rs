@@ -1,6 +1,8 @@
 use session_rag::settings::{Settings, SettingsError};
-use session_rag::{startup::Application, telemetry};
+use session_rag::{startup, startup::Application, telemetry};
 
+/// `handler` serves (what the Functions host runs); `handler purge` deletes the
+/// expired conversations once and prints how many.
 #[tokio::main]
 async fn main() {
     telemetry::init();
@@ -8,18 +10,35 @@ async fn main() {
         Ok(settings) => settings,
         Err(error) => configuration_error(&error),
     };
+    match std::env::args().nth(1).as_deref() {
+        None => serve(settings).await,
+        Some("purge") => match startup::purge_once(&settings).await {
+            Ok(outcome) => println!("{outcome}"),
+            Err(error) => failed("purge", &error),
+        },
+        Some(other) => {
+            eprintln!("session-rag: unknown command {other:?}; run without arguments to serve, or `purge`");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn serve(settings: Settings) {
     let app = match Application::build(settings).await {
         Ok(app) => app,
-        Err(error) => match error.downcast_ref::<SettingsError>() {
-            // Storage settings are checked while building the application.
-            Some(error) => configuration_error(error),
-            None => {
-                eprintln!("session-rag: start-up failed: {error:#}");
-                std::process::exit(1);
-            }
-        },
+        Err(error) => failed("start-up", &error),
     };
     app.run_until_stopped(telemetry::shutdown_signal()).await;
+}
+
+/// Exits after `what` failed: a bad setting (checked while connecting storage) as a
+/// configuration error, anything else with status 1.
+fn failed(what: &str, error: &anyhow::Error) -> ! {
+    if let Some(error) = error.downcast_ref::<SettingsError>() {
+        configuration_error(error);
+    }
+    eprintln!("session-rag: {what} failed: {error:#}");
+    std::process::exit(1);
 }
 
 /// One line naming the setting, then exit: a bad setting stops start-up (PRODUCT.md).

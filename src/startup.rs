@@ -9,8 +9,10 @@ use tokio::net::TcpListener;
 
 use crate::answer::{answerer_for, load_documents, DocumentIndex};
 use crate::conversation::Conversations;
+use crate::domain::Retention;
 use crate::routes::{router, AppState};
-use crate::settings::Settings;
+use crate::sessions::{PurgeOutcome, Sessions};
+use crate::settings::{Settings, SettingsError};
 use crate::storage::{GuardedStore, InProcessStore, TableStore};
 
 pub struct Application {
@@ -38,22 +40,16 @@ impl Application {
             "documents indexed"
         );
         let answerer = answerer_for(&settings, Arc::new(index))?;
-        let in_process = Arc::new(InProcessStore::new(settings.session_memory_max_bytes));
-        let durable = match &settings.storage {
-            None => None,
-            Some(connection) => {
-                settings.check_sessions_table()?;
-                Some(GuardedStore::new(
-                    Arc::new(TableStore::connect(
-                        connection,
-                        &settings.chat_history_table,
-                        &settings.sessions_table(),
-                    )?),
-                    settings.storage_timeout,
-                ))
-            }
-        };
-        let conversations = Conversations::new(answerer, in_process, durable, settings.max_turns);
+        let stores = Stores::connect(&settings)?;
+        let retention = retention(&settings);
+        let sessions = Sessions::new(stores.managed(), retention);
+        let conversations = Conversations::new(
+            answerer,
+            stores.in_process,
+            stores.durable,
+            settings.max_turns,
+            retention,
+        );
 
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
         let listener = TcpListener::bind(address)
@@ -61,7 +57,9 @@ impl Application {
             .with_context(|| format!("cannot listen on {address}"))?;
         let state = Arc::new(AppState {
             conversations,
+            sessions,
             documents_indexed: documents.len(),
+            trust_easy_auth_headers: settings.trust_easy_auth_headers,
         });
         Ok(Self { listener, state })
     }
@@ -83,4 +81,64 @@ impl Application {
             .await;
         tracing::info!("stopped");
     }
+}
+
+/// Where conversations live, as the settings say.
+struct Stores {
+    in_process: GuardedStore,
+    /// Table Storage, when storage is configured.
+    durable: Option<GuardedStore>,
+}
+
+impl Stores {
+    /// Makes no request: storage may be down at start-up.
+    fn connect(settings: &Settings) -> Result<Self, SettingsError> {
+        let in_process = GuardedStore::new(
+            Arc::new(InProcessStore::new(settings.session_memory_max_bytes)),
+            settings.storage_timeout,
+        );
+        let durable = match &settings.storage {
+            None => None,
+            Some(connection) => {
+                settings.check_sessions_table()?;
+                Some(GuardedStore::new(
+                    Arc::new(TableStore::connect(
+                        connection,
+                        &settings.chat_history_table,
+                        &settings.sessions_table(),
+                    )?),
+                    settings.storage_timeout,
+                ))
+            }
+        };
+        Ok(Self {
+            in_process,
+            durable,
+        })
+    }
+
+    /// The store the sessions API manages: the durable one when configured.
+    fn managed(&self) -> GuardedStore {
+        self.durable
+            .clone()
+            .unwrap_or_else(|| self.in_process.clone())
+    }
+}
+
+fn retention(settings: &Settings) -> Retention {
+    settings
+        .session_ttl
+        .map_or_else(Retention::forever, Retention::after)
+}
+
+/// One purge of durable storage with these settings, as the timer function runs
+/// it (`handler purge`).
+pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
+    let stores = Stores::connect(settings)?;
+    let Some(durable) = stores.durable else {
+        anyhow::bail!(
+            "no durable storage is configured (AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"
+        );
+    };
+    Ok(Sessions::new(durable, retention(settings)).purge().await?)
 }

@@ -6,15 +6,23 @@ use warp::reply::Response;
 use warp::Reply;
 
 use crate::answer::AnswerError;
+use crate::conversation::AskError;
 use crate::domain::{InvalidInput, InvalidQuery};
+use crate::storage::StorageError;
 
 #[derive(Debug)]
 pub enum ApiError {
     Invalid(InvalidQuery),
-    PayloadTooLarge { limit: usize },
-    MethodNotAllowed { allow: &'static str },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     NotFound(String),
     Upstream(AnswerError),
+    /// Storage is configured but failed: the sessions API has nothing to fall back on.
+    StorageUnavailable(StorageError),
 }
 
 impl From<InvalidQuery> for ApiError {
@@ -29,7 +37,34 @@ impl From<AnswerError> for ApiError {
     }
 }
 
+impl From<AskError> for ApiError {
+    fn from(error: AskError) -> Self {
+        match error {
+            AskError::NotFound(_) => Self::NotFound(error.to_string()),
+            AskError::Answer(error) => Self::Upstream(error),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        Self::StorageUnavailable(error)
+    }
+}
+
 impl ApiError {
+    /// A 400 for the input `kind` names.
+    pub fn invalid(kind: InvalidInput, message: impl Into<String>) -> Self {
+        Self::Invalid(InvalidQuery {
+            kind,
+            message: message.into(),
+        })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Invalid(invalid) => (
@@ -56,10 +91,13 @@ impl ApiError {
             ApiError::Upstream(AnswerError::UpstreamTimeout { .. }) => {
                 (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
             }
+            ApiError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
         }
     }
 
-    fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
             ApiError::Invalid(invalid) => invalid.message.clone(),
             ApiError::PayloadTooLarge { limit } => {
@@ -68,6 +106,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow } => format!("this route accepts {allow} only"),
             ApiError::NotFound(message) => message.clone(),
             ApiError::Upstream(error) => error.to_string(),
+            ApiError::StorageUnavailable(error) => error.to_string(),
         }
     }
 

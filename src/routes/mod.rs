@@ -1,10 +1,13 @@
 //! HTTP: the only module that knows about it. One catch-all warp filter hands every
-//! request to [`dispatch`], which routes by method and path, so that unknown
-//! routes, wrong methods and oversized bodies all get the contract's JSON errors.
+//! request to [`dispatch`], which routes by method and path through [`ROUTES`], so
+//! that unknown routes, wrong methods and oversized bodies all get the contract's
+//! JSON errors.
 
 mod chat;
 mod error;
+mod invocation;
 mod query;
+mod sessions;
 
 pub use error::ApiError;
 
@@ -19,23 +22,129 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::conversation::Conversations;
+use crate::sessions::Sessions;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The OpenAPI document of every route, served at `GET /api/openapi.json`.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
+
 /// What every route handler can reach.
 pub struct AppState {
     pub conversations: Conversations,
+    pub sessions: Sessions,
     pub documents_indexed: usize,
+    /// `TRUST_EASY_AUTH_HEADERS`: the owner is the `X-MS-CLIENT-PRINCIPAL-ID` header.
+    pub trust_easy_auth_headers: bool,
 }
 
 /// One request as the routes see it.
 pub struct Request {
     pub method: Method,
+    /// Percent-encoded, as received.
     pub path: String,
+    /// The query string without `?`; empty when there is none.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Status,
+    Query,
+    ChatPage,
+    Sessions,
+    Session,
+    Export,
+    OpenApi,
+    Purge,
+}
+
+/// A path the handler serves and the methods it accepts there.
+pub struct Route {
+    /// `{session_id}` stands for one path segment.
+    pub path: &'static str,
+    /// The methods, as the `Allow` header of a 405 lists them.
+    pub allow: &'static str,
+    endpoint: Endpoint,
+}
+
+impl Route {
+    pub fn methods(&self) -> impl Iterator<Item = &'static str> {
+        self.allow.split(", ")
+    }
+
+    /// If `path` (without a trailing `/`) is this route: its parameter segment
+    /// (still percent-encoded), or `""` for a route without one.
+    fn parameter<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let mut parameter = "";
+        let mut pattern = self.path.trim_end_matches('/').split('/');
+        let mut actual = path.split('/');
+        loop {
+            match (pattern.next(), actual.next()) {
+                (None, None) => return Some(parameter),
+                (Some("{session_id}"), Some(segment)) if !segment.is_empty() => parameter = segment,
+                (Some(expected), Some(segment)) if expected == segment => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Every route: [`dispatch`] serves exactly these, and a test holds them equal to
+/// the OpenAPI document.
+pub const ROUTES: &[Route] = &[
+    // The Functions host's readiness probe.
+    Route {
+        path: "/",
+        allow: "GET",
+        endpoint: Endpoint::Status,
+    },
+    Route {
+        path: "/api/health",
+        allow: "GET",
+        endpoint: Endpoint::Status,
+    },
+    Route {
+        path: "/api/query",
+        allow: "POST",
+        endpoint: Endpoint::Query,
+    },
+    Route {
+        path: "/api/chat",
+        allow: "GET",
+        endpoint: Endpoint::ChatPage,
+    },
+    Route {
+        path: "/api/sessions",
+        allow: "GET",
+        endpoint: Endpoint::Sessions,
+    },
+    Route {
+        path: "/api/sessions/{session_id}",
+        allow: "GET, DELETE",
+        endpoint: Endpoint::Session,
+    },
+    Route {
+        path: "/api/sessions/{session_id}/export",
+        allow: "GET",
+        endpoint: Endpoint::Export,
+    },
+    Route {
+        path: "/api/openapi.json",
+        allow: "GET",
+        endpoint: Endpoint::OpenApi,
+    },
+    // The timer function `purge`, invoked by the host with its payload.
+    Route {
+        path: "/purge",
+        allow: "POST",
+        endpoint: Endpoint::Purge,
+    },
+];
 
 pub fn router(
     state: Arc<AppState>,
@@ -43,10 +152,15 @@ pub fn router(
     warp::any()
         .and(warp::method())
         .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body| {
                 let state = state.clone();
                 async move {
                     let started = Instant::now();
@@ -61,6 +175,7 @@ pub fn router(
                             let request = Request {
                                 method: method.clone(),
                                 path: path.clone(),
+                                query,
                                 headers,
                                 body,
                             };
@@ -137,18 +252,51 @@ where
 }
 
 async fn dispatch(state: &AppState, request: Request) -> Response {
-    let route = request.path.trim_end_matches('/');
-    let result = match (route, &request.method) {
-        ("", &Method::GET) => Ok(service_status(state)),
-        ("/api/health", &Method::GET) => Ok(service_status(state)),
-        ("" | "/api/health", _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
-        ("/api/query", &Method::POST) => query::handle(state, &request).await,
-        ("/api/query", _) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
-        ("/api/chat", &Method::GET) => Ok(chat::page()),
-        ("/api/chat", _) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
-        _ => Err(ApiError::NotFound(format!("no route for {}", request.path))),
+    let path = request.path.trim_end_matches('/');
+    let found = ROUTES
+        .iter()
+        .find_map(|route| Some((route, route.parameter(path)?)));
+    let result = match found {
+        None => Err(ApiError::NotFound(format!("no route for {}", request.path))),
+        Some((route, _)) if !route.methods().any(|m| m == request.method.as_str()) => {
+            Err(ApiError::MethodNotAllowed { allow: route.allow })
+        }
+        Some((route, parameter)) => serve(state, route.endpoint, parameter, &request).await,
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Runs `endpoint` for a request whose method it accepts; `parameter` is the path's
+/// `{session_id}` segment.
+async fn serve(
+    state: &AppState,
+    endpoint: Endpoint,
+    parameter: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    match endpoint {
+        Endpoint::Status => Ok(service_status(state)),
+        Endpoint::Query => query::handle(state, request).await,
+        Endpoint::ChatPage => Ok(chat::page()),
+        Endpoint::Sessions => sessions::list(state, request).await,
+        Endpoint::Session if request.method == Method::DELETE => {
+            sessions::delete(state, parameter, request).await
+        }
+        Endpoint::Session => sessions::read(state, parameter, request).await,
+        Endpoint::Export => sessions::export(state, parameter, request).await,
+        Endpoint::OpenApi => Ok(json_response(OPENAPI_DOCUMENT)),
+        Endpoint::Purge => Ok(invocation::purge(state).await),
+    }
+}
+
+/// A response of JSON text, as it is.
+fn json_response(body: &'static str) -> Response {
+    let mut response = Response::new(body.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `GET /` (the host's readiness probe) and `GET /api/health`.
@@ -160,4 +308,57 @@ fn service_status(state: &AppState) -> Response {
         "durable_storage": state.conversations.has_durable_storage(),
     });
     warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const OPERATIONS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_served_routes() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI_DOCUMENT).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let documented: BTreeSet<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|key| OPERATIONS.contains(&key.as_str()))
+                    .map(move |method| (path.clone(), method.to_uppercase()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|route| {
+                route
+                    .methods()
+                    .map(|m| (route.path.to_owned(), m.to_owned()))
+            })
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn a_route_matches_its_own_paths_only() {
+        let session = ROUTES
+            .iter()
+            .find(|r| r.endpoint == Endpoint::Session)
+            .unwrap();
+        assert_eq!(session.parameter("/api/sessions/a%20b"), Some("a%20b"));
+        assert_eq!(session.parameter("/api/sessions/"), None);
+        assert_eq!(session.parameter("/api/sessions"), None);
+        assert_eq!(session.parameter("/api/sessions/a/export"), None);
+        let probe = &ROUTES[0];
+        assert_eq!(probe.parameter(""), Some(""));
+        assert_eq!(probe.parameter("/api"), None);
+    }
 }

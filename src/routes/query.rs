@@ -4,12 +4,14 @@ use serde_json::json;
 use warp::reply::Response;
 use warp::Reply;
 
+use super::sessions::requester;
 use super::{ApiError, AppState, Request};
 use crate::domain::QueryRequest;
 
 pub async fn handle(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     // Content-Type is not checked: callers send JSON with all sorts of types (or none).
-    let query = QueryRequest::parse(&request.body)?;
+    let mut query = QueryRequest::parse(&request.body)?;
+    query.customer_id = requester(state, &request.headers, query.customer_id)?;
     let reply = state.conversations.ask(query).await?;
     let sources: Vec<_> = reply
         .answer

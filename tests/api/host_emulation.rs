@@ -38,6 +38,38 @@ fn functions() -> Vec<(String, Value)> {
     found
 }
 
+/// `definition` as the host reads it: `%NAME%` in a binding property is replaced by
+/// the app setting `NAME` (here from `local.settings.json`); an unset one is an error.
+fn with_app_settings(definition: &Value, settings: &Value) -> Value {
+    match definition {
+        Value::String(text) => {
+            let mut parts = text.split('%');
+            let mut resolved = parts.next().unwrap_or_default().to_owned();
+            while let (Some(name), Some(rest)) = (parts.next(), parts.next()) {
+                let value = settings["Values"][name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("app setting {name} is used but not set"));
+                resolved.push_str(value);
+                resolved.push_str(rest);
+            }
+            Value::String(resolved)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| with_app_settings(item, settings))
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| (key.clone(), with_app_settings(value, settings)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn trigger(definition: &Value) -> &Value {
     definition["bindings"]
         .as_array()
@@ -83,8 +115,10 @@ fn app_files_follow_the_official_schemas() {
 
     let functions = functions();
     assert!(functions.iter().any(|(name, _)| name == "query"));
+    let settings = read_json(&repo().join("local.settings.json"));
     for (name, definition) in &functions {
-        if let Err(error) = schemas.validate(definition, function_schema) {
+        let resolved = with_app_settings(definition, &settings);
+        if let Err(error) = schemas.validate(&resolved, function_schema) {
             panic!("{name}/function.json: {error:#}");
         }
         // Forwarding works only for one httpTrigger in and one http out.
@@ -107,15 +141,66 @@ fn app_files_follow_the_official_schemas() {
     assert!(schemas.validate(&broken, host_schema).is_err());
 }
 
-/// A request the host would forward for each HTTP function, and the status it expects.
-fn sample_request(function: &str) -> (Value, u16) {
-    match function {
-        "query" => (
+/// The durable conversation the sessions functions are called on, and its owner.
+const SESSION: &str = "host-conversation";
+const OWNER: &str = "host-customer";
+
+/// A request the host would forward for each HTTP function and method: its query
+/// string, its body and the status it expects. Functions run in name order, so
+/// `session`'s DELETE comes after `export` has read the conversation.
+fn sample_request(function: &str, method: &reqwest::Method) -> (String, Value, u16) {
+    let owner = format!("customer_id={OWNER}");
+    match (function, method.as_str()) {
+        ("query", _) => (
+            String::new(),
             json!({"question": "What does LONPF2 do?", "session_id": "host-1"}),
             200,
         ),
-        "health" | "chat" => (Value::Null, 200),
-        other => panic!("add a sample request for the new function {other:?} to this test"),
+        ("health" | "chat" | "openapi", _) => (String::new(), Value::Null, 200),
+        ("sessions", _) | ("session", "GET") => (owner, Value::Null, 200),
+        ("export", _) => (format!("{owner}&format=json"), Value::Null, 200),
+        ("session", "DELETE") => (owner, Value::Null, 204),
+        (other, method) => {
+            panic!("add a sample request for {method} of the new function {other:?} to this test")
+        }
+    }
+}
+
+/// What the host posts to `/{functionName}` for a non-HTTP function.
+fn invocation_payload(function: &str, trigger: &Value) -> Value {
+    let name = trigger["name"].as_str().unwrap();
+    let data = match trigger["type"].as_str().unwrap() {
+        "timerTrigger" => json!({
+            "Schedule": {"AdjustForDST": true},
+            "ScheduleStatus": {
+                "Last": "2026-01-01T00:00:00+00:00",
+                "Next": "2026-01-01T01:00:00+00:00",
+                "LastUpdated": "2026-01-01T00:00:00+00:00"
+            },
+            "IsPastDue": false
+        }),
+        other => panic!("add the {other} payload for {function:?} to this test"),
+    };
+    json!({
+        "Data": {name: data},
+        "Metadata": {
+            "sys": {
+                "MethodName": function,
+                "UtcNow": "2026-01-01T01:00:00.0012345Z",
+                "RandGuid": "6c8e3f0a-53a2-4b8f-9d7e-0f6f2b1c9a47"
+            }
+        },
+    })
+}
+
+/// What each non-HTTP function must answer.
+fn expected_reply(function: &str) -> Value {
+    match function {
+        // The conversation the test made is fresh: nothing has expired.
+        "purge" => {
+            json!({"Outputs": {}, "Logs": ["purged 0 expired conversations"], "ReturnValue": null})
+        }
+        other => panic!("add the expected reply of the new function {other:?} to this test"),
     }
 }
 
@@ -164,6 +249,18 @@ async fn the_handler_serves_every_function_as_the_host_would() {
     for (name, value) in settings["Values"].as_object().unwrap() {
         command.env(name, value.as_str().unwrap());
     }
+    // The app settings of a deployment: its storage (the shared Azurite, a table of
+    // this test's own) and a retention for the purge.
+    command
+        .env(
+            "AzureWebJobsStorage",
+            crate::azurite::connection_string(&crate::azurite::shared_table_endpoint()),
+        )
+        .env(
+            "CHAT_HISTORY_TABLE",
+            crate::azurite::unique_table_name("host"),
+        )
+        .env("SESSION_TTL_DAYS", "30");
     let mut child = command
         .spawn()
         .expect("the host can start defaultExecutablePath");
@@ -182,6 +279,19 @@ async fn the_handler_serves_every_function_as_the_host_would() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let created = client
+        .post(format!("{base}/{route_prefix}/query"))
+        .json(&json!({
+            "question": "What does LONPF2 do?",
+            "session_id": SESSION,
+            "customer_id": OWNER,
+            "enable_persistence": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["persisted"], true, "{created}");
 
     for (name, definition) in functions() {
         let trigger = trigger(&definition);
@@ -190,20 +300,29 @@ async fn the_handler_serves_every_function_as_the_host_would() {
             started.elapsed().as_nanos() % 1_000_000_000_000
         );
         if trigger["type"] == "httpTrigger" {
-            let route = trigger["route"].as_str().unwrap_or(&name);
-            let (body, expected) = sample_request(&name);
+            let route = trigger["route"]
+                .as_str()
+                .unwrap_or(&name)
+                .replace("{session_id}", SESSION);
             for method in trigger["methods"].as_array().expect("methods are declared") {
                 let method =
                     reqwest::Method::from_bytes(method.as_str().unwrap().to_uppercase().as_bytes())
                         .unwrap();
+                let (query, body, expected) = sample_request(&name, &method);
                 let mut request = client
-                    .request(method.clone(), format!("{base}/{route_prefix}/{route}"))
+                    .request(
+                        method.clone(),
+                        format!("{base}/{route_prefix}/{route}?{query}"),
+                    )
                     .header("x-azure-functions-invocationid", &invocation_id);
                 if !body.is_null() {
                     request = request.json(&body);
                 }
                 let response = request.send().await.unwrap();
                 assert_eq!(response.status().as_u16(), expected, "{method} {name}");
+                if expected == 204 {
+                    continue;
+                }
                 // The chat page is the one function that answers with HTML.
                 let content_type = if name == "chat" {
                     "text/html"
@@ -217,25 +336,16 @@ async fn the_handler_serves_every_function_as_the_host_would() {
             }
         } else {
             // Non-HTTP triggers arrive as POST /{functionName} with the invocation payload.
-            let payload = json!({
-                "Data": {trigger["name"].as_str().unwrap(): {}},
-                "Metadata": {"sys": {"MethodName": name, "UtcNow": "2026-01-01T00:00:00Z"}},
-            });
             let response = client
                 .post(format!("{base}/{name}"))
                 .header("x-azure-functions-invocationid", &invocation_id)
-                .json(&payload)
+                .json(&invocation_payload(&name, trigger))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(response.status().as_u16(), 200, "{name}");
             let reply: Value = response.json().await.unwrap();
-            for key in ["Outputs", "Logs", "ReturnValue"] {
-                assert!(
-                    reply.get(key).is_some(),
-                    "{name}: reply lacks {key}: {reply}"
-                );
-            }
+            assert_eq!(reply, expected_reply(&name), "{name}");
         }
     }
 

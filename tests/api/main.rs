@@ -10,6 +10,7 @@ mod load_and_faults;
 mod model;
 mod persistence;
 mod query;
+mod sessions;
 mod startup;
 mod storage_conformance;
 mod storage_faults;

@@ -1,0 +1,232 @@
+//! The sessions API: `GET /api/sessions`, `GET` and `DELETE /api/sessions/{session_id}`,
+//! `GET /api/sessions/{session_id}/export`; and who is asking, for every route.
+
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::Reply;
+
+use super::{ApiError, AppState, Request};
+use crate::domain::{timestamp_text, CustomerId, InvalidInput, SessionId, Turn};
+use crate::sessions::ListPosition;
+use crate::transcript;
+
+/// Set by App Service Authentication (Easy Auth) to the signed-in user's id.
+const PRINCIPAL_HEADER: &str = "x-ms-client-principal-id";
+
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+/// Who is asking. With `TRUST_EASY_AUTH_HEADERS`, only App Service Authentication
+/// says: the principal header, or nobody when no one signed in (what the request
+/// states is ignored, or anyone could claim anyone's conversations). Otherwise the
+/// `stated` customer id, and the header is ignored.
+pub fn requester(
+    state: &AppState,
+    headers: &HeaderMap,
+    stated: Option<CustomerId>,
+) -> Result<Option<CustomerId>, ApiError> {
+    if !state.trust_easy_auth_headers {
+        return Ok(stated);
+    }
+    let Some(principal) = headers.get(PRINCIPAL_HEADER) else {
+        return Ok(None);
+    };
+    let principal = principal.to_str().map_err(|_| {
+        ApiError::invalid(
+            InvalidInput::CustomerId,
+            "X-MS-CLIENT-PRINCIPAL-ID must be visible ASCII",
+        )
+    })?;
+    CustomerId::parse(principal)
+        .map(Some)
+        .map_err(|e| ApiError::invalid(InvalidInput::CustomerId, e.0))
+}
+
+/// A query string's parameters, percent-decoded.
+struct Parameters(Vec<(String, String)>);
+
+impl Parameters {
+    fn of(request: &Request) -> Self {
+        Self(
+            form_urlencoded::parse(request.query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Who the request says is asking (`customer_id`), then who is, by [`requester`].
+    fn requester(
+        &self,
+        state: &AppState,
+        request: &Request,
+    ) -> Result<Option<CustomerId>, ApiError> {
+        let stated = self
+            .get("customer_id")
+            .map(CustomerId::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid(InvalidInput::CustomerId, e.0))?;
+        requester(state, &request.headers, stated)
+    }
+
+    /// `limit`: 20 when absent; a whole number from 1, above 100 taken as 100.
+    fn limit(&self) -> Result<usize, ApiError> {
+        let Some(raw) = self.get("limit") else {
+            return Ok(DEFAULT_LIMIT);
+        };
+        let refused = || {
+            ApiError::invalid(
+                InvalidInput::Request,
+                format!("limit must be a whole number from 1 to {MAX_LIMIT} (got {raw:?})"),
+            )
+        };
+        let digits = raw.strip_prefix('+').unwrap_or(raw);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(refused());
+        }
+        match digits.parse::<usize>() {
+            Ok(0) => Err(refused()),
+            Ok(n) => Ok(n.min(MAX_LIMIT)),
+            // Too many digits for a usize: certainly above the maximum.
+            Err(_) => Ok(MAX_LIMIT),
+        }
+    }
+
+    fn continuation(&self) -> Result<Option<ListPosition>, ApiError> {
+        self.get("continuation")
+            .map(|token| {
+                ListPosition::from_token(token).ok_or_else(|| {
+                    ApiError::invalid(
+                        InvalidInput::Request,
+                        "continuation must be a token from a previous page of this listing",
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+/// `GET /api/sessions`: a page of the customer's conversations, latest first.
+pub async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let parameters = Parameters::of(request);
+    let owner = parameters
+        .requester(state, request)?
+        .ok_or_else(|| ApiError::invalid(InvalidInput::CustomerId, "customer_id is required"))?;
+    let limit = parameters.limit()?;
+    let after = parameters.continuation()?;
+    let page = state.sessions.list(&owner, limit, after.as_ref()).await?;
+    let sessions: Vec<Value> = page
+        .sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "session_id": s.session_id.as_str(),
+                "customer_id": s.owner.as_str(),
+                "title": s.title,
+                "turns": s.turns,
+                "created_at": timestamp_text(s.created_at),
+                "updated_at": timestamp_text(s.updated_at),
+            })
+        })
+        .collect();
+    let body = json!({
+        "sessions": sessions,
+        "continuation": page.next.map(|position| position.token()),
+    });
+    Ok(warp::reply::json(&body).into_response())
+}
+
+/// `GET /api/sessions/{session_id}`: the conversation document.
+pub async fn read(state: &AppState, raw_id: &str, request: &Request) -> Result<Response, ApiError> {
+    let (session, turns) = conversation(state, raw_id, request).await?;
+    Ok(warp::reply::json(&transcript::document(&session, &turns)).into_response())
+}
+
+/// `DELETE /api/sessions/{session_id}`: 204, then 404.
+pub async fn delete(
+    state: &AppState,
+    raw_id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let session = session_in_path(raw_id)?;
+    let requester = Parameters::of(request).requester(state, request)?;
+    if !state.sessions.delete(&session, requester.as_ref()).await? {
+        return Err(not_found(&session));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/sessions/{session_id}/export?format=markdown|json`: a download.
+pub async fn export(
+    state: &AppState,
+    raw_id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (content_type, extension) = match Parameters::of(request).get("format") {
+        None | Some("markdown") => ("text/markdown; charset=utf-8", "md"),
+        Some("json") => ("application/json", "json"),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                InvalidInput::Request,
+                format!("format must be markdown or json (got {other:?})"),
+            ))
+        }
+    };
+    let (session, turns) = conversation(state, raw_id, request).await?;
+    let body = if extension == "md" {
+        transcript::markdown(&session, &turns)
+    } else {
+        transcript::document(&session, &turns).to_string()
+    };
+    let mut response = Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        transcript::file_name(&session, extension)
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).expect("file names are plain ASCII"),
+    );
+    Ok(response)
+}
+
+/// The conversation the path names, as the requester may see it.
+async fn conversation(
+    state: &AppState,
+    raw_id: &str,
+    request: &Request,
+) -> Result<(SessionId, Vec<Turn>), ApiError> {
+    let session = session_in_path(raw_id)?;
+    let requester = Parameters::of(request).requester(state, request)?;
+    match state.sessions.read(&session, requester.as_ref()).await? {
+        Some(turns) => Ok((session, turns)),
+        None => Err(not_found(&session)),
+    }
+}
+
+/// The same answer for an unknown, expired or someone else's conversation.
+fn not_found(session: &SessionId) -> ApiError {
+    ApiError::NotFound(format!("no conversation {session}"))
+}
+
+/// The `{session_id}` path segment, percent-decoded and checked.
+fn session_in_path(raw: &str) -> Result<SessionId, ApiError> {
+    let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| {
+        ApiError::invalid(
+            InvalidInput::SessionId,
+            "session_id in the path must be UTF-8 once percent-decoded",
+        )
+    })?;
+    SessionId::parse(&decoded).map_err(|e| ApiError::invalid(InvalidInput::SessionId, e.0))
+}
