@@ -1,0 +1,391 @@
+//! Benchmark of the release `handler`: start-up time, throughput and latency of
+//! `/api/query`, and resident memory. Prints a table; asserts nothing.
+//!
+//! Run through `scripts/bench` (it builds the release binary first).
+//! Usage: bench [path/to/handler]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use azure_core::auth::Secret;
+use azure_core::TransportOptions;
+use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
+use azure_storage::{CloudLocation, StorageCredentials};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use session_rag::domain::SessionId;
+use session_rag::settings::StorageConnection;
+use session_rag::storage::{ConversationStore, TableStore};
+
+const STARTUP_RUNS: usize = 20;
+/// Azurite's single account and its published development key (not a secret).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const REQUESTS_PER_RUN: usize = 2_500;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Handler {
+    child: Child,
+    port: u16,
+    _cwd: tempfile::TempDir,
+}
+
+impl Handler {
+    /// Starts the handler as the Functions host would and returns once `GET /` answers.
+    fn start(binary: &PathBuf, env: &[(String, String)]) -> (Handler, Duration) {
+        let port = free_port();
+        let cwd = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let child = Command::new(binary)
+            .current_dir(cwd.path())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("handler starts");
+        let address = format!("127.0.0.1:{port}");
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+                use std::io::{Read, Write};
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .unwrap();
+                let mut head = [0u8; 12];
+                if stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1") {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "handler did not start"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let elapsed = started.elapsed();
+        (
+            Handler {
+                child,
+                port,
+                _cwd: cwd,
+            },
+            elapsed,
+        )
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct RunFigures {
+    requests_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Operations whose turn was not stored (a persistent query answered with
+    /// `persisted: false`).
+    not_stored: usize,
+}
+
+/// Runs `op(0..REQUESTS_PER_RUN)` over `concurrency` workers; `op` returns whether
+/// its turn was stored as asked.
+async fn measure<F, Fut>(concurrency: usize, op: F) -> RunFigures
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let not_stored = Arc::new(AtomicUsize::new(0));
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, op, not_stored) = (next.clone(), op.clone(), not_stored.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= REQUESTS_PER_RUN {
+                        return latencies;
+                    }
+                    let sent = Instant::now();
+                    if !op(n).await {
+                        not_stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    latencies.push(sent.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    RunFigures {
+        requests_per_second: REQUESTS_PER_RUN as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        not_stored: not_stored.load(Ordering::Relaxed),
+    }
+}
+
+/// `/api/query` with `body(n)` as request n.
+async fn queries(
+    port: u16,
+    concurrency: usize,
+    body: impl Fn(usize) -> Value + Send + Sync + 'static,
+) -> RunFigures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/query");
+    measure(concurrency, move |n| {
+        let request = body(n);
+        let sent = client.post(&url).json(&request).send();
+        async move {
+            let response = sent.await.unwrap();
+            assert_eq!(response.status(), 200);
+            let reply: Value = response.json().await.unwrap();
+            request["enable_persistence"] != true || reply["persisted"] == true
+        }
+    })
+    .await
+}
+
+/// A client of Azurite's own, the SDK with a pooled connection and nothing else.
+fn azurite_table(endpoint: &str, table: &str) -> TableClient {
+    let location = CloudLocation::Custom {
+        account: AZURITE_ACCOUNT.into(),
+        uri: endpoint.trim_end_matches('/').to_owned(),
+    };
+    let credentials = StorageCredentials::access_key(AZURITE_ACCOUNT, Secret::new(AZURITE_KEY));
+    TableServiceClientBuilder::with_location(location, credentials)
+        .transport(TransportOptions::new(Arc::new(reqwest::Client::new())))
+        .build()
+        .table_client(table)
+}
+
+/// The ceiling for persistent turns: the same two storage operations a turn costs
+/// (a window query and an insert), driven straight at Azurite over 100 sessions.
+async fn storage_ceiling(endpoint: &str, concurrency: usize) -> RunFigures {
+    let table = Arc::new(azurite_table(
+        endpoint,
+        &format!("ceiling{concurrency}x{}", std::process::id()),
+    ));
+    table.create().await.unwrap();
+    let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..100).map(|_| AtomicUsize::new(0)).collect());
+    measure(concurrency, move |n| {
+        let (table, counts) = (table.clone(), counts.clone());
+        async move {
+            let session = format!("p{}", n % 100);
+            let turn = counts[n % 100].fetch_add(1, Ordering::Relaxed);
+            let from = format!("{:04}", turn.saturating_sub(10));
+            let mut window = table
+                .query()
+                .filter(format!(
+                    "PartitionKey eq '{session}' and RowKey ge '{from}'"
+                ))
+                .top(42)
+                .into_stream::<Value>();
+            window.next().await.unwrap().unwrap();
+            let entity = json!({
+                "PartitionKey": session, "RowKey": format!("{turn:04}"),
+                "timestamp": "2026-01-01T00:00:00Z", "user": "What does LONPF2 do?",
+                "assistant": "From the indexed documents: …", "metadata_json": "{}",
+            });
+            table.insert::<_, Value>(entity).unwrap().await.is_ok()
+        }
+    })
+    .await
+}
+
+/// Window load time of `TableStore::recent(MAX_TURNS)` on sessions of each length:
+/// warm (this process has served the session) and cold (a fresh process).
+async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
+    let table_name = format!("window{}", std::process::id());
+    let raw = azurite_table(endpoint, &table_name);
+    raw.create().await.unwrap();
+    let connection = StorageConnection::ConnectionString {
+        setting: "AZURE_STORAGE_CONNECTION_STRING",
+        value: format!(
+            "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};TableEndpoint={endpoint};"
+        ),
+    };
+    let mut figures = Vec::new();
+    for turns in [10usize, 1_000, 10_000] {
+        let session = format!("long{turns}");
+        // Seed-format rows in entity-group batches of 100.
+        for first in (0..turns).step_by(100) {
+            let mut batch = raw.partition_key_client(&session).transaction();
+            for n in first..(first + 100).min(turns) {
+                let row_key = if n < 10_000 {
+                    format!("{n:04}")
+                } else {
+                    format!("9999{}{n}", n.to_string().len())
+                };
+                let entity = json!({"PartitionKey": session, "RowKey": row_key, "timestamp": "2026-01-01T00:00:00Z", "user": format!("question {n}"), "assistant": "answer", "metadata_json": "{}"});
+                batch = batch.insert(entity).unwrap();
+            }
+            batch.await.unwrap();
+        }
+        let id = SessionId::parse(&session).unwrap();
+        let mut cold = Vec::new();
+        let mut warm = Vec::new();
+        for _ in 0..20 {
+            let store =
+                TableStore::connect(&connection, &table_name, &format!("{table_name}Sessions"))
+                    .unwrap();
+            let started = Instant::now();
+            let window = store.recent(&id, 10).await.unwrap();
+            cold.push(started.elapsed());
+            assert_eq!(window.total as usize, turns);
+            let started = Instant::now();
+            store.recent(&id, 10).await.unwrap();
+            warm.push(started.elapsed());
+        }
+        cold.sort_unstable();
+        warm.sort_unstable();
+        figures.push((turns, percentile(&warm, 0.5), percentile(&cold, 0.5)));
+    }
+    figures
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let binary = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "target/release/handler".into()),
+    );
+    // Durable storage for the persistent runs: scripts/bench starts Azurite and
+    // passes its table endpoint.
+    let endpoint = std::env::var("SESSION_RAG_BENCH_TABLE_ENDPOINT").ok();
+
+    let mut startups: Vec<Duration> = (0..STARTUP_RUNS)
+        .map(|_| Handler::start(&binary, &[]).1)
+        .collect();
+    startups.sort_unstable();
+    println!("## start-up (process start to first `GET /` answered), {STARTUP_RUNS} runs");
+    println!(
+        "median {} ms, min {} ms, max {} ms\n",
+        ms(percentile(&startups, 0.5)),
+        ms(startups[0]),
+        ms(startups[STARTUP_RUNS - 1])
+    );
+
+    let mut env = Vec::new();
+    if let Some(endpoint) = &endpoint {
+        env.push((
+            "AZURE_STORAGE_CONNECTION_STRING".to_owned(),
+            format!("DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};TableEndpoint={endpoint};"),
+        ));
+        env.push((
+            "CHAT_HISTORY_TABLE".to_owned(),
+            format!("bench{}", std::process::id()),
+        ));
+    }
+    let (handler, _) = Handler::start(&binary, &env);
+    let idle = handler.rss_mib();
+
+    println!("## /api/query, {REQUESTS_PER_RUN} requests per row, sample corpus, offline answerer");
+    println!("| mode | connections | requests/s | p50 ms | p99 ms | not stored |");
+    println!("|---|---|---|---|---|---|");
+    let questions = [
+        "What does LONPF2 do?",
+        "What copybooks does it use?",
+        "How are late fees computed?",
+        "Which job runs the escrow analysis?",
+    ];
+    let mut modes: Vec<&str> = vec!["stateless", "in-process session"];
+    if endpoint.is_some() {
+        modes.push("persistent (100 sessions)");
+    }
+    let mut total = 0;
+    for mode in modes {
+        for concurrency in [16, 64] {
+            let mode_name = mode.to_owned();
+            let figures = queries(handler.port, concurrency, move |n| {
+                let question = questions[n % questions.len()];
+                match mode_name.as_str() {
+                    "stateless" => json!({"question": question}),
+                    "in-process session" => {
+                        json!({"question": question, "session_id": format!("s{}", n % 1000)})
+                    }
+                    _ => json!({"question": question, "session_id": format!("p{concurrency}-{}", n % 100), "enable_persistence": true}),
+                }
+            })
+            .await;
+            total += REQUESTS_PER_RUN;
+            println!(
+                "| {mode} | {concurrency} | {:.0} | {} | {} | {} |",
+                figures.requests_per_second,
+                ms(figures.p50),
+                ms(figures.p99),
+                figures.not_stored
+            );
+        }
+    }
+    if let Some(endpoint) = &endpoint {
+        for concurrency in [16, 64] {
+            let figures = storage_ceiling(endpoint, concurrency).await;
+            println!(
+                "| ceiling: window query + insert straight at Azurite | {concurrency} | {:.0} | {} | {} | {} |",
+                figures.requests_per_second,
+                ms(figures.p50),
+                ms(figures.p99),
+                figures.not_stored
+            );
+        }
+    }
+    if let Some(endpoint) = &endpoint {
+        println!("\n## window load (`MAX_TURNS` = 10), median of 20");
+        println!("| turns in session | warm ms | cold ms |");
+        println!("|---|---|---|");
+        for (turns, warm, cold) in window_loads(endpoint).await {
+            println!("| {turns} | {} | {} |", ms(warm), ms(cold));
+        }
+    }
+    println!("\n## resident memory");
+    println!(
+        "idle after start-up: {idle:.1} MiB; after {total} requests: {:.1} MiB",
+        handler.rss_mib()
+    );
+}
