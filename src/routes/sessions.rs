@@ -165,15 +165,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The formats a conversation exports to.
+enum Format {
+    Markdown,
+    Json,
+}
+
 /// `GET /api/sessions/{session_id}/export?format=markdown|json`: a download.
 pub async fn export(
     state: &AppState,
     raw_id: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let (content_type, extension) = match Parameters::of(request).get("format") {
-        None | Some("markdown") => ("text/markdown; charset=utf-8", "md"),
-        Some("json") => ("application/json", "json"),
+    let format = match Parameters::of(request).get("format") {
+        None | Some("markdown") => Format::Markdown,
+        Some("json") => Format::Json,
         Some(other) => {
             return Err(ApiError::invalid(
                 InvalidInput::Request,
@@ -182,10 +188,17 @@ pub async fn export(
         }
     };
     let (session, turns) = conversation(state, raw_id, request).await?;
-    let body = if extension == "md" {
-        transcript::markdown(&session, &turns)
-    } else {
-        transcript::document(&session, &turns).to_string()
+    let (body, content_type, extension) = match format {
+        Format::Markdown => (
+            transcript::markdown(&session, &turns),
+            "text/markdown; charset=utf-8",
+            "md",
+        ),
+        Format::Json => (
+            transcript::document(&session, &turns).to_string(),
+            "application/json",
+            "json",
+        ),
     };
     let mut response = Response::new(body.into());
     let headers = response.headers_mut();
