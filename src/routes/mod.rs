@@ -8,6 +8,7 @@ mod error;
 mod invocation;
 mod query;
 mod sessions;
+mod whoami;
 
 pub use error::ApiError;
 
@@ -56,6 +57,7 @@ enum Endpoint {
     Status,
     Query,
     ChatPage,
+    WhoAmI,
     Sessions,
     Session,
     Export,
@@ -117,6 +119,11 @@ pub const ROUTES: &[Route] = &[
         path: "/api/chat",
         allow: "GET",
         endpoint: Endpoint::ChatPage,
+    },
+    Route {
+        path: "/api/whoami",
+        allow: "GET",
+        endpoint: Endpoint::WhoAmI,
     },
     Route {
         path: "/api/sessions",
@@ -278,6 +285,7 @@ async fn serve(
         Endpoint::Status => Ok(service_status(state)),
         Endpoint::Query => query::handle(state, request).await,
         Endpoint::ChatPage => Ok(chat::page()),
+        Endpoint::WhoAmI => whoami::handle(state, request),
         Endpoint::Sessions => sessions::list(state, request).await,
         Endpoint::Session if request.method == Method::DELETE => {
             sessions::delete(state, parameter, request).await

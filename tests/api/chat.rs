@@ -1,7 +1,10 @@
-//! `GET /api/chat`: the page and its headers. What the page does in a browser is
-//! tested end to end in `tests/e2e/`.
+//! `GET /api/chat` (the page and its headers) and `GET /api/whoami` (who the page
+//! lists conversations for). What the page does in a browser is tested end to end
+//! in `tests/e2e/`.
 
-use crate::helpers::spawn_app;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 #[tokio::test]
 async fn the_chat_page_is_served_with_a_strict_policy() {
@@ -38,4 +41,40 @@ async fn the_chat_page_answers_get_only() {
         .send(app.client.post(format!("{}/api/chat", app.address)))
         .await;
     response.assert_error(405, "method_not_allowed");
+}
+
+/// `GET /api/whoami` as the page asks it, with `principal` in the Easy Auth header.
+async fn whoami(app: &TestApp, principal: Option<&str>) -> Value {
+    let mut request = app.client.get(format!("{}/api/whoami", app.address));
+    if let Some(principal) = principal {
+        request = request.header("X-MS-CLIENT-PRINCIPAL-ID", principal);
+    }
+    let response = app.send(request).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body
+}
+
+#[tokio::test]
+async fn whoami_names_the_principal_only_when_easy_auth_is_trusted() {
+    let untrusting = spawn_app().await;
+    assert_eq!(
+        whoami(&untrusting, Some("user-1")).await,
+        json!({"customer_id": null})
+    );
+
+    let trusting = spawn_app_with(|settings| settings.trust_easy_auth_headers = true).await;
+    assert_eq!(
+        whoami(&trusting, Some("user-1")).await,
+        json!({"customer_id": "user-1"})
+    );
+    assert_eq!(whoami(&trusting, None).await, json!({"customer_id": null}));
+    let response = trusting
+        .send(
+            trusting
+                .client
+                .get(format!("{}/api/whoami", trusting.address))
+                .header("X-MS-CLIENT-PRINCIPAL-ID", "a/b"),
+        )
+        .await;
+    response.assert_error(400, "invalid_customer_id");
 }

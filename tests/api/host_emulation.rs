@@ -156,7 +156,7 @@ fn sample_request(function: &str, method: &reqwest::Method) -> (String, Value, u
             json!({"question": "What does LONPF2 do?", "session_id": "host-1"}),
             200,
         ),
-        ("health" | "chat" | "openapi", _) => (String::new(), Value::Null, 200),
+        ("health" | "chat" | "openapi" | "whoami", _) => (String::new(), Value::Null, 200),
         ("sessions", _) | ("session", "GET") => (owner, Value::Null, 200),
         ("export", _) => (format!("{owner}&format=json"), Value::Null, 200),
         ("session", "DELETE") => (owner, Value::Null, 204),

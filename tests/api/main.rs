@@ -1,6 +1,7 @@
 //! One test binary for everything that talks to the service from outside.
 
 mod azurite;
+mod chat;
 mod crowd;
 mod fake_upstream;
 mod helpers;
