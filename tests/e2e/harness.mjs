@@ -1,0 +1,111 @@
+// What the end-to-end tests run against: the real `handler` binary (built by
+// `cargo test`), Azurite, and Debian's Chromium driven by playwright-core.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const HANDLER = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug/handler');
+const CHROMIUM = '/usr/bin/chromium';
+
+// Azurite's one built-in account and its publicly documented development key.
+const AZURITE_ACCOUNT = 'devstoreaccount1';
+const AZURITE_KEY =
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+
+/** A loopback port that was free a moment ago. */
+export async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** An account-key connection string for the Azurite table endpoint, as users configure real storage. */
+export function connectionString(tableEndpoint) {
+  return `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};TableEndpoint=${tableEndpoint};`;
+}
+
+/** The shared Azurite that `scripts/test` started. */
+export function sharedTableEndpoint() {
+  const endpoint = (process.env.SESSION_RAG_TEST_TABLE_ENDPOINT || '').trim();
+  if (!endpoint) {
+    throw new Error('the e2e tests need Azurite: run scripts/test (it starts one and sets SESSION_RAG_TEST_TABLE_ENDPOINT)');
+  }
+  return endpoint;
+}
+
+/** A table name of its own for each run, so runs never see each other's rows. */
+export function uniqueTable(prefix) {
+  return `${prefix}${Date.now().toString(36)}${process.pid.toString(36)}`.replace(/[^a-z0-9]/gi, '');
+}
+
+/**
+ * Starts the handler on a free port with only `settings` in its environment (so no
+ * model keys leak in: answers are offline), in an empty working directory (so no
+ * local.settings.json fills in anything), and waits until it answers.
+ */
+export async function startHandler(settings) {
+  if (!existsSync(HANDLER)) {
+    throw new Error(`${HANDLER} is missing: build it first (cargo build; scripts/test does)`);
+  }
+  const port = await freePort();
+  const cwd = mkdtempSync(join(tmpdir(), 'session-rag-e2e-'));
+  const child = spawn(HANDLER, [], {
+    cwd,
+    env: { PATH: process.env.PATH, RUST_LOG: 'warn', FUNCTIONS_CUSTOMHANDLER_PORT: String(port), ...settings },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the handler exited with ${child.exitCode} at start-up`);
+    try {
+      if ((await fetch(`${base}/`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error('the handler did not answer within 30 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    base,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+      rmSync(cwd, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Debian's Chromium, headless, with a fresh profile of its own. */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (scripts/test does)`);
+  }
+  const profile = mkdtempSync(join(tmpdir(), 'session-rag-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1200, height: 800 },
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
