@@ -50,17 +50,29 @@ async function ask(page, question) {
   return next;
 }
 
-describe('the chat page with durable storage', () => {
-  let handler;
+/**
+ * The handler with the settings `settings()` gives, running for the tests of the
+ * enclosing `describe`; its `base` URL is there once they start.
+ */
+function handlerDuring(settings) {
+  const handler = {};
   before(async () => {
-    handler = await startHandler({
-      AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
-      CHAT_HISTORY_TABLE: uniqueTable('chate2e'),
-    });
+    Object.assign(handler, await startHandler(await settings()));
   });
   after(async () => {
-    await handler?.stop();
+    await handler.stop?.();
   });
+  return handler;
+}
+
+/** Durable storage in a table of its own in the shared Azurite. */
+const sharedStorage = (prefix) => ({
+  AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
+  CHAT_HISTORY_TABLE: uniqueTable(prefix),
+});
+
+describe('the chat page with durable storage', () => {
+  const handler = handlerDuring(() => sharedStorage('chate2e'));
 
   /** The conversation as its owner, the page's customer, reads it through the API. */
   async function getConversation(page, id = sessionOf(page)) {
@@ -277,17 +289,7 @@ describe('the chat page with durable storage', () => {
 });
 
 describe('the chat page behind App Service Authentication', () => {
-  let handler;
-  before(async () => {
-    handler = await startHandler({
-      AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
-      CHAT_HISTORY_TABLE: uniqueTable('chatauth'),
-      TRUST_EASY_AUTH_HEADERS: 'true',
-    });
-  });
-  after(async () => {
-    await handler?.stop();
-  });
+  const handler = handlerDuring(() => ({ ...sharedStorage('chatauth'), TRUST_EASY_AUTH_HEADERS: 'true' }));
 
   test('conversations belong to the signed-in user', TIMEOUT, async () => {
     const principal = { 'X-MS-CLIENT-PRINCIPAL-ID': 'e2e-principal' };
@@ -306,18 +308,11 @@ describe('the chat page behind App Service Authentication', () => {
 });
 
 describe('the chat page while storage is down', () => {
-  let handler;
-  before(async () => {
-    // Nothing listens on this port: every storage call fails at once.
-    const closed = await freePort();
-    handler = await startHandler({
-      AZURE_STORAGE_CONNECTION_STRING: connectionString(`http://127.0.0.1:${closed}/devstoreaccount1`),
-      STORAGE_TIMEOUT_SECONDS: '2',
-    });
-  });
-  after(async () => {
-    await handler?.stop();
-  });
+  // Nothing listens on that port: every storage call fails at once.
+  const handler = handlerDuring(async () => ({
+    AZURE_STORAGE_CONNECTION_STRING: connectionString(`http://127.0.0.1:${await freePort()}/devstoreaccount1`),
+    STORAGE_TIMEOUT_SECONDS: '2',
+  }));
 
   test('an answer that was not saved says so, with the warning', TIMEOUT, async () => {
     const page = await openChat(handler.base);
