@@ -200,8 +200,10 @@ fn azurite_table(endpoint: &str, table: &str) -> TableClient {
 }
 
 /// The ceiling for persistent turns: the same two storage operations a turn costs
-/// (a window query and an insert), driven straight at Azurite over 100 sessions.
-async fn storage_ceiling(endpoint: &str, concurrency: usize) -> RunFigures {
+/// (a window query and an insert of a turn as large as the handler's, `sample`),
+/// driven straight at Azurite over 100 sessions.
+async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> RunFigures {
+    let sample = Arc::new(sample.clone());
     let table = Arc::new(azurite_table(
         endpoint,
         &format!("ceiling{concurrency}x{}", std::process::id()),
@@ -209,7 +211,7 @@ async fn storage_ceiling(endpoint: &str, concurrency: usize) -> RunFigures {
     table.create().await.unwrap();
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..100).map(|_| AtomicUsize::new(0)).collect());
     measure(concurrency, move |n| {
-        let (table, counts) = (table.clone(), counts.clone());
+        let (table, counts, sample) = (table.clone(), counts.clone(), sample.clone());
         async move {
             let session = format!("p{}", n % 100);
             let turn = counts[n % 100].fetch_add(1, Ordering::Relaxed);
@@ -224,8 +226,8 @@ async fn storage_ceiling(endpoint: &str, concurrency: usize) -> RunFigures {
             window.next().await.unwrap().unwrap();
             let entity = json!({
                 "PartitionKey": session, "RowKey": format!("{turn:04}"),
-                "timestamp": "2026-01-01T00:00:00Z", "user": "What does LONPF2 do?",
-                "assistant": "From the indexed documents: …", "metadata_json": "{}",
+                "timestamp": "2026-01-01T00:00:00Z", "user": sample["question"],
+                "assistant": sample["answer"], "metadata_json": "{}",
             });
             table.insert::<_, Value>(entity).unwrap().await.is_ok()
         }
@@ -290,11 +292,13 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let binary = PathBuf::from(
+    // Absolute, because each handler runs in a working directory of its own.
+    let binary = std::fs::canonicalize(
         std::env::args()
             .nth(1)
             .unwrap_or_else(|| "target/release/handler".into()),
-    );
+    )
+    .expect("the handler binary exists (scripts/bench builds it)");
     // Durable storage for the persistent runs: scripts/bench starts Azurite and
     // passes its table endpoint.
     let endpoint = std::env::var("SESSION_RAG_BENCH_TABLE_ENDPOINT").ok();
@@ -364,8 +368,20 @@ async fn main() {
         }
     }
     if let Some(endpoint) = &endpoint {
+        let question = questions[0];
+        let answer = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/api/query", handler.port))
+            .json(&json!({ "question": question }))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["answer"]
+            .clone();
+        let turn = json!({"question": question, "answer": answer});
         for concurrency in [16, 64] {
-            let figures = storage_ceiling(endpoint, concurrency).await;
+            let figures = storage_ceiling(endpoint, concurrency, &turn).await;
             println!(
                 "| ceiling: window query + insert straight at Azurite | {concurrency} | {:.0} | {} | {} | {} |",
                 figures.requests_per_second,
