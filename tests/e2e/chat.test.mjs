@@ -74,11 +74,23 @@ const sharedStorage = (prefix) => ({
 describe('the chat page with durable storage', () => {
   const handler = handlerDuring(() => sharedStorage('chate2e'));
 
+  /** The id the page keeps for its customer. */
+  const customerOf = (page) => page.evaluate(() => localStorage.getItem('session-rag.customer_id'));
+
   /** The conversation as its owner, the page's customer, reads it through the API. */
   async function getConversation(page, id = sessionOf(page)) {
-    const customer = await page.evaluate(() => localStorage.getItem('session-rag.customer_id'));
-    const query = new URLSearchParams({ customer_id: customer });
+    const query = new URLSearchParams({ customer_id: await customerOf(page) });
     return fetch(`${handler.base}/api/sessions/${encodeURIComponent(id)}?${query}`);
+  }
+
+  /** A durable turn of conversation `id`, asked for the page's customer without the page. */
+  async function askElsewhere(page, id, question) {
+    const response = await fetch(`${handler.base}/api/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ question, session_id: id, customer_id: await customerOf(page), enable_persistence: true }),
+    });
+    assert.equal(response.status, 200);
   }
 
   test('the second answer builds on the first, and every API call carries the function key', TIMEOUT, async () => {
@@ -177,21 +189,32 @@ describe('the chat page with durable storage', () => {
     await page.close();
   });
 
+  test('Recent conversations pages through a long list', TIMEOUT, async () => {
+    const page = await openChat(handler.base);
+    const ids = Array.from({ length: 21 }, (_, n) => `paging-${n}-${Date.now()}`);
+    for (const id of ids) await askElsewhere(page, id, 'What does LONPF2 do?');
+    await page.reload();
+    const entries = page.locator('#recent-list button');
+    const more = page.getByRole('button', { name: 'Show more' });
+    await more.waitFor();
+    assert.equal(await entries.count(), 20);
+    while (await more.isVisible()) {
+      const shown = await entries.count();
+      await more.click();
+      await page.waitForFunction((n) => document.querySelectorAll('#recent-list button').length > n, shown);
+    }
+    const listed = await entries.evaluateAll((all) => all.map((b) => b.dataset.session));
+    assert.equal(new Set(listed).size, listed.length, 'no conversation is listed twice');
+    for (const id of ids) assert.ok(listed.includes(id), id);
+    await page.close();
+  });
+
   test('a reload restores the open conversation from the service', TIMEOUT, async () => {
     const page = await openChat(handler.base);
     await ask(page, 'What does LONPF2 do?');
     const id = sessionOf(page);
-    const customer = await page.evaluate(() => localStorage.getItem('session-rag.customer_id'));
-
     // A turn the browser never saw: only the service can show it after the reload.
-    const elsewhere = await fetch(`${handler.base}/api/query`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        question: 'Which job runs it?', session_id: id, customer_id: customer, enable_persistence: true,
-      }),
-    });
-    assert.equal(elsewhere.status, 200);
+    await askElsewhere(page, id, 'Which job runs it?');
 
     const [loaded] = await Promise.all([
       page.waitForResponse((r) => new URL(r.url()).pathname === `/api/sessions/${id}`),
