@@ -45,13 +45,10 @@ impl Mode {
 
 const SNIPPET_CHARS: usize = 240;
 
-/// The start of a passage on one line, for a source's `snippet`.
+/// The start of a passage on one line, for a source's `snippet`: up to
+/// `SNIPPET_CHARS` characters, then an ellipsis when the passage goes on.
 fn snippet(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match collapsed.char_indices().nth(SNIPPET_CHARS) {
-        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
-        None => collapsed,
-    }
+    crate::domain::one_line_within(text, SNIPPET_CHARS + 1)
 }
 
 /// A passage an answer relies on.

@@ -60,17 +60,20 @@ pub fn may_access(owner: Option<&CustomerId>, requester: Option<&CustomerId>) ->
 /// A conversation's title in listings: its first question on one line, shortened
 /// to [`TITLE_CHARS`] characters with an ellipsis.
 pub fn title_of(first_question: &str) -> String {
-    let one_line = first_question
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if one_line.chars().count() <= TITLE_CHARS {
+    one_line_within(first_question, TITLE_CHARS)
+}
+
+/// `text` on one line (runs of white space become one space), cut to at most
+/// `max_chars` characters, the last of them an ellipsis when anything was cut.
+pub fn one_line_within(text: &str, max_chars: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max_chars {
         return one_line;
     }
-    let mut title: String = one_line.chars().take(TITLE_CHARS - 1).collect();
-    title.truncate(title.trim_end().len());
-    title.push('…');
-    title
+    let mut cut: String = one_line.chars().take(max_chars.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
 }
 
 /// How the contract writes times, stored and served: RFC 3339 in UTC, to the second

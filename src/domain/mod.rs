@@ -5,7 +5,9 @@ mod identifiers;
 mod query;
 mod turn;
 
-pub use conversation::{may_access, owner_of, timestamp_text, title_of, Retention};
+pub use conversation::{
+    may_access, one_line_within, owner_of, timestamp_text, title_of, Retention,
+};
 pub use identifiers::{CustomerId, SessionId};
 pub use query::{InvalidInput, InvalidQuery, Metadata, QueryRequest, Question};
 pub use turn::{NewTurn, Turn};
