@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod answering;
+mod cosmos;
 
 pub use answering::{
     ApiKey, AzureOpenAi, AzureSearch, Generator, OpenAiCompatible, Retrieval, UpstreamPolicy,
 };
+pub use cosmos::{CosmosAuth, CosmosSettings};
 
 const LOCAL_SETTINGS_FILE: &str = "local.settings.json";
 
@@ -89,6 +91,8 @@ pub struct Settings {
     /// `X-MS-CLIENT-PRINCIPAL-ID` header (set only behind it).
     pub trust_easy_auth_headers: bool,
     pub storage: Option<StorageConnection>,
+    /// `COSMOSDB_*`: conversations in Cosmos DB instead of Table Storage.
+    pub cosmos: Option<CosmosSettings>,
     /// `STORAGE_TIMEOUT_SECONDS`: the most one request waits on storage in total.
     pub storage_timeout: Duration,
     /// `SESSION_MEMORY_MAX_MB`: cap on in-process conversation memory.
@@ -115,6 +119,7 @@ impl Settings {
             session_ttl: None,
             trust_easy_auth_headers: false,
             storage: None,
+            cosmos: None,
             storage_timeout: Duration::from_secs(10),
             session_memory_max_bytes: 256 * 1024 * 1024,
             generator: Generator::Offline,
@@ -244,6 +249,7 @@ impl Settings {
             session_ttl,
             trust_easy_auth_headers,
             storage: storage_connection(&get),
+            cosmos: cosmos::cosmos(&get)?,
             storage_timeout,
             session_memory_max_bytes,
             retrieval: answering::retrieval(&get, &generator)?,

@@ -12,8 +12,10 @@ use crate::conversation::Conversations;
 use crate::domain::Retention;
 use crate::routes::{router, AppState};
 use crate::sessions::{PurgeOutcome, Sessions};
-use crate::settings::{Settings, SettingsError};
-use crate::storage::{GuardedStore, InProcessStore, TableStore};
+use crate::settings::{CosmosSettings, Settings};
+use crate::storage::{
+    ConversationStore, CosmosStore, GuardedStore, InProcessStore, StorageError, TableStore,
+};
 
 pub struct Application {
     listener: TcpListener,
@@ -40,7 +42,7 @@ impl Application {
             "documents indexed"
         );
         let answerer = answerer_for(&settings, Arc::new(index))?;
-        let stores = Stores::connect(&settings)?;
+        let stores = Stores::connect(&settings).await?;
         let retention = retention(&settings);
         let sessions = Sessions::new(stores.managed(), retention);
         let conversations = Conversations::new(
@@ -86,31 +88,34 @@ impl Application {
 /// Where conversations live, as the settings say.
 struct Stores {
     in_process: GuardedStore,
-    /// Table Storage, when storage is configured.
+    /// Cosmos DB or Table Storage, when storage is configured.
     durable: Option<GuardedStore>,
 }
 
 impl Stores {
-    /// Makes no request: storage may be down at start-up.
-    fn connect(settings: &Settings) -> Result<Self, SettingsError> {
+    /// Table Storage is not contacted: storage may be down at start-up. Cosmos DB is
+    /// asked once whether its container exists (or, with a key, creates it): a
+    /// container that does not exist and will not be created stops start-up, an
+    /// unreachable account does not.
+    async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let in_process = GuardedStore::new(
             Arc::new(InProcessStore::new(settings.session_memory_max_bytes)),
             settings.storage_timeout,
         );
-        let durable = match &settings.storage {
-            None => None,
-            Some(connection) => {
-                settings.check_sessions_table()?;
-                Some(GuardedStore::new(
-                    Arc::new(TableStore::connect(
+        let durable: Option<Arc<dyn ConversationStore>> =
+            match (&settings.cosmos, &settings.storage) {
+                (Some(cosmos), _) => Some(Arc::new(connect_cosmos(cosmos, settings).await?)),
+                (None, Some(connection)) => {
+                    settings.check_sessions_table()?;
+                    Some(Arc::new(TableStore::connect(
                         connection,
                         &settings.chat_history_table,
                         &settings.sessions_table(),
-                    )?),
-                    settings.storage_timeout,
-                ))
-            }
-        };
+                    )?))
+                }
+                (None, None) => None,
+            };
+        let durable = durable.map(|store| GuardedStore::new(store, settings.storage_timeout));
         Ok(Self {
             in_process,
             durable,
@@ -125,6 +130,25 @@ impl Stores {
     }
 }
 
+/// The Cosmos DB store, its container checked within the storage time budget.
+async fn connect_cosmos(
+    cosmos: &CosmosSettings,
+    settings: &Settings,
+) -> anyhow::Result<CosmosStore> {
+    let store = CosmosStore::connect(cosmos)?;
+    match tokio::time::timeout(settings.storage_timeout, store.check_container()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(StorageError::Rejected(problem))) => anyhow::bail!("{problem}"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Cosmos DB not reachable at start-up; conversations degrade until it is")
+        }
+        Err(_) => tracing::warn!(
+            "Cosmos DB did not answer at start-up; conversations degrade until it does"
+        ),
+    }
+    Ok(store)
+}
+
 fn retention(settings: &Settings) -> Retention {
     settings
         .session_ttl
@@ -134,10 +158,10 @@ fn retention(settings: &Settings) -> Retention {
 /// One purge of durable storage with these settings, as the timer function runs
 /// it (`handler purge`).
 pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
-    let stores = Stores::connect(settings)?;
+    let stores = Stores::connect(settings).await?;
     let Some(durable) = stores.durable else {
         anyhow::bail!(
-            "no durable storage is configured (AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"
+            "no durable storage is configured (COSMOSDB_ENDPOINT, AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"
         );
     };
     Ok(Sessions::new(durable, retention(settings)).purge().await?)

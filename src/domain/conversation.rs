@@ -1,7 +1,7 @@
 //! Rules about whole conversations: who may see one, how long it lives, what it is
 //! called in a listing, and how its times are written.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
 use super::{CustomerId, Turn};
 
@@ -80,6 +80,19 @@ pub fn one_line_within(text: &str, max_chars: usize) -> String {
 /// (`2025-01-24T10:30:00Z`).
 pub fn timestamp_text(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A stored time: RFC 3339 (ours), or the seeds' naive ISO 8601
+/// (`2025-01-24T10:30:00.123456`) taken as UTC.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod query;
 mod turn;
 
 pub use conversation::{
-    may_access, one_line_within, owner_of, timestamp_text, title_of, Retention,
+    may_access, one_line_within, owner_of, parse_timestamp, timestamp_text, title_of, Retention,
 };
 pub use identifiers::{CustomerId, SessionId};
 pub use query::{InvalidInput, InvalidQuery, Metadata, QueryRequest, Question};

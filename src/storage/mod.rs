@@ -1,11 +1,13 @@
-//! Conversation storage: one small trait, an in-process backend and an Azure Table
-//! Storage backend. Every backend maps its failures into [`StorageError`]; nothing
+//! Conversation storage: one small trait, an in-process backend, an Azure Table
+//! Storage backend and a Cosmos DB backend. Every backend maps its failures into [`StorageError`]; nothing
 //! above this module knows which backend it talks to.
 
+mod cosmos;
 mod guard;
 mod memory;
 mod table;
 
+pub use cosmos::{CosmosStore, DIRECTORY_PARTITION};
 pub use guard::{GuardedStore, StorageBudget};
 pub use memory::InProcessStore;
 pub use table::TableStore;

@@ -2,6 +2,8 @@
 
 mod azurite;
 mod chat;
+mod cosmos;
+mod cosmos_documents;
 mod crowd;
 mod fake_upstream;
 mod helpers;

@@ -1,8 +1,8 @@
 //! The conversation manager over HTTP: listing, reading, deleting, exporting,
-//! expiry, purge and ownership. Each behaviour runs on both backends the sessions
+//! expiry, purge and ownership. Each behaviour runs on every backend the sessions
 //! API can read: the in-process store (no storage configured, conversations
-//! without `enable_persistence`) and Table Storage in the shared Azurite. Then what
-//! only one of them can show.
+//! without `enable_persistence`), Table Storage in the shared Azurite and Cosmos DB
+//! in the shared stand-in. Then what only one of them can show.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use session_rag::settings::Settings;
 
 use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
+use crate::cosmos::use_cosmos;
 use crate::helpers::{
     azurite_connection, raw_table_client, sessions_table_for, spawn_app_with, stored_rows,
     use_table, TestApp, TestResponse,
@@ -34,13 +35,14 @@ fn short_ttl() -> Duration {
 enum Backend {
     InProcess,
     Table,
+    Cosmos,
 }
 
 /// The app on one backend, driven through the sessions API.
 struct Manager {
     app: TestApp,
     backend: Backend,
-    /// The history table (used only on [`Backend::Table`]).
+    /// The history table on [`Backend::Table`], the container on [`Backend::Cosmos`].
     table: String,
 }
 
@@ -52,8 +54,10 @@ impl Manager {
     async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
         let table = unique_table_name("sessions");
         let app = spawn_app_with(|settings| {
-            if backend == Backend::Table {
-                use_table(settings, &shared_table_endpoint(), &table);
+            match backend {
+                Backend::Table => use_table(settings, &shared_table_endpoint(), &table),
+                Backend::Cosmos => use_cosmos(settings, &table),
+                Backend::InProcess => {}
             }
             configure(settings);
         })
@@ -71,7 +75,7 @@ impl Manager {
             "question": question,
             "session_id": session,
             "customer_id": customer,
-            "enable_persistence": self.backend == Backend::Table,
+            "enable_persistence": self.backend != Backend::InProcess,
         })
     }
 
@@ -79,7 +83,11 @@ impl Manager {
     async fn say(&self, question: &str, session: &str, customer: Option<&str>) -> Value {
         let body = self.app.ask(self.turn(question, session, customer)).await;
         assert!(body["turn"].is_u64(), "{body}");
-        assert_eq!(body["persisted"], self.backend == Backend::Table, "{body}");
+        assert_eq!(
+            body["persisted"],
+            self.backend != Backend::InProcess,
+            "{body}"
+        );
         body
     }
 
@@ -188,8 +196,9 @@ fn purge_reply(log: &str) -> Value {
     json!({"Outputs": {}, "Logs": [log], "ReturnValue": null})
 }
 
-/// Runs each behaviour once per backend, as `in_process::name` and `table_storage::name`.
-macro_rules! on_both_backends {
+/// Runs each behaviour once per backend, as `in_process::name`, `table_storage::name`
+/// and `cosmos_db::name`.
+macro_rules! on_every_backend {
     ($($behaviour:ident),+ $(,)?) => {
         mod in_process {
             $(#[tokio::test]
@@ -203,10 +212,16 @@ macro_rules! on_both_backends {
                 super::$behaviour(super::Backend::Table).await;
             })+
         }
+        mod cosmos_db {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(super::Backend::Cosmos).await;
+            })+
+        }
     };
 }
 
-on_both_backends!(
+on_every_backend!(
     a_listing_runs_latest_first_across_pages,
     a_listing_shows_only_the_customers_own_conversations,
     listing_parameters_are_checked,
@@ -522,7 +537,7 @@ async fn another_owner_gets_not_found_everywhere_and_changes_nothing(backend: Ba
     manager.say("And LONES1?", "private", Some("alice")).await;
     let rows_before = match backend {
         Backend::Table => Some(manager.rows("private").await),
-        Backend::InProcess => None,
+        Backend::InProcess | Backend::Cosmos => None,
     };
     let unknown = manager.get("/api/sessions/no-such-session").await;
 

@@ -1,7 +1,8 @@
-//! One suite of behaviours every `ConversationStore` keeps, run against both
-//! backends: the in-process store, and `TableStore` on a table of its own in the
-//! shared Azurite. Then what only the durable store promises: several stores (as
-//! several handler processes) sharing one table.
+//! One suite of behaviours every `ConversationStore` keeps, run against every
+//! backend: the in-process store, `TableStore` on a table of its own in the shared
+//! Azurite, and `CosmosStore` on a container of its own in the shared Cosmos DB
+//! stand-in. Then what only the durable stores promise: several stores (as several
+//! handler processes) sharing one table or container.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use session_rag::storage::{
 };
 
 use crate::azurite::unique_table_name;
+use crate::cosmos::{cosmos_store, unique_container_name};
 use crate::helpers::shared_table_store;
 
 /// A fresh, empty store of one kind.
@@ -24,6 +26,7 @@ struct Backend {
 enum Kind {
     InProcess,
     Table,
+    Cosmos,
 }
 
 fn in_process() -> Backend {
@@ -40,7 +43,15 @@ fn table_storage() -> Backend {
     }
 }
 
-/// Runs each behaviour once per backend, as `in_process::name` and `table_storage::name`.
+async fn cosmos_db() -> Backend {
+    Backend {
+        store: Arc::new(cosmos_store(&unique_container_name("conformance")).await),
+        kind: Kind::Cosmos,
+    }
+}
+
+/// Runs each behaviour once per backend, as `in_process::name`, `table_storage::name`
+/// and `cosmos_db::name`.
 macro_rules! conformance_suite {
     ($($behaviour:ident),+ $(,)?) => {
         mod in_process {
@@ -53,6 +64,12 @@ macro_rules! conformance_suite {
             $(#[tokio::test]
             async fn $behaviour() {
                 super::$behaviour(super::table_storage()).await;
+            })+
+        }
+        mod cosmos_db {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(super::cosmos_db().await).await;
             })+
         }
     };
@@ -153,12 +170,18 @@ async fn all_returns_every_turn_with_its_fields(backend: Backend) {
     }
     let stored = store.all(&s).await.unwrap();
     assert_eq!(stored.len(), written.len());
+    // A Cosmos DB document has one owner, its turn 0's; Table Storage keeps one per turn.
+    let conversation_owner = written[0].owner.clone();
     for (index, (stored, written)) in stored.iter().zip(&written).enumerate() {
         assert_eq!(stored.index, index as u64);
         assert_eq!(stored.user, written.user);
         assert_eq!(stored.assistant, written.assistant);
         assert_eq!(stored.metadata_json, written.metadata_json);
-        assert_eq!(stored.owner, written.owner);
+        if backend.kind == Kind::Cosmos {
+            assert_eq!(stored.owner, conversation_owner);
+        } else {
+            assert_eq!(stored.owner, written.owner);
+        }
         // Stored to the second (RFC 3339, as the contract writes it).
         assert_eq!(stored.timestamp.timestamp(), written.timestamp.timestamp());
     }
@@ -282,9 +305,10 @@ async fn long_content_round_trips_byte_identical(backend: Backend) {
     assert_eq!(window.turns[0].assistant, answer);
 }
 
-/// Table Storage caps an entity at 1 MiB, so the durable store refuses such a turn
-/// (never truncating it). The in-process store has no per-turn limit (its cap is on
-/// all sessions together) and keeps it.
+/// Table Storage caps an entity at 1 MiB, so that store refuses such a turn (never
+/// truncating it). Cosmos DB caps a whole conversation's document at 2 MB: it keeps
+/// the turn and refuses the one that would cross that. The in-process store has no
+/// per-turn limit (its cap is on all sessions together) and keeps it.
 async fn a_turn_too_large_for_one_entity(backend: Backend) {
     let store = backend.store.as_ref();
     let s = session("huge");
@@ -309,6 +333,22 @@ async fn a_turn_too_large_for_one_entity(backend: Backend) {
         Kind::InProcess => {
             assert_eq!(result, Ok(0));
             assert_eq!(store.all(&s).await.unwrap()[0].assistant.len(), 600_000);
+        }
+        Kind::Cosmos => {
+            assert_eq!(result, Ok(0));
+            let over = NewTurn {
+                assistant: "x".repeat(1_500_000),
+                ..turn("q")
+            };
+            match store.append(&s, over).await {
+                Err(StorageError::Rejected(message)) => {
+                    assert!(message.contains("2 MB"), "{message}")
+                }
+                other => panic!("expected Rejected, got {other:?}"),
+            }
+            let stored = store.all(&s).await.unwrap();
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].assistant.len(), 600_000);
         }
     }
 }

@@ -8,13 +8,13 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::keys::{self, MAX_ROW_KEY_CHARS};
-use crate::domain::{timestamp_text, CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{parse_timestamp, timestamp_text, CustomerId, NewTurn, SessionId, Turn};
 use crate::storage::StorageError;
 
 /// A string property holds at most this many UTF-16 code units.
@@ -203,18 +203,6 @@ fn read_split(entity: &Map<String, Value>, name: &str) -> String {
     (1..)
         .map_while(|number| string(entity, &part_name(name, number)))
         .collect()
-}
-
-/// RFC 3339 (ours), or the seed's naive ISO 8601 (`2025-01-24T10:30:00.123456`) taken as UTC.
-pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|t| t.and_utc())
-        })
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::entity::{ascii_json, parse_timestamp, string, ROW_KEY};
-use crate::domain::{timestamp_text, title_of, CustomerId, NewTurn, SessionId};
+use super::entity::{ascii_json, string, ROW_KEY};
+use crate::domain::{parse_timestamp, timestamp_text, title_of, CustomerId, NewTurn, SessionId};
 use crate::storage::SessionSummary;
 
 const TITLE: &str = "title";

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// A local Cosmos DB for NoSQL for the tests: npm `@vercel/cosmosdb-server` (in
+// memory, plain HTTP, no auth check, no TTL, no 429s), with the four things that
+// stop the Rust `azure_data_cosmos` 1.x client from working against it papered
+// over (each seen against the unpatched server, see NOTES-dependencies.md):
+//   1. reading a missing item throws inside the server (500): answer 404;
+//   2. partition key ranges carry numeric ids, the SDK wants strings;
+//   3. without TLS the account metadata still advertises https:// endpoints, so
+//      the SDK would switch to TLS: advertise http://;
+//   4. it closes every connection: keep connections alive;
+// and one found while building the Cosmos DB backend:
+//   5. the SDK runs a query across partitions as one query per partition key
+//      range (`x-ms-documentdb-partitionkeyrangeid`), which the service accepts
+//      and the server refuses (400, "missing partition keys") unless the query is
+//      flagged cross-partition: flag it (the server has one range holding all).
+//
+// Usage: node scripts/cosmos-standin.mjs [--port N]   (127.0.0.1; 0 or none: a free port)
+// Prints one line `cosmos stand-in listening on http://127.0.0.1:PORT/` once ready.
+
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const lib = "@vercel/cosmosdb-server/lib";
+
+// The router copies each handler when it is first loaded: patch them before that.
+function wrapHandler(name, wrap) {
+  const handler = require(`${lib}/handler/${name}`);
+  handler.default = wrap(handler.default);
+}
+
+const getPartitionFromHeader = require(`${lib}/utils/get-partition-from-header`);
+
+// 1. A missing item is a 404, as Cosmos DB answers.
+wrapHandler("read-document", (original) => (account, req, res, params) => {
+  const { dbId, collId, docId } = params;
+  const collection = account.database(dbId).collection(collId);
+  if (collection.read()) {
+    const key = getPartitionFromHeader.parsePartitionKey(
+      getPartitionFromHeader.default(req),
+      docId,
+    );
+    if (!collection.document(docId, key).read()) {
+      res.statusCode = 404;
+      return {
+        code: "NotFound",
+        message: "Entity with the specified id does not exist in the system.",
+      };
+    }
+  }
+  return original(account, req, res, params);
+});
+
+// 2. Partition key range ids are strings.
+wrapHandler("read-partition-key-ranges", (original) => async (...args) => {
+  const body = await original(...args);
+  if (body && Array.isArray(body.PartitionKeyRanges)) {
+    body.PartitionKeyRanges = body.PartitionKeyRanges.map((range) => ({
+      ...range,
+      id: String(range.id),
+    }));
+  }
+  return body;
+});
+
+// 3. The account's endpoints are plain HTTP, like the server.
+wrapHandler("read-meta", (original) => (...args) => {
+  const account = original(...args);
+  const toHttp = (locations) =>
+    (locations || []).map((location) => ({
+      ...location,
+      databaseAccountEndpoint: location.databaseAccountEndpoint.replace(/^https:/, "http:"),
+    }));
+  return {
+    ...account,
+    writableLocations: toHttp(account.writableLocations),
+    readableLocations: toHttp(account.readableLocations),
+  };
+});
+
+// 5. A query aimed at a partition key range reads that range, whatever the partition.
+wrapHandler("query-documents", (original) => (account, req, res, params) => {
+  if (req.headers["x-ms-documentdb-partitionkeyrangeid"] !== undefined) {
+    req.headers["x-ms-documentdb-query-enablecrosspartition"] = "true";
+  }
+  return original(account, req, res, params);
+});
+
+const { createHttpServer } = require(lib);
+
+function portArgument(argv) {
+  const at = argv.indexOf("--port");
+  if (at === -1) return 0;
+  const port = Number(argv[at + 1]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`cosmos stand-in: --port must be a port number (got ${argv[at + 1]})`);
+    process.exit(2);
+  }
+  return port;
+}
+
+// 4. Keep-alive, as the service does.
+const server = createHttpServer({ keepAlive: true });
+server.keepAliveTimeout = 60_000;
+server.listen(portArgument(process.argv.slice(2)), "127.0.0.1", () => {
+  console.log(`cosmos stand-in listening on http://127.0.0.1:${server.address().port}/`);
+});
+
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,638 @@
+//! Conversations in Azure Cosmos DB for NoSQL, one document per conversation in
+//! seed 000's shape (`document.rs`), partitioned by `/customer_id`. The only module
+//! that imports `azure_data_cosmos`.
+//!
+//! # Finding a conversation by its id
+//!
+//! The API names a conversation by id alone, but a point read needs its partition
+//! too. Conversations with an owner live in the owner's partition (so a listing is
+//! one partition's query); every conversation we write also has an entry under its
+//! id in one partition of its own, [`DIRECTORY_PARTITION`]: for a conversation
+//! without an owner the entry *is* the conversation, for an owned one it is a
+//! small pointer `{id, customer_id: "#conversations", owner}`. So:
+//! - a conversation this process has seen costs one point read (its partition is
+//!   remembered);
+//! - one it has not seen costs two (the directory entry, then the document);
+//! - an id nobody uses (or someone else's) costs the directory read, and, for
+//!   documents seed 000 wrote (which have no directory entry), one query by id
+//!   across partitions;
+//! - the directory entry is created with insert-only semantics before the
+//!   conversation's document, so two writers starting the same id agree on one
+//!   partition.
+//!
+//! # Appends
+//!
+//! Read the document, add the message pair, replace it with `If-Match` on its
+//! `_etag`; on 412 (another writer got there first) read again and retry. Each
+//! answer message carries a `turn_id`, so a replace that landed but whose answer
+//! was lost is recognised instead of being appended twice. Appends from this
+//! process to one conversation take turns (striped locks): they would only make
+//! each other retry.
+//!
+//! # Cost
+//!
+//! Every read and every replace moves the whole document, so a turn costs more
+//! the longer the conversation (ARCHITECTURE.md has the figures). A document may
+//! not exceed Cosmos DB's 2 MB item limit: a turn that would push it over is
+//! refused (`StorageError::Rejected`, so the answer comes back with
+//! `persisted: false` and a warning that says to start a new conversation).
+
+mod document;
+mod error;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use azure_data_cosmos::clients::{ContainerClient, CosmosClient};
+use azure_data_cosmos::models::ContainerProperties;
+use azure_data_cosmos::options::{
+    BinaryEncodingOptions, ConnectionPoolOptions, ItemWriteOptions, Precondition,
+};
+use azure_data_cosmos::{
+    AccountEndpoint, AccountReference, CosmosRuntime, FeedScope, Query, RoutingStrategy,
+};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use self::document::Conversation;
+pub use self::document::DIRECTORY_PARTITION;
+use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
+use super::{ConversationStore, SessionSummary, StorageError, Window};
+use crate::domain::{parse_timestamp, title_of, CustomerId, NewTurn, SessionId, Turn};
+use crate::settings::{CosmosAuth, CosmosSettings, SettingsError};
+
+/// Attempts per append; each lost one means another writer's turn landed first.
+const MAX_APPEND_ATTEMPTS: usize = 64;
+/// Appends from this process to conversations hashing alike take turns.
+const APPEND_LOCK_STRIPES: usize = 64;
+/// Conversations whose partition this process remembers; past this it starts over.
+const MAX_REMEMBERED: usize = 100_000;
+
+pub struct CosmosStore {
+    account: AccountReference,
+    /// `http://` (a local emulator): HTTP/1.1 only.
+    account_over_http: bool,
+    database: String,
+    container_name: String,
+    /// With an account key, a missing database or container is created.
+    create_missing: bool,
+    container: OnceCell<ContainerClient>,
+    /// Where each conversation seen lives: a hint, checked by every read.
+    partitions: Mutex<HashMap<SessionId, String>>,
+    append_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// What a lookup by id found.
+enum Found {
+    Conversation(Box<Conversation>),
+    /// No conversation; `pointer` names the partition a directory entry reserves
+    /// for it (its document not written yet, or lost).
+    Nothing {
+        pointer: Option<String>,
+    },
+}
+
+/// A directory entry: a conversation without an owner, or a pointer to an owned one.
+#[derive(Deserialize)]
+struct DirectoryEntry {
+    owner: Option<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// A listing row, projected by the query (no messages but the first question).
+#[derive(Deserialize)]
+struct ListedRow {
+    id: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    first_question: Option<String>,
+    #[serde(default)]
+    message_count: Option<u64>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+/// A purge candidate, projected by the query.
+#[derive(Deserialize)]
+struct PurgeRow {
+    id: String,
+    customer_id: String,
+    #[serde(default)]
+    updated_at: Option<String>,
+    #[serde(rename = "_etag")]
+    etag: String,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The partition hints hold no invariant a panic could break.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn if_match(etag: &str) -> Option<ItemWriteOptions> {
+    Some(
+        ItemWriteOptions::default()
+            .with_precondition(Precondition::IfMatch(etag.to_owned().into())),
+    )
+}
+
+impl CosmosStore {
+    /// A store for the account in `settings`. Makes no request: the account is
+    /// contacted on first use (or by [`CosmosStore::check_container`] at start-up).
+    pub fn connect(settings: &CosmosSettings) -> Result<Self, SettingsError> {
+        let endpoint: AccountEndpoint = settings
+            .endpoint
+            .parse()
+            .map_err(|_| SettingsError::new("COSMOSDB_ENDPOINT", "is not a valid URL"))?;
+        let account = match &settings.auth {
+            CosmosAuth::Key(key) => {
+                AccountReference::with_authentication_key(endpoint, key.expose().to_owned())
+            }
+        };
+        Ok(Self {
+            account_over_http: settings.endpoint.starts_with("http://"),
+            account,
+            database: settings.database.clone(),
+            container_name: settings.container.clone(),
+            create_missing: matches!(settings.auth, CosmosAuth::Key(_)),
+            container: OnceCell::new(),
+            partitions: Mutex::new(HashMap::new()),
+            append_locks: (0..APPEND_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    /// The container, checked (and with an account key created, with its
+    /// database) once; a failure is tried again on the next call.
+    async fn container(&self) -> Result<&ContainerClient, StorageError> {
+        self.container
+            .get_or_try_init(|| async {
+                let client = self.client().await?;
+                let database = client.database_client(&self.database);
+                match database.container_client(&self.container_name, None).await {
+                    Ok(container) => Ok(container),
+                    Err(e) if is_not_found(&e) && self.create_missing => {
+                        self.create_container(&client).await?;
+                        database
+                            .container_client(&self.container_name, None)
+                            .await
+                            .map_err(|e| storage_error("opening the container", &e))
+                    }
+                    Err(e) if is_not_found(&e) => Err(StorageError::Rejected(format!(
+                        "Cosmos DB container {}/{} does not exist (without COSMOSDB_KEY it is not created: create it with partition key /customer_id)",
+                        self.database, self.container_name
+                    ))),
+                    Err(e) => Err(storage_error("opening the container", &e)),
+                }
+            })
+            .await
+    }
+
+    /// A client with a runtime (connection pools, caches) of its own, so that it
+    /// lives exactly as long as the store; building it reads the account's
+    /// properties.
+    async fn client(&self) -> Result<CosmosClient, StorageError> {
+        let mut runtime = CosmosRuntime::builder();
+        if self.account_over_http {
+            // A local emulator over plain HTTP speaks HTTP/1.1 only.
+            let http1 = ConnectionPoolOptions::builder()
+                .with_is_http2_allowed(false)
+                .build()
+                .map_err(|e| storage_error("starting the Cosmos DB client", &e))?;
+            runtime = runtime.with_connection_pool(http1);
+        }
+        let runtime = runtime
+            .build()
+            .await
+            .map_err(|e| storage_error("starting the Cosmos DB client", &e))?;
+        CosmosClient::builder()
+            .with_runtime(runtime)
+            // The service's binary encoding: off, as the local stand-in (and the
+            // Linux emulators) cannot read it; JSON works everywhere.
+            .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false))
+            .build(
+                self.account.clone(),
+                RoutingStrategy::PreferredRegions(Vec::new()),
+            )
+            .await
+            .map_err(|e| storage_error("reading the Cosmos DB account", &e))
+    }
+
+    async fn create_container(&self, client: &CosmosClient) -> Result<(), StorageError> {
+        match client.create_database(&self.database, None).await {
+            Err(e) if !is_conflict(&e) => {
+                return Err(storage_error("creating the database", &e));
+            }
+            _ => {}
+        }
+        let properties =
+            ContainerProperties::new(self.container_name.clone(), "/customer_id".into());
+        match client
+            .database_client(&self.database)
+            .create_container(properties, None)
+            .await
+        {
+            Err(e) if !is_conflict(&e) => Err(storage_error("creating the container", &e)),
+            _ => {
+                tracing::info!(
+                    database = %self.database,
+                    container = %self.container_name,
+                    "Cosmos DB container ready"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the container can be used: at start-up, so that a container that
+    /// does not exist (and will not be created) is said at once.
+    pub async fn check_container(&self) -> Result<(), StorageError> {
+        self.container().await.map(|_| ())
+    }
+
+    fn remember(&self, session: &SessionId, partition: &str) {
+        let mut partitions = lock(&self.partitions);
+        if partitions.len() >= MAX_REMEMBERED && !partitions.contains_key(session) {
+            partitions.clear();
+        }
+        partitions.insert(session.clone(), partition.to_owned());
+    }
+
+    fn forget(&self, session: &SessionId) {
+        lock(&self.partitions).remove(session);
+    }
+
+    fn append_lock(&self, session: &SessionId) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        session.hash(&mut hasher);
+        &self.append_locks[hasher.finish() as usize % APPEND_LOCK_STRIPES]
+    }
+
+    /// The document `session` in `partition`, if there.
+    async fn read_in(
+        &self,
+        container: &ContainerClient,
+        partition: &str,
+        session: &SessionId,
+    ) -> Result<Option<Conversation>, StorageError> {
+        match container
+            .read_item(partition.to_owned(), session.as_str(), None)
+            .await
+        {
+            Ok(response) => response
+                .into_model()
+                .map(Some)
+                .map_err(|e| storage_error("reading a conversation", &e)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(storage_error("reading a conversation", &e)),
+        }
+    }
+
+    /// The conversation `session`, wherever it lives (see the module's notes).
+    async fn find(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+    ) -> Result<Found, StorageError> {
+        let remembered = lock(&self.partitions).get(session).cloned();
+        if let Some(partition) = remembered {
+            if let Some(found) = self.read_in(container, &partition, session).await? {
+                return Ok(Found::Conversation(Box::new(found)));
+            }
+            self.forget(session);
+        }
+        let entry = match container
+            .read_item(DIRECTORY_PARTITION, session.as_str(), None)
+            .await
+        {
+            Ok(response) => Some(
+                response
+                    .into_model::<DirectoryEntry>()
+                    .map_err(|e| storage_error("reading the directory", &e))?,
+            ),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(storage_error("reading the directory", &e)),
+        };
+        match entry {
+            Some(DirectoryEntry {
+                owner: Some(owner), ..
+            }) => match self.read_in(container, &owner, session).await? {
+                Some(found) => {
+                    self.remember(session, &owner);
+                    Ok(Found::Conversation(Box::new(found)))
+                }
+                None => Ok(Found::Nothing {
+                    pointer: Some(owner),
+                }),
+            },
+            Some(DirectoryEntry { rest, .. }) => {
+                let found: Conversation =
+                    serde_json::from_value(Value::Object(rest)).map_err(|_| {
+                        StorageError::Unavailable("an unreadable conversation document".into())
+                    })?;
+                self.remember(session, DIRECTORY_PARTITION);
+                Ok(Found::Conversation(Box::new(found)))
+            }
+            None => self.find_unregistered(container, session).await,
+        }
+    }
+
+    /// A document with this id that has no directory entry (seed 000 wrote it):
+    /// one query by id across partitions.
+    async fn find_unregistered(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+    ) -> Result<Found, StorageError> {
+        // Not the directory: an entry written since it was read is no document.
+        let query = Query::from("SELECT * FROM c WHERE c.id = @id AND c.customer_id != @directory")
+            .with_parameter("@id", session.as_str())
+            .and_then(|query| query.with_parameter("@directory", DIRECTORY_PARTITION))
+            .map_err(|e| storage_error("finding a conversation", &e))?;
+        let mut documents: Vec<Conversation> = container
+            .query_items::<Conversation>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(|e| storage_error("finding a conversation", &e))?
+            .try_collect()
+            .await
+            .map_err(|e| storage_error("finding a conversation", &e))?;
+        // Several customers' documents may share an id: the oldest is the one.
+        documents
+            .sort_by(|a, b| (&a.created_at, &a.customer_id).cmp(&(&b.created_at, &b.customer_id)));
+        Ok(match documents.into_iter().next() {
+            Some(found) => {
+                self.remember(session, &found.customer_id);
+                Found::Conversation(Box::new(found))
+            }
+            None => Found::Nothing { pointer: None },
+        })
+    }
+
+    /// Stores `document` (just started) as a new conversation: its directory entry
+    /// first, then the document. `false` if another writer started it first.
+    async fn create(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+        document: &Conversation,
+        pointer_exists: bool,
+    ) -> Result<bool, StorageError> {
+        let body = document.body()?;
+        let partition = document.customer_id.clone();
+        if partition != DIRECTORY_PARTITION && !pointer_exists {
+            let pointer = json!({
+                "id": session.as_str(),
+                "customer_id": DIRECTORY_PARTITION,
+                "owner": partition,
+            });
+            match container
+                .create_item(DIRECTORY_PARTITION, session.as_str(), pointer, None)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => return Ok(false),
+                Err(e) => return Err(storage_error("registering a conversation", &e)),
+            }
+        }
+        match container
+            .create_item(partition.clone(), session.as_str(), body, None)
+            .await
+        {
+            Ok(_) => {
+                self.remember(session, &partition);
+                Ok(true)
+            }
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(storage_error("creating a conversation", &e)),
+        }
+    }
+
+    /// Deletes the document `session` in `partition` (only as it was, when `etag`
+    /// is given) and then its directory pointer; whether the document was deleted.
+    async fn remove(
+        &self,
+        container: &ContainerClient,
+        partition: &str,
+        session: &SessionId,
+        etag: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        let deleted = match container
+            .delete_item(
+                partition.to_owned(),
+                session.as_str(),
+                etag.and_then(if_match),
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if is_not_found(&e) || is_precondition_failed(&e) => false,
+            Err(e) => return Err(storage_error("deleting a conversation", &e)),
+        };
+        if deleted && partition != DIRECTORY_PARTITION {
+            self.remove_pointer(container, session).await?;
+        }
+        self.forget(session);
+        Ok(deleted)
+    }
+
+    async fn remove_pointer(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+    ) -> Result<(), StorageError> {
+        match container
+            .delete_item(DIRECTORY_PARTITION, session.as_str(), None)
+            .await
+        {
+            Err(e) if !is_not_found(&e) => Err(storage_error("unregistering a conversation", &e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ConversationStore for CosmosStore {
+    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+        let container = self.container().await?;
+        let turn_id = Uuid::new_v4();
+        let _one_at_a_time = self.append_lock(session).lock().await;
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            match self.find(container, session).await? {
+                Found::Conversation(mut document) => {
+                    // An earlier attempt of ours landed and its answer was lost.
+                    if let Some(number) = document.turn_with_id(turn_id) {
+                        return Ok(number);
+                    }
+                    let etag = document.etag().unwrap_or_default().to_owned();
+                    let number = document.push(&turn, turn_id);
+                    let replaced = container
+                        .replace_item(
+                            document.customer_id.clone(),
+                            session.as_str(),
+                            document.body()?,
+                            if_match(&etag),
+                        )
+                        .await;
+                    match replaced {
+                        Ok(_) => return Ok(number),
+                        Err(e) if is_precondition_failed(&e) || is_not_found(&e) => {
+                            tracing::debug!(turn = number, "conversation changed; trying again");
+                        }
+                        Err(e) => return Err(storage_error("replacing a conversation", &e)),
+                    }
+                }
+                Found::Nothing { pointer } => {
+                    // A reserved id keeps its partition; otherwise the turn's owner's.
+                    let partition = pointer
+                        .clone()
+                        .or_else(|| turn.owner.as_ref().map(|o| o.as_str().to_owned()))
+                        .unwrap_or_else(|| DIRECTORY_PARTITION.to_owned());
+                    let mut document = Conversation::new(session, &partition);
+                    let number = document.push(&turn, turn_id);
+                    if self
+                        .create(container, session, &document, pointer.is_some())
+                        .await?
+                    {
+                        return Ok(number);
+                    }
+                }
+            }
+        }
+        Err(StorageError::Unavailable(format!(
+            "too much contention: the conversation changed on each of {MAX_APPEND_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError> {
+        let container = self.container().await?;
+        Ok(match self.find(container, session).await? {
+            Found::Conversation(document) => {
+                let total = document.turn_count();
+                Window {
+                    turns: document.turns_from(total.saturating_sub(limit as u64)),
+                    total,
+                }
+            }
+            Found::Nothing { .. } => Window::default(),
+        })
+    }
+
+    async fn all(&self, session: &SessionId) -> Result<Vec<Turn>, StorageError> {
+        let container = self.container().await?;
+        Ok(match self.find(container, session).await? {
+            Found::Conversation(document) => document.turns_from(0),
+            Found::Nothing { .. } => Vec::new(),
+        })
+    }
+
+    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
+        let container = self.container().await?;
+        match self.find(container, session).await? {
+            Found::Conversation(document) => {
+                self.remove(container, &document.customer_id, session, None)
+                    .await?;
+                Ok(true)
+            }
+            Found::Nothing { pointer } => {
+                if pointer.is_some() {
+                    self.remove_pointer(container, session).await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// The document is its own listing entry: nothing more to write.
+    async fn update_listing(&self, _: &SessionId, _: u64, _: &NewTurn) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// One query in the owner's partition, projected to what a listing shows.
+    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+        let container = self.container().await?;
+        let query = Query::from(
+            "SELECT c.id, c.title, c.messages[0].content AS first_question, \
+             ARRAY_LENGTH(c.messages) AS message_count, c.created_at, c.updated_at \
+             FROM c WHERE c.customer_id = @owner ORDER BY c.updated_at DESC",
+        )
+        .with_parameter("@owner", owner.as_str())
+        .map_err(|e| storage_error("listing conversations", &e))?;
+        let rows: Vec<ListedRow> = container
+            .query_items::<ListedRow>(query, FeedScope::partition(owner.as_str().to_owned()), None)
+            .await
+            .map_err(|e| storage_error("listing conversations", &e))?
+            .try_collect()
+            .await
+            .map_err(|e| storage_error("listing conversations", &e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let updated_at = row.updated_at.as_deref().and_then(parse_timestamp)?;
+                Some(SessionSummary {
+                    session_id: SessionId::parse(&row.id).ok()?,
+                    owner: owner.clone(),
+                    title: row
+                        .title
+                        .or(row.first_question)
+                        .map(|text| title_of(&text))
+                        .unwrap_or_default(),
+                    turns: row.message_count.unwrap_or_default().div_ceil(2),
+                    created_at: row
+                        .created_at
+                        .as_deref()
+                        .and_then(parse_timestamp)
+                        .unwrap_or(updated_at),
+                    updated_at,
+                })
+            })
+            .collect())
+    }
+
+    /// One query across partitions for every conversation's id and last update,
+    /// then a delete of each expired one as it was read (`If-Match`), so that a
+    /// conversation continued meanwhile is left alone.
+    async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
+        let container = self.container().await?;
+        let query = "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
+                     WHERE IS_DEFINED(c.messages)";
+        let rows: Vec<PurgeRow> = container
+            .query_items::<PurgeRow>(query, FeedScope::full_container(), None)
+            .await
+            .map_err(|e| storage_error("scanning for expired conversations", &e))?
+            .try_collect()
+            .await
+            .map_err(|e| storage_error("scanning for expired conversations", &e))?;
+        let mut purged = 0;
+        for row in rows {
+            let expired = row
+                .updated_at
+                .as_deref()
+                .and_then(parse_timestamp)
+                .is_some_and(|updated_at| updated_at < cutoff);
+            let Ok(session) = SessionId::parse(&row.id) else {
+                continue;
+            };
+            if expired
+                && self
+                    .remove(container, &row.customer_id, &session, Some(&row.etag))
+                    .await?
+            {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}

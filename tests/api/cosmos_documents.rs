@@ -1,0 +1,292 @@
+//! What only the Cosmos DB backend shows: seed 000's documents read back and
+//! continued, our documents in seed 000's shape, several stores and handler
+//! processes on one container, and the cost of a turn as conversations grow.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use session_rag::domain::{CustomerId, NewTurn, SessionId};
+use session_rag::storage::{ConversationStore, DIRECTORY_PARTITION};
+
+use crate::cosmos::{
+    cosmos_env, cosmos_store, insert_document, stored_document, unique_container_name, use_cosmos,
+};
+use crate::crowd::{ask_as_crowd, HandlerProcess};
+use crate::helpers::spawn_app_with;
+
+fn session(id: &str) -> SessionId {
+    SessionId::parse(id).unwrap()
+}
+
+fn turn(user: &str, owner: Option<&str>) -> NewTurn {
+    NewTurn {
+        user: user.into(),
+        assistant: format!("answer to {user}"),
+        metadata_json: "{}".into(),
+        timestamp: Utc::now(),
+        owner: owner.map(|o| CustomerId::parse(o).unwrap()),
+    }
+}
+
+/// A conversation as seed 000's `ConversationManager` saves it: a Streamlit
+/// session id that is not the document id, naive timestamps, a field of its own.
+fn seed_000_document(id: &str, customer: &str) -> Value {
+    json!({
+        "id": id,
+        "customer_id": customer,
+        "session_id": "streamlit-5f2c",
+        "created_at": "2025-01-24T10:30:00Z",
+        "updated_at": "2025-01-24T10:30:15.250000",
+        "messages": [
+            {"role": "user", "content": "What does LONPF2 do?", "timestamp": "2025-01-24T10:30:00Z"},
+            {"role": "assistant", "content": "It reads the loan payment file.", "timestamp": "2025-01-24T10:30:15.250000"}
+        ],
+        "voice": {"enabled": true}
+    })
+}
+
+#[tokio::test]
+async fn a_seed_000_document_reads_back_and_continues_in_its_shape() {
+    let container = unique_container_name("seed");
+    let store = cosmos_store(&container).await;
+    insert_document(&container, &seed_000_document("conv-7", "user_123")).await;
+
+    let s = session("conv-7");
+    let turns = store.all(&s).await.unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(turns[0].user, "What does LONPF2 do?");
+    assert_eq!(turns[0].assistant, "It reads the loan payment file.");
+    assert_eq!(turns[0].owner, Some(CustomerId::parse("user_123").unwrap()));
+
+    // A fresh store (another process) finds it too, and continues it.
+    let other = cosmos_store(&container).await;
+    assert_eq!(
+        other
+            .append(&s, turn("What copybooks does it use?", Some("user_123")))
+            .await,
+        Ok(1)
+    );
+    let window = store.recent(&s, 10).await.unwrap();
+    assert_eq!(window.total, 2);
+    assert_eq!(window.turns[1].user, "What copybooks does it use?");
+
+    let stored = stored_document(&container, "user_123", "conv-7")
+        .await
+        .unwrap();
+    assert_eq!(stored["session_id"], "streamlit-5f2c", "kept as found");
+    assert_eq!(stored["created_at"], "2025-01-24T10:30:00Z");
+    assert_eq!(stored["voice"], json!({"enabled": true}));
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4);
+    assert_eq!(messages[0], seed_000_document("x", "y")["messages"][0]);
+    assert_eq!(
+        (messages[2]["role"].as_str(), messages[3]["role"].as_str()),
+        (Some("user"), Some("assistant"))
+    );
+    assert_eq!(messages[2]["content"], "What copybooks does it use?");
+    assert_eq!(stored["updated_at"], messages[3]["timestamp"]);
+}
+
+#[tokio::test]
+async fn our_documents_are_seed_000_documents_in_the_owners_partition() {
+    let container = unique_container_name("shape");
+    let store = cosmos_store(&container).await;
+    store
+        .append(&session("mine"), turn("q0", Some("alice")))
+        .await
+        .unwrap();
+    store
+        .append(&session("mine"), turn("q1", Some("alice")))
+        .await
+        .unwrap();
+    store
+        .append(&session("nobodys"), turn("q0", None))
+        .await
+        .unwrap();
+
+    let owned = stored_document(&container, "alice", "mine").await.unwrap();
+    assert_eq!(owned["id"], "mine");
+    assert_eq!(owned["customer_id"], "alice");
+    assert_eq!(owned["session_id"], "mine");
+    let messages = owned["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4);
+    for (i, message) in messages.iter().enumerate() {
+        assert_eq!(message["role"], ["user", "assistant"][i % 2]);
+        assert_eq!(message["turn"], i / 2);
+        let timestamp = message["timestamp"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
+            "{timestamp}"
+        );
+    }
+    assert_eq!(owned["created_at"], messages[0]["timestamp"]);
+    assert_eq!(owned["updated_at"], messages[3]["timestamp"]);
+
+    // The directory: a pointer for the owned one, the unowned one itself.
+    let pointer = stored_document(&container, DIRECTORY_PARTITION, "mine")
+        .await
+        .unwrap();
+    assert_eq!(pointer["owner"], "alice");
+    assert!(pointer.get("messages").is_none());
+    let unowned = stored_document(&container, DIRECTORY_PARTITION, "nobodys")
+        .await
+        .unwrap();
+    assert_eq!(unowned["messages"].as_array().unwrap().len(), 2);
+
+    // Deleting removes the document and its pointer.
+    assert_eq!(store.delete(&session("mine")).await, Ok(true));
+    assert!(stored_document(&container, "alice", "mine").await.is_none());
+    assert!(stored_document(&container, DIRECTORY_PARTITION, "mine")
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn stores_sharing_a_container_append_each_turn_exactly_once() {
+    const APPENDS: usize = 40;
+    let container = unique_container_name("shared");
+    let stores = [
+        std::sync::Arc::new(cosmos_store(&container).await),
+        std::sync::Arc::new(cosmos_store(&container).await),
+    ];
+    let s = session("contended");
+    let appends = (0..APPENDS).map(|n| {
+        let store = stores[n % 2].clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            let user = format!("concurrent {n}");
+            (
+                store.append(&s, turn(&user, Some("alice"))).await.unwrap(),
+                user,
+            )
+        })
+    });
+    let mut acknowledged: Vec<(u64, String)> = futures::future::join_all(appends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    acknowledged.sort();
+    let numbers: Vec<u64> = acknowledged.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, (0..APPENDS as u64).collect::<Vec<_>>());
+    let stored: Vec<(u64, String)> = stores[1]
+        .all(&s)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.index, t.user))
+        .collect();
+    assert_eq!(stored, acknowledged);
+
+    // A delete through one store is seen by the other, which starts again at 0.
+    assert_eq!(stores[0].delete(&s).await, Ok(true));
+    assert_eq!(stores[1].recent(&s, 10).await.unwrap().total, 0);
+    assert_eq!(stores[1].append(&s, turn("fresh", None)).await, Ok(0));
+}
+
+#[tokio::test]
+async fn two_handler_processes_store_every_acknowledged_turn_exactly_once() {
+    const SESSIONS: usize = 3;
+    let container = unique_container_name("crowd");
+    let env = cosmos_env(&container);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The table settings are unused: COSMOSDB_ENDPOINT wins.
+    let handlers = [
+        HandlerProcess::start("http://127.0.0.1:9/unused", "unused", &env).await,
+        HandlerProcess::start("http://127.0.0.1:9/unused", "unused", &env).await,
+    ];
+    let run = ask_as_crowd("cosmos", &handlers, SESSIONS, 8, 48, async {}).await;
+    assert!(!run.acknowledged.is_empty());
+
+    let store = cosmos_store(&container).await;
+    let mut stored = std::collections::HashMap::new();
+    for s in 0..SESSIONS {
+        let id = format!("crowd-{s}");
+        let turns = store.all(&session(&id)).await.unwrap();
+        let mut questions: Vec<&str> = turns.iter().map(|t| t.user.as_str()).collect();
+        questions.sort();
+        questions.dedup();
+        assert_eq!(
+            questions.len(),
+            turns.len(),
+            "{id}: a question stored twice"
+        );
+        for t in turns {
+            stored.insert((id.clone(), t.index), t.user);
+        }
+    }
+    for (session, number, question) in &run.acknowledged {
+        assert_eq!(
+            stored.get(&(session.clone(), *number)),
+            Some(question),
+            "acknowledged turn {number} of {session}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn someone_elses_conversation_is_not_found_through_the_api() {
+    let container = unique_container_name("api");
+    let app = spawn_app_with(|settings| use_cosmos(settings, &container)).await;
+    let ask = |customer: &str| {
+        json!({"question": "What does LONPF2 do?", "session_id": "private",
+               "customer_id": customer, "enable_persistence": true})
+    };
+    let first = app.ask(ask("alice")).await;
+    assert_eq!(
+        (first["turn"].as_u64(), first["persisted"].as_bool()),
+        (Some(0), Some(true))
+    );
+    app.query(ask("bob")).await.assert_error(404, "not_found");
+    let read = |customer: &str| {
+        app.client.get(format!(
+            "{}/api/sessions/private?customer_id={customer}",
+            app.address
+        ))
+    };
+    app.send(read("bob")).await.assert_error(404, "not_found");
+    assert_eq!(app.send(read("alice")).await.status, 200);
+    let stored = stored_document(&container, "alice", "private")
+        .await
+        .unwrap();
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
+}
+
+/// Prints what a turn costs as one conversation grows: the latency of an append
+/// (read, then replace of the whole document) at 10, 100 and 1,000 turns, and the
+/// document's size, from which ARCHITECTURE.md estimates request units (the
+/// stand-in charges a flat 1 RU for everything). Checks the turns are all there.
+#[tokio::test]
+async fn turn_cost_as_a_conversation_grows() {
+    let container = unique_container_name("cost");
+    let store = cosmos_store(&container).await;
+    let s = session("long");
+    let question = "What does LONPF2 do with the loan payment file?";
+    let mut appended = 0u64;
+    for checkpoint in [10u64, 100, 1000] {
+        while appended < checkpoint - 5 {
+            store
+                .append(&s, turn(question, Some("alice")))
+                .await
+                .unwrap();
+            appended += 1;
+        }
+        let started = Instant::now();
+        for _ in 0..5 {
+            store
+                .append(&s, turn(question, Some("alice")))
+                .await
+                .unwrap();
+            appended += 1;
+        }
+        let per_turn = started.elapsed() / 5;
+        let document = stored_document(&container, "alice", "long").await.unwrap();
+        println!(
+            "cosmos turn cost at {checkpoint} turns: append {:.1} ms, document {} bytes",
+            per_turn.as_secs_f64() * 1000.0,
+            document.to_string().len()
+        );
+    }
+    assert_eq!(store.recent(&s, 10).await.unwrap().total, 1000);
+}
