@@ -290,3 +290,24 @@ async fn turn_cost_as_a_conversation_grows() {
     }
     assert_eq!(store.recent(&s, 10).await.unwrap().total, 1000);
 }
+
+#[tokio::test]
+async fn an_unreachable_account_at_start_up_degrades_answers_instead_of_failing() {
+    let container = unique_container_name("down");
+    let app = spawn_app_with(|settings| {
+        use_cosmos(settings, &container);
+        let closed = format!("http://127.0.0.1:{}/", crate::azurite::free_port());
+        settings.cosmos.as_mut().unwrap().endpoint = closed;
+        settings.storage_timeout = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let body = app
+        .ask(
+            json!({"question": "What does LONPF2 do?", "session_id": "s",
+                    "enable_persistence": true}),
+        )
+        .await;
+    assert_eq!(body["persisted"], false, "{body}");
+    assert_eq!(body["turn"], Value::Null);
+    assert!(!body["warnings"].as_array().unwrap().is_empty(), "{body}");
+}

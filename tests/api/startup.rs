@@ -64,3 +64,43 @@ fn an_unusable_storage_connection_stops_start_up_naming_the_setting_not_the_secr
         assert!(!line.contains(secret), "{line}");
     }
 }
+
+#[test]
+fn bad_cosmos_db_settings_stop_start_up_naming_the_setting_not_the_key() {
+    let key = "c2VjcmV0LWNvc21vcy1rZXk=";
+    let endpoint = "https://acct.documents.azure.com:443/";
+    for (settings, name) in [
+        (
+            vec![
+                ("COSMOSDB_ENDPOINT", "acct.documents.azure.com"),
+                ("COSMOSDB_KEY", key),
+            ],
+            "COSMOSDB_ENDPOINT",
+        ),
+        (
+            vec![
+                ("COSMOSDB_ENDPOINT", "http://acct.documents.azure.com/"),
+                ("COSMOSDB_KEY", key),
+            ],
+            "COSMOSDB_ENDPOINT",
+        ),
+        (
+            vec![
+                ("COSMOSDB_ENDPOINT", endpoint),
+                ("COSMOSDB_KEY", key),
+                ("COSMOSDB_AIConversations_CONTAINER", "a/b"),
+            ],
+            "COSMOSDB_AIConversations_CONTAINER",
+        ),
+        (vec![("COSMOSDB_ENDPOINT", endpoint)], "COSMOSDB_KEY"),
+    ] {
+        let mut settings = settings;
+        settings.push(("FUNCTIONS_CUSTOMHANDLER_PORT", "0"));
+        let line = refused_start_up(&settings);
+        assert!(
+            line.contains(&format!("configuration error: {name}: ")),
+            "{line}"
+        );
+        assert!(!line.contains(key), "{line}");
+    }
+}
