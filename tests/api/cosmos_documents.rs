@@ -143,49 +143,6 @@ async fn our_documents_are_seed_000_documents_in_the_owners_partition() {
 }
 
 #[tokio::test]
-async fn stores_sharing_a_container_append_each_turn_exactly_once() {
-    const APPENDS: usize = 40;
-    let container = unique_container_name("shared");
-    let stores = [
-        std::sync::Arc::new(cosmos_store(&container).await),
-        std::sync::Arc::new(cosmos_store(&container).await),
-    ];
-    let s = session("contended");
-    let appends = (0..APPENDS).map(|n| {
-        let store = stores[n % 2].clone();
-        let s = s.clone();
-        tokio::spawn(async move {
-            let user = format!("concurrent {n}");
-            (
-                store.append(&s, turn(&user, Some("alice"))).await.unwrap(),
-                user,
-            )
-        })
-    });
-    let mut acknowledged: Vec<(u64, String)> = futures::future::join_all(appends)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    acknowledged.sort();
-    let numbers: Vec<u64> = acknowledged.iter().map(|(n, _)| *n).collect();
-    assert_eq!(numbers, (0..APPENDS as u64).collect::<Vec<_>>());
-    let stored: Vec<(u64, String)> = stores[1]
-        .all(&s)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| (t.index, t.user))
-        .collect();
-    assert_eq!(stored, acknowledged);
-
-    // A delete through one store is seen by the other, which starts again at 0.
-    assert_eq!(stores[0].delete(&s).await, Ok(true));
-    assert_eq!(stores[1].recent(&s, 10).await.unwrap().total, 0);
-    assert_eq!(stores[1].append(&s, turn("fresh", None)).await, Ok(0));
-}
-
-#[tokio::test]
 async fn two_handler_processes_store_every_acknowledged_turn_exactly_once() {
     const SESSIONS: usize = 3;
     let container = unique_container_name("crowd");

@@ -204,14 +204,28 @@ async fn delete_removes_a_session_and_numbering_starts_again(backend: Backend) {
 }
 
 async fn concurrent_appends_get_unique_gap_free_numbers(backend: Backend) {
-    const APPENDS: usize = 50;
-    let s = session("busy");
-    let appends = (0..APPENDS).map(|n| {
-        let store = backend.store.clone();
+    append_concurrently(&[backend.store], &session("busy"), 50, None).await;
+}
+
+/// `appends` concurrent appends to `s` (owned by `owner`), spread over `stores` as
+/// over handler processes; asserts their numbers are unique and gap-free and each
+/// turn is stored once, under the number its append was told.
+async fn append_concurrently(
+    stores: &[Arc<dyn ConversationStore>],
+    s: &SessionId,
+    appends: usize,
+    owner: Option<&CustomerId>,
+) {
+    let appends = (0..appends).map(|n| {
+        let store = stores[n % stores.len()].clone();
         let s = s.clone();
+        let turn = NewTurn {
+            owner: owner.cloned(),
+            ..turn(&format!("concurrent {n}"))
+        };
         tokio::spawn(async move {
-            let user = format!("concurrent {n}");
-            let number = store.append(&s, turn(&user)).await.unwrap();
+            let user = turn.user.clone();
+            let number = store.append(&s, turn).await.unwrap();
             (number, user)
         })
     });
@@ -222,10 +236,9 @@ async fn concurrent_appends_get_unique_gap_free_numbers(backend: Backend) {
         .collect();
     acknowledged.sort();
     let numbers: Vec<u64> = acknowledged.iter().map(|(n, _)| *n).collect();
-    assert_eq!(numbers, (0..APPENDS as u64).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..acknowledged.len() as u64).collect::<Vec<_>>());
 
-    // Each turn is stored once, under the number its append was told.
-    let stored = backend.store.all(&s).await.unwrap();
+    let stored = stores[0].all(s).await.unwrap();
     let stored: Vec<(u64, String)> = stored.into_iter().map(|t| (t.index, t.user)).collect();
     assert_eq!(stored, acknowledged);
 }
@@ -549,4 +562,22 @@ async fn a_session_longer_than_one_page_is_found_by_probing() {
     assert_eq!(reader.append(&s, turn("next")).await, Ok(150));
     let cold_appender = shared_table_store(&table);
     assert_eq!(cold_appender.append(&s, turn("after")).await, Ok(151));
+}
+
+// Cosmos DB: stores sharing one container, as handler processes do.
+
+#[tokio::test]
+async fn stores_sharing_a_container_append_each_turn_exactly_once() {
+    let container = unique_container_name("shared");
+    let stores: [Arc<dyn ConversationStore>; 2] = [
+        Arc::new(cosmos_store(&container).await),
+        Arc::new(cosmos_store(&container).await),
+    ];
+    let s = session("contended");
+    append_concurrently(&stores, &s, 40, Some(&customer("alice"))).await;
+
+    // A delete through one store is seen by the other, which starts again at 0.
+    assert_eq!(stores[0].delete(&s).await, Ok(true));
+    assert_eq!(stores[1].recent(&s, 10).await.unwrap().total, 0);
+    assert_eq!(stores[1].append(&s, turn("fresh")).await, Ok(0));
 }

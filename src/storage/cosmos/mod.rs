@@ -56,6 +56,7 @@ use azure_data_cosmos::{
 };
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
@@ -132,6 +133,22 @@ struct PurgeRow {
     updated_at: Option<String>,
     #[serde(rename = "_etag")]
     etag: String,
+}
+
+/// Every result of `query` in `scope`; `operation` names it in errors.
+async fn query_all<T: DeserializeOwned + Send + 'static>(
+    container: &ContainerClient,
+    query: impl Into<Query>,
+    scope: FeedScope,
+    operation: &str,
+) -> Result<Vec<T>, StorageError> {
+    container
+        .query_items::<T>(query, scope, None)
+        .await
+        .map_err(|e| storage_error(operation, &e))?
+        .try_collect()
+        .await
+        .map_err(|e| storage_error(operation, &e))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -362,13 +379,13 @@ impl CosmosStore {
             .with_parameter("@id", session.as_str())
             .and_then(|query| query.with_parameter("@directory", DIRECTORY_PARTITION))
             .map_err(|e| storage_error("finding a conversation", &e))?;
-        let mut documents: Vec<Conversation> = container
-            .query_items::<Conversation>(query, FeedScope::full_container(), None)
-            .await
-            .map_err(|e| storage_error("finding a conversation", &e))?
-            .try_collect()
-            .await
-            .map_err(|e| storage_error("finding a conversation", &e))?;
+        let mut documents: Vec<Conversation> = query_all(
+            container,
+            query,
+            FeedScope::full_container(),
+            "finding a conversation",
+        )
+        .await?;
         // Several customers' documents may share an id: the oldest is the one.
         documents
             .sort_by(|a, b| (&a.created_at, &a.customer_id).cmp(&(&b.created_at, &b.customer_id)));
@@ -570,13 +587,13 @@ impl ConversationStore for CosmosStore {
         )
         .with_parameter("@owner", owner.as_str())
         .map_err(|e| storage_error("listing conversations", &e))?;
-        let rows: Vec<ListedRow> = container
-            .query_items::<ListedRow>(query, FeedScope::partition(owner.as_str().to_owned()), None)
-            .await
-            .map_err(|e| storage_error("listing conversations", &e))?
-            .try_collect()
-            .await
-            .map_err(|e| storage_error("listing conversations", &e))?;
+        let rows: Vec<ListedRow> = query_all(
+            container,
+            query,
+            FeedScope::partition(owner.as_str().to_owned()),
+            "listing conversations",
+        )
+        .await?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {
@@ -608,13 +625,13 @@ impl ConversationStore for CosmosStore {
         let container = self.container().await?;
         let query = "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
                      WHERE IS_DEFINED(c.messages)";
-        let rows: Vec<PurgeRow> = container
-            .query_items::<PurgeRow>(query, FeedScope::full_container(), None)
-            .await
-            .map_err(|e| storage_error("scanning for expired conversations", &e))?
-            .try_collect()
-            .await
-            .map_err(|e| storage_error("scanning for expired conversations", &e))?;
+        let rows: Vec<PurgeRow> = query_all(
+            container,
+            query,
+            FeedScope::full_container(),
+            "scanning for expired conversations",
+        )
+        .await?;
         let mut purged = 0;
         for row in rows {
             let expired = row
