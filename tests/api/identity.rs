@@ -314,3 +314,126 @@ async fn logs_have_no_colour_codes_when_piped_and_are_json_lines_on_request() {
         }
     }
 }
+
+/// A certificate authority and a certificate it issued for 127.0.0.1, as PEM
+/// files in `dir`: (authority, certificate, key).
+fn loopback_certificate(dir: &std::path::Path) -> [String; 3] {
+    let mut authority = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    authority
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "session-rag test CA");
+    let authority =
+        rcgen::CertifiedIssuer::self_signed(authority, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &authority)
+        .unwrap();
+    [
+        ("ca.pem", authority.pem()),
+        ("cert.pem", certificate.pem()),
+        ("key.pem", key.serialize_pem()),
+    ]
+    .map(|(name, pem)| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    })
+}
+
+/// An identity endpoint issuing what Microsoft Entra issues: a JWT for the
+/// resource asked for, from `sts.windows.net`, valid for an hour (Azurite's
+/// OAuth mode checks these claims, not the signature).
+async fn jwt_identity_endpoint() -> FakeServer {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    FakeServer::start(|_, request| {
+        let resource = request.query.get("resource").cloned().unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let part = |value: Value| URL_SAFE_NO_PAD.encode(value.to_string());
+        let token = format!(
+            "{}.{}.{}",
+            part(json!({"typ": "JWT", "alg": "RS256"})),
+            part(
+                json!({"aud": resource, "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+                        "iss": "https://sts.windows.net/72f988bf-0000-4000-8000-2d7cd011db47/"})
+            ),
+            URL_SAFE_NO_PAD.encode("not checked"),
+        );
+        Reply::ok(json!({
+            "access_token": token,
+            "expires_on": (now + 3600).to_string(),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": "",
+        }))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn storage_by_managed_identity_works_against_azurite_in_oauth_mode_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let [authority, certificate, key] = loopback_certificate(dir.path());
+    let azurite = crate::azurite::AzuriteProcess::start_with(&[
+        "--oauth",
+        "basic",
+        "--cert",
+        &certificate,
+        "--key",
+        &key,
+    ])
+    .await;
+    let identity = jwt_identity_endpoint().await;
+    let endpoint = format!("{}/msi/token", identity.url);
+    let storage = azurite.https_endpoint();
+    let settings = [
+        ("IDENTITY_ENDPOINT", endpoint.as_str()),
+        ("IDENTITY_HEADER", IDENTITY_HEADER),
+        ("AzureWebJobsStorage__tableServiceUri", storage.as_str()),
+        ("STORAGE_TIMEOUT_SECONDS", "3"),
+    ];
+    let question = |n: usize| {
+        json!({"question": format!("What does LONPF2 do? ({n})"),
+               "session_id": "oauth", "enable_persistence": true})
+    };
+
+    // Trusting the test's certificate authority: turns are stored with bearer tokens.
+    let trusting = [
+        settings.as_slice(),
+        &[("STORAGE_TRUSTED_CA_FILE", &authority)],
+    ]
+    .concat();
+    let handler = Handler::start(&trusting).await;
+    for n in 0..2 {
+        let body = handler.ask(question(n)).await;
+        assert_eq!(body["persisted"], true, "{body}");
+        assert_eq!(body["turn"], n, "{body}");
+    }
+    assert_eq!(handler.health().await["storage"], "reachable");
+    assert_eq!(token_requests(&identity, STORAGE).len(), 1);
+    handler.stop().await;
+
+    // The certificate is trusted by that handler only: without the setting the
+    // same storage cannot be reached.
+    let handler = Handler::start(&settings).await;
+    let body = handler.ask(question(2)).await;
+    assert_eq!(body["persisted"], false, "{body}");
+    handler.stop().await;
+
+    // Azurite does check the token: one that is not a JWT is refused.
+    let opaque = identity_endpoint(Duration::from_secs(3600)).await;
+    let opaque_endpoint = format!("{}/msi/token", opaque.url);
+    let mut refused = trusting.clone();
+    refused[0] = ("IDENTITY_ENDPOINT", opaque_endpoint.as_str());
+    let handler = Handler::start(&refused).await;
+    let body = handler.ask(question(2)).await;
+    assert_eq!(body["persisted"], false, "{body}");
+    assert_eq!(token_requests(&opaque, STORAGE).len(), 1);
+    handler.stop().await;
+}
