@@ -154,7 +154,9 @@ pub(super) fn generator(get: Lookup) -> Result<Generator, SettingsError> {
                 None => DEFAULT_OPENAI_BASE_URL.to_owned(),
                 Some(_) => endpoint(get, "OPENAI_BASE_URL", first)?,
             },
-            model: required(get, "OPENAI_MODEL", first)?,
+            model: required(get, "OPENAI_MODEL", first, "a model name", Echo::Value, |v| {
+                Some(v.to_owned())
+            })?,
             api_key: api_key(get, "OPENAI_API_KEY")?,
         })),
         (None, None) => Ok(Generator::Offline),
@@ -228,16 +230,25 @@ fn number<T: std::str::FromStr + PartialOrd>(
     Ok(number_setting(get, name, range, expected)?.unwrap_or(default))
 }
 
-fn required(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
-    get(name).ok_or_else(|| SettingsError::new(name, format!("is required when {because} is set")))
+/// A setting that must be set when `because` is, parsed as [`parse_setting`] does.
+fn required<T>(
+    get: Lookup,
+    name: &str,
+    because: &str,
+    must_be: &str,
+    echo: Echo,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, SettingsError> {
+    parse_setting(get, name, must_be, echo, parse)?
+        .ok_or_else(|| SettingsError::new(name, format!("is required when {because} is set")))
 }
 
 /// An http(s) URL. The value is not echoed: a pasted URL may carry a key.
 fn endpoint(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
-    required(get, name, because)?;
-    let url = parse_setting(
+    required(
         get,
         name,
+        because,
         "an http or https URL with no credentials, query or fragment",
         Echo::Hidden,
         |value| {
@@ -250,16 +261,15 @@ fn endpoint(get: Lookup, name: &str, because: &str) -> Result<String, SettingsEr
                 && url.fragment().is_none();
             plain.then(|| value.trim_end_matches('/').to_owned())
         },
-    )?;
-    Ok(url.expect("required above"))
+    )
 }
 
 /// A name that becomes one segment of a URL path (a deployment or an index).
 fn path_segment(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
-    required(get, name, because)?;
-    let segment = parse_setting(
+    required(
         get,
         name,
+        because,
         "at most 128 letters, digits, '-', '_' or '.'",
         Echo::Value,
         |value| {
@@ -269,8 +279,7 @@ fn path_segment(get: Lookup, name: &str, because: &str) -> Result<String, Settin
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
             .then(|| value.to_owned())
         },
-    )?;
-    Ok(segment.expect("required above"))
+    )
 }
 
 /// An Azure AI Search field name: a letter, then letters, digits or underscores.
