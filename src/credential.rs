@@ -101,7 +101,8 @@ impl Credentials {
     }
 }
 
-/// The azure_identity credential for `choice`. Reads no file and makes no request.
+/// The azure_identity credential for `choice`. Makes no request (workload
+/// identity reads its token file here).
 fn build(
     choice: &CredentialChoice,
     user_assigned: Option<&ClientId>,
