@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 
 use crate::answer::{answerer_for, load_documents, DocumentIndex};
 use crate::conversation::Conversations;
+use crate::credential::Credentials;
 use crate::domain::Retention;
 use crate::routes::{router, AppState};
 use crate::sessions::{PurgeOutcome, Sessions};
-use crate::settings::{CosmosSettings, Settings};
+use crate::settings::{CosmosSettings, Settings, StorageConnection};
 use crate::storage::{
     ConversationStore, CosmosStore, GuardedStore, InProcessStore, StorageError, TableStore,
 };
@@ -20,6 +21,8 @@ use crate::storage::{
 pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// Where durable storage was configured, for the start-up probe's message.
+    storage_setting: &'static str,
 }
 
 impl Application {
@@ -41,8 +44,10 @@ impl Application {
             ms = started.elapsed().as_millis() as u64,
             "documents indexed"
         );
-        let answerer = answerer_for(&settings, Arc::new(index))?;
-        let stores = Stores::connect(&settings).await?;
+        // One credential per process: model, search and storage calls share its tokens.
+        let credentials = Credentials::new(settings.credential.clone());
+        let answerer = answerer_for(&settings, Arc::new(index), &credentials)?;
+        let stores = Stores::connect(&settings, &credentials).await?;
         let retention = retention(&settings);
         let sessions = Sessions::new(stores.managed(), retention);
         let conversations = Conversations::new(
@@ -63,7 +68,14 @@ impl Application {
             documents_indexed: documents.len(),
             trust_easy_auth_headers: settings.trust_easy_auth_headers,
         });
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            storage_setting: match (&settings.cosmos, &settings.storage) {
+                (Some(_), _) => "COSMOSDB_ENDPOINT",
+                (None, storage) => storage.as_ref().map_or("", StorageConnection::setting),
+            },
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -76,6 +88,9 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(port = self.port(), "listening");
+        if let Some(store) = self.state.conversations.durable_storage() {
+            tokio::spawn(probe_storage(store.clone(), self.storage_setting));
+        }
         warp::serve(router(self.state))
             .incoming(self.listener)
             .graceful(shutdown)
@@ -97,20 +112,24 @@ impl Stores {
     /// asked once whether its container exists (or, with a key, creates it): a
     /// container that does not exist and will not be created stops start-up, an
     /// unreachable account does not.
-    async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+    async fn connect(settings: &Settings, credentials: &Credentials) -> anyhow::Result<Self> {
         let in_process = GuardedStore::new(
             Arc::new(InProcessStore::new(settings.session_memory_max_bytes)),
             settings.storage_timeout,
         );
         let durable: Option<Arc<dyn ConversationStore>> =
             match (&settings.cosmos, &settings.storage) {
-                (Some(cosmos), _) => Some(Arc::new(connect_cosmos(cosmos, settings).await?)),
+                (Some(cosmos), _) => Some(Arc::new(
+                    connect_cosmos(cosmos, settings, credentials).await?,
+                )),
                 (None, Some(connection)) => {
                     settings.check_sessions_table()?;
                     Some(Arc::new(TableStore::connect(
                         connection,
-                        &settings.chat_history_table,
+                        settings.chat_history_table.as_str(),
                         &settings.sessions_table(),
+                        credentials,
+                        &settings.storage_trusted_cas,
                     )?))
                 }
                 (None, None) => None,
@@ -134,8 +153,9 @@ impl Stores {
 async fn connect_cosmos(
     cosmos: &CosmosSettings,
     settings: &Settings,
+    credentials: &Credentials,
 ) -> anyhow::Result<CosmosStore> {
-    let store = CosmosStore::connect(cosmos)?;
+    let store = CosmosStore::connect(cosmos, credentials)?;
     match tokio::time::timeout(settings.storage_timeout, store.check_container()).await {
         Ok(Ok(())) => {}
         Ok(Err(StorageError::Rejected(problem))) => anyhow::bail!("{problem}"),
@@ -149,6 +169,21 @@ async fn connect_cosmos(
     Ok(store)
 }
 
+/// Tries durable storage once, so that `/api/health` and the log tell at once
+/// when it cannot be reached, and how to fix that locally.
+async fn probe_storage(store: GuardedStore, setting: &'static str) {
+    match store.probe().await {
+        Ok(()) => tracing::info!(setting, "durable storage reachable"),
+        Err(error) => tracing::warn!(
+            setting,
+            %error,
+            "durable storage is configured but unreachable: turns with enable_persistence are answered but not saved. \
+             Locally, start Azurite with scripts/azurite (or run scripts/dev, which starts both); \
+             or remove the setting to keep conversations in memory"
+        ),
+    }
+}
+
 fn retention(settings: &Settings) -> Retention {
     settings
         .session_ttl
@@ -158,7 +193,8 @@ fn retention(settings: &Settings) -> Retention {
 /// One purge of durable storage with these settings, as the timer function runs
 /// it (`handler purge`).
 pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
-    let stores = Stores::connect(settings).await?;
+    let credentials = Credentials::new(settings.credential.clone());
+    let stores = Stores::connect(settings, &credentials).await?;
     let Some(durable) = stores.durable else {
         anyhow::bail!(
             "no durable storage is configured (COSMOSDB_ENDPOINT, AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"

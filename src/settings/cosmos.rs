@@ -2,7 +2,7 @@
 
 use reqwest::Url;
 
-use super::{ApiKey, SettingsError};
+use super::{parse_setting, ApiKey, Echo, Lookup, SettingsError};
 
 /// Where conversations live when `COSMOSDB_ENDPOINT` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,10 @@ pub struct CosmosSettings {
 pub enum CosmosAuth {
     /// `COSMOSDB_KEY`: the account key (a missing database or container is created).
     Key(ApiKey),
+    /// No key: Microsoft Entra tokens from the process's credential (managed
+    /// identity in Azure), which needs the data-plane role "Cosmos DB Built-in Data
+    /// Contributor"; the database and container must exist.
+    Entra,
 }
 
 const ENDPOINT: &str = "COSMOSDB_ENDPOINT";
@@ -29,24 +33,20 @@ const CONTAINER: &str = "COSMOSDB_AIConversations_CONTAINER";
 const KEY: &str = "COSMOSDB_KEY";
 
 /// `None` when `COSMOSDB_ENDPOINT` is not set (conversations then live in Table Storage).
-pub fn cosmos(
-    get: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<CosmosSettings>, SettingsError> {
-    let Some(endpoint) = get(ENDPOINT) else {
+pub fn cosmos(get: Lookup) -> Result<Option<CosmosSettings>, SettingsError> {
+    let Some(endpoint) = parse_setting(
+        get,
+        ENDPOINT,
+        "an https URL (https://<account>.documents.azure.com:443/), or http only for a local emulator on localhost",
+        Echo::Hidden,
+        endpoint,
+    )?
+    else {
         return Ok(None);
     };
-    check_endpoint(&endpoint)?;
-    let database = resource_name(DATABASE, get(DATABASE), "GenAI")?;
-    let container = resource_name(CONTAINER, get(CONTAINER), "AI_Conversations")?;
-    let auth = match get(KEY) {
-        Some(key) => CosmosAuth::Key(ApiKey::new(key)),
-        None => {
-            return Err(SettingsError::new(
-                KEY,
-                "is required with COSMOSDB_ENDPOINT (signing in to Cosmos DB with Microsoft Entra ID is not supported yet)",
-            ))
-        }
-    };
+    let database = resource_name(get, DATABASE)?.unwrap_or_else(|| "GenAI".into());
+    let container = resource_name(get, CONTAINER)?.unwrap_or_else(|| "AI_Conversations".into());
+    let auth = get(KEY).map_or(CosmosAuth::Entra, |key| CosmosAuth::Key(ApiKey::new(key)));
     Ok(Some(CosmosSettings {
         endpoint,
         database,
@@ -56,45 +56,31 @@ pub fn cosmos(
 }
 
 /// HTTPS, or plain HTTP to this machine (a local emulator; the SDK allows no other).
-fn check_endpoint(endpoint: &str) -> Result<(), SettingsError> {
-    let problem = match Url::parse(endpoint) {
-        Err(_) => "is not a URL (expected https://<account>.documents.azure.com:443/)",
-        Ok(url) => match (url.scheme(), url.host_str()) {
-            ("https", Some(_)) => return Ok(()),
-            ("http", Some("localhost" | "127.0.0.1" | "[::1]")) => return Ok(()),
-            ("http", Some(_)) => {
-                "must use https (plain http only for a local emulator on localhost)"
-            }
-            _ => "is not an https URL (expected https://<account>.documents.azure.com:443/)",
-        },
+fn endpoint(value: &str) -> Option<String> {
+    let url = Url::parse(value).ok()?;
+    let usable = match (url.scheme(), url.host_str()) {
+        ("https", Some(_)) => true,
+        ("http", Some(host)) => matches!(host, "localhost" | "127.0.0.1" | "[::1]"),
+        _ => false,
     };
-    Err(SettingsError::new(
-        ENDPOINT,
-        format!("{problem} (got {endpoint:?})"),
-    ))
+    usable.then(|| value.to_owned())
 }
 
 /// Cosmos DB database and container ids: 1-255 characters, none of `/ \ # ?`, no
 /// trailing space.
-fn resource_name(
-    name: &str,
-    value: Option<String>,
-    default: &str,
-) -> Result<String, SettingsError> {
-    let Some(value) = value else {
-        return Ok(default.to_owned());
-    };
-    let valid = (1..=255).contains(&value.chars().count())
-        && !value.contains(['/', '\\', '#', '?'])
-        && !value.ends_with(' ');
-    if valid {
-        Ok(value)
-    } else {
-        Err(SettingsError::new(
-            name,
-            format!("{value:?} is not a valid Cosmos DB id (1-255 characters, none of / \\ # ?)"),
-        ))
-    }
+fn resource_name(get: Lookup, name: &str) -> Result<Option<String>, SettingsError> {
+    parse_setting(
+        get,
+        name,
+        "a Cosmos DB id (1-255 characters, none of / \\ # ?)",
+        Echo::Value,
+        |value| {
+            let valid = (1..=255).contains(&value.chars().count())
+                && !value.contains(['/', '\\', '#', '?'])
+                && !value.ends_with(' ');
+            valid.then(|| value.to_owned())
+        },
+    )
 }
 
 #[cfg(test)]
@@ -151,7 +137,6 @@ mod tests {
                 vec![endpoint, key, ("COSMOSDB_AIConversations_CONTAINER", "c#1")],
                 CONTAINER,
             ),
-            (vec![endpoint], KEY),
         ] {
             let err = from(&pairs).unwrap_err();
             assert_eq!(err.name, name, "{pairs:?}");
@@ -161,5 +146,7 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        let keyless = from(&[endpoint]).unwrap().unwrap();
+        assert_eq!(keyless.auth, CosmosAuth::Entra);
     }
 }

@@ -6,7 +6,8 @@
 //! signatures.
 
 use serde_json::Value;
-use session_rag::settings::{ApiKey, CosmosAuth, CosmosSettings, Settings};
+use session_rag::credential::Credentials;
+use session_rag::settings::{ApiKey, CosmosAuth, CosmosSettings, CredentialChoice, Settings};
 use session_rag::storage::CosmosStore;
 
 use crate::azurite::unique_table_name;
@@ -61,7 +62,8 @@ pub fn cosmos_env(container: &str) -> Vec<(&'static str, String)> {
 
 /// A store on `container` (created, with the database, on first use).
 pub async fn cosmos_store(container: &str) -> CosmosStore {
-    let store = CosmosStore::connect(&cosmos_settings(container))
+    let credentials = Credentials::new(CredentialChoice::DeveloperTools);
+    let store = CosmosStore::connect(&cosmos_settings(container), &credentials)
         .expect("the stand-in's settings are usable");
     store
         .check_container()

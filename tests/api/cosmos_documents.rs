@@ -14,6 +14,8 @@ use crate::cosmos::{
 };
 use crate::crowd::{ask_as_crowd, HandlerProcess};
 use crate::helpers::spawn_app_with;
+use crate::identity::{identity_endpoint, IDENTITY_HEADER};
+use crate::startup::refused_start_up;
 
 fn session(id: &str) -> SessionId {
     SessionId::parse(id).unwrap()
@@ -267,4 +269,33 @@ async fn an_unreachable_account_at_start_up_degrades_answers_instead_of_failing(
     assert_eq!(body["persisted"], false, "{body}");
     assert_eq!(body["turn"], Value::Null);
     assert!(!body["warnings"].as_array().unwrap().is_empty(), "{body}");
+}
+
+/// Signed in with Microsoft Entra ID (here: a managed identity, from a fake of App
+/// Service's identity endpoint), the container cannot be created: start-up stops
+/// with one line that names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_key_a_missing_container_stops_start_up_in_one_line() {
+    let identity = identity_endpoint(std::time::Duration::from_secs(3600)).await;
+    let container = unique_container_name("absent");
+    let settings = [
+        ("COSMOSDB_ENDPOINT", crate::cosmos::shared_cosmos_endpoint()),
+        ("COSMOSDB_AIConversations_CONTAINER", container.clone()),
+        ("IDENTITY_ENDPOINT", format!("{}/msi/token", identity.url)),
+        ("IDENTITY_HEADER", IDENTITY_HEADER.to_owned()),
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "0".to_owned()),
+    ];
+    let line = tokio::task::spawn_blocking(move || {
+        let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        refused_start_up(&pairs)
+    })
+    .await
+    .unwrap();
+    assert!(
+        line.contains("COSMOSDB_AIConversations_CONTAINER")
+            && line.contains(&container)
+            && line.contains("does not exist"),
+        "{line}"
+    );
+    assert!(!identity.requests().is_empty(), "a token was asked for");
 }

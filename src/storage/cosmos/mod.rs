@@ -66,6 +66,7 @@ use self::document::Conversation;
 pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
 use super::{ConversationStore, SessionSummary, StorageError, Window};
+use crate::credential::Credentials;
 use crate::domain::{parse_timestamp, title_of, CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{CosmosAuth, CosmosSettings, SettingsError};
 
@@ -166,9 +167,13 @@ fn if_match(etag: &str) -> Option<ItemWriteOptions> {
 }
 
 impl CosmosStore {
-    /// A store for the account in `settings`. Makes no request: the account is
-    /// contacted on first use (or by [`CosmosStore::check_container`] at start-up).
-    pub fn connect(settings: &CosmosSettings) -> Result<Self, SettingsError> {
+    /// A store for the account in `settings`, signing in with its key or with
+    /// `credentials`. Makes no request: the account is contacted on first use (or
+    /// by [`CosmosStore::check_container`] at start-up).
+    pub fn connect(
+        settings: &CosmosSettings,
+        credentials: &Credentials,
+    ) -> Result<Self, SettingsError> {
         let endpoint: AccountEndpoint = settings
             .endpoint
             .parse()
@@ -176,6 +181,15 @@ impl CosmosStore {
         let account = match &settings.auth {
             CosmosAuth::Key(key) => {
                 AccountReference::with_authentication_key(endpoint, key.expose().to_owned())
+            }
+            CosmosAuth::Entra => {
+                let tokens = credentials.app_identity().map_err(|e| {
+                    SettingsError::new(
+                        "COSMOSDB_KEY",
+                        format!("is not set, and no Microsoft Entra credential is available: {e}"),
+                    )
+                })?;
+                AccountReference::with_credential(endpoint, tokens)
             }
         };
         Ok(Self {
@@ -209,7 +223,7 @@ impl CosmosStore {
                             .map_err(|e| storage_error("opening the container", &e))
                     }
                     Err(e) if is_not_found(&e) => Err(StorageError::Rejected(format!(
-                        "Cosmos DB container {}/{} does not exist (without COSMOSDB_KEY it is not created: create it with partition key /customer_id)",
+                        "COSMOSDB_AIConversations_CONTAINER: Cosmos DB container {}/{} does not exist (signed in with Microsoft Entra ID, it cannot be created: create it with partition key /customer_id, or set COSMOSDB_KEY)",
                         self.database, self.container_name
                     ))),
                     Err(e) => Err(storage_error("opening the container", &e)),
