@@ -101,6 +101,9 @@ pub struct Settings {
     pub model_context_tokens: usize,
     /// `MODEL_TIMEOUT_SECONDS`, `MODEL_MAX_RETRIES`: bounds on model and search calls.
     pub upstream: UpstreamPolicy,
+    /// The longest a streamed answer stays silent: then a keep-alive comment is
+    /// sent. Not a setting users change (15 s); tests shorten it.
+    pub stream_keep_alive: Duration,
 }
 
 impl Settings {
@@ -121,6 +124,7 @@ impl Settings {
             retrieval: Retrieval::LocalIndex,
             model_context_tokens: 6000,
             upstream: UpstreamPolicy::default(),
+            stream_keep_alive: Duration::from_secs(15),
         }
     }
 
@@ -250,6 +254,7 @@ impl Settings {
             generator,
             model_context_tokens: answering::context_tokens(&get, defaults.model_context_tokens)?,
             upstream: answering::upstream_policy(&get)?,
+            stream_keep_alive: defaults.stream_keep_alive,
         };
         settings.check_sessions_table()?;
         Ok(settings)
