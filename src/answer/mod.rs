@@ -99,7 +99,7 @@ pub enum AnswerEvent {
 
 /// Where an answerer's events go: a channel when the reply streams, nowhere
 /// otherwise.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct AnswerEvents(Option<mpsc::UnboundedSender<AnswerEvent>>);
 
 impl AnswerEvents {

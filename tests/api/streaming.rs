@@ -314,13 +314,13 @@ async fn a_model_that_breaks_off_gives_an_error_event_and_nothing_is_stored() {
 #[tokio::test]
 async fn a_model_silent_past_its_timeout_mid_reply_gives_upstream_timeout() {
     let model = FakeServer::start(|_, _| {
-        let mut parts = streamed(&["LONPF2 ", "posts payments."], Duration::from_secs(3));
+        let mut parts = streamed(&["LONPF2 ", "posts payments."], Duration::from_secs(4));
         parts.truncate(3);
-        parts.push(Part::Wait(Duration::from_secs(3)));
+        parts.push(Part::Wait(Duration::from_secs(4)));
         Reply::events(parts)
     })
     .await;
-    let timeout = [("MODEL_TIMEOUT_SECONDS", "0.5")];
+    let timeout = [("MODEL_TIMEOUT_SECONDS", "1")];
     let (table, app) =
         model_app_with_storage(&openai_at(&model.url), Duration::from_secs(15), &timeout).await;
     let events = stream_of(post(&app, &persistent("silent"), None).await)
@@ -404,7 +404,7 @@ async fn azure_openais_first_chunk_without_choices_is_passed_over() {
 async fn keep_alive_comments_fill_a_silence_longer_than_their_interval() {
     let model = FakeServer::start(|_, _| {
         let mut parts = streamed(&["It posts payments."], Duration::ZERO);
-        parts.insert(1, Part::Wait(Duration::from_millis(1200)));
+        parts.insert(1, Part::Wait(Duration::from_millis(1500)));
         Reply::events(parts)
     })
     .await;
@@ -416,8 +416,8 @@ async fn keep_alive_comments_fill_a_silence_longer_than_their_interval() {
     assert_eq!(reader.next().await.unwrap().name, "delta");
     let during = reader.comments.len() - before;
     assert!(
-        during >= 3,
-        "{during} keep-alive comments in 1.2 s of silence"
+        during >= 2,
+        "{during} keep-alive comments in 1.5 s of silence"
     );
     assert!(reader.comments.iter().all(|c| c == "keep-alive"));
     assert_eq!(reader.rest().await.last().unwrap().name, "done");
