@@ -237,28 +237,26 @@ impl Upstream {
         accept: &'static str,
     ) -> Result<reqwest::Response, Failure> {
         let request = self
-            .http
-            .post(url.clone())
-            .header(ACCEPT, accept)
-            .json(body);
-        let response = self
             .auth
-            .apply(request)
-            .await?
-            .send()
-            .await
-            .map_err(|error| {
-                if error.is_timeout() {
-                    Failure::Timeout
-                } else if error.is_connect() {
-                    Failure::Transient {
-                        message: "could not connect".into(),
-                        retry_after: None,
-                    }
-                } else {
-                    Failure::Final("the request failed in transit".into())
+            .apply(
+                self.http
+                    .post(url.clone())
+                    .header(ACCEPT, accept)
+                    .json(body),
+            )
+            .await?;
+        let response = request.send().await.map_err(|error| {
+            if error.is_timeout() {
+                Failure::Timeout
+            } else if error.is_connect() {
+                Failure::Transient {
+                    message: "could not connect".into(),
+                    retry_after: None,
                 }
-            })?;
+            } else {
+                Failure::Final("the request failed in transit".into())
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -49,6 +49,7 @@ pub async fn respond(state: Arc<AppState>, query: QueryRequest) -> Result<Respon
         ended: None,
         started: Instant::now(),
     };
+    // The response starts with the first event: what fails before it is an error response.
     stream.first = loop {
         match stream.progress().await {
             Progress::Event(event) => break Some(event),
