@@ -245,6 +245,9 @@ pub struct Settings {
     pub credential: CredentialChoice,
     /// `RUST_LOG`, `LOG_FORMAT`.
     pub log: LogSettings,
+    /// The longest a streamed answer stays silent: then a keep-alive comment is
+    /// sent. Not a setting users change (15 s); tests shorten it.
+    pub stream_keep_alive: Duration,
 }
 
 impl Settings {
@@ -269,6 +272,7 @@ impl Settings {
             upstream: UpstreamPolicy::default(),
             credential: CredentialChoice::DeveloperTools,
             log: LogSettings::default(),
+            stream_keep_alive: Duration::from_secs(15),
         }
     }
 
@@ -393,6 +397,7 @@ impl Settings {
             upstream: answering::upstream_policy(get)?,
             credential: identity::credential_choice(get)?,
             log,
+            stream_keep_alive: defaults.stream_keep_alive,
         };
         settings.check_sessions_table()?;
         Ok(settings)
