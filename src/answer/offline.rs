@@ -54,7 +54,8 @@ impl Answerer for OfflineAnswerer {
         let context = self.follow_up_context(question, history);
         let hits = self
             .index
-            .best_passages(question, &context, PASSAGES_QUOTED);
+            .best_passages(question, &context, PASSAGES_QUOTED)
+            .await;
         if hits.is_empty() {
             return Ok(Answer {
                 text: "I found nothing in the indexed documents about that. Try naming a program, copybook or job.".into(),
