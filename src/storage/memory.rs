@@ -29,17 +29,22 @@ struct State {
 }
 
 struct Session {
-    /// The newest turns; the `dropped` before them were let go to stay within the cap.
+    /// The newest turns, never none: the turns before the first were dropped to
+    /// stay within the cap.
     turns: Vec<Turn>,
-    dropped: u64,
     last_use: u64,
     bytes: usize,
 }
 
 impl Session {
-    /// The number the next turn gets.
-    fn next_number(&self) -> u64 {
-        self.dropped + self.turns.len() as u64
+    /// How many turns the session has had: the last turn's number + 1.
+    fn total(&self) -> u64 {
+        self.turns.last().map_or(0, |t| t.index + 1)
+    }
+
+    /// How many of its oldest turns were dropped: the first kept turn's number.
+    fn dropped(&self) -> u64 {
+        self.turns.first().map_or(0, |t| t.index)
     }
 }
 
@@ -133,7 +138,6 @@ impl State {
             dropped += 1;
         }
         session.turns.drain(..dropped);
-        session.dropped += dropped as u64;
         session.bytes -= freed;
         self.bytes -= freed;
     }
@@ -150,7 +154,6 @@ impl ConversationStore for InProcessStore {
                 session.clone(),
                 Session {
                     turns: Vec::new(),
-                    dropped: 0,
                     last_use: tick,
                     bytes,
                 },
@@ -159,7 +162,7 @@ impl ConversationStore for InProcessStore {
             state.bytes += bytes;
         }
         let entry = state.sessions.get_mut(session).expect("inserted above");
-        let index = entry.next_number();
+        let index = entry.total();
         let turn = turn.at(index);
         let added = turn_bytes(&turn);
         entry.turns.push(turn);
@@ -177,8 +180,8 @@ impl ConversationStore for InProcessStore {
                 let start = entry.turns.len().saturating_sub(limit);
                 Window {
                     turns: entry.turns[start..].to_vec(),
-                    total: entry.next_number(),
-                    dropped: entry.dropped,
+                    total: entry.total(),
+                    dropped: entry.dropped(),
                 }
             }
         })
