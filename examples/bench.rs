@@ -37,6 +37,9 @@ const MODEL_FIRST_TOKEN: Duration = Duration::from_millis(300);
 const MODEL_TOKENS: usize = 100;
 /// …this far apart.
 const MODEL_TOKEN_GAP: Duration = Duration::from_millis(20);
+/// In-process turns for the memory figure, as runs of `REQUESTS_PER_RUN`.
+const MEMORY_TURNS: usize = 100_000;
+const MEMORY_SESSIONS: usize = 500;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -393,6 +396,55 @@ async fn streamed_answers(
     (first, done)
 }
 
+/// Resident memory of a fresh handler after `MEMORY_TURNS` in-process turns over
+/// `MEMORY_SESSIONS` sessions, with `SESSION_MEMORY_MAX_MB` = `cap_mb` (`None`: the
+/// default): (RSS idle, RSS after, sessions held, text of the turns held). The text
+/// held is read back through the sessions API after RSS was taken.
+async fn in_process_memory(
+    binary: &PathBuf,
+    cap_mb: Option<usize>,
+    questions: [&'static str; 4],
+) -> (f64, f64, usize, usize) {
+    let env: Vec<(String, String)> = cap_mb
+        .map(|mb| ("SESSION_MEMORY_MAX_MB".to_owned(), mb.to_string()))
+        .into_iter()
+        .collect();
+    let (handler, _) = Handler::start(binary, &env);
+    let idle = handler.rss_mib();
+    for run in 0..MEMORY_TURNS / REQUESTS_PER_RUN {
+        queries(handler.port, 16, move |n| {
+            let n = run * REQUESTS_PER_RUN + n;
+            json!({"question": questions[n % questions.len()], "session_id": format!("m{}", n % MEMORY_SESSIONS)})
+        })
+        .await;
+    }
+    let after = handler.rss_mib();
+    let client = reqwest::Client::new();
+    let (mut sessions, mut text) = (0, 0);
+    for n in 0..MEMORY_SESSIONS {
+        let response = client
+            .get(format!(
+                "http://127.0.0.1:{}/api/sessions/m{n}",
+                handler.port
+            ))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 200 {
+            continue; // evicted
+        }
+        sessions += 1;
+        let document: Value = response.json().await.unwrap();
+        text += document["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().len())
+            .sum::<usize>();
+    }
+    (idle, after, sessions, text)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -556,4 +608,18 @@ async fn main() {
         "idle after start-up: {idle:.1} MiB; after {total} requests: {:.1} MiB",
         handler.rss_mib()
     );
+    drop(handler);
+
+    println!("\n## in-process memory: {MEMORY_TURNS} turns over {MEMORY_SESSIONS} sessions, fresh handler each");
+    println!("| SESSION_MEMORY_MAX_MB | RSS idle MiB | RSS after MiB | sessions held | text held MiB | RSS growth / text held |");
+    println!("|---|---|---|---|---|---|");
+    for cap_mb in [None, Some(1024)] {
+        let (idle, after, sessions, text) = in_process_memory(&binary, cap_mb, questions).await;
+        let text_mib = text as f64 / (1024.0 * 1024.0);
+        println!(
+            "| {} | {idle:.1} | {after:.1} | {sessions} | {text_mib:.1} | {:.2} |",
+            cap_mb.map_or("default".to_owned(), |mb| mb.to_string()),
+            (after - idle) / text_mib
+        );
+    }
 }

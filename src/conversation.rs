@@ -276,6 +276,12 @@ impl Conversations {
         if !may_access(owner.as_ref(), asker) {
             return Err(AskError::NotFound(session.clone()));
         }
+        if window.dropped > 0 {
+            warnings.push(format!(
+                "this conversation outgrew the in-process memory cap (SESSION_MEMORY_MAX_MB): its first {} turns were dropped, the newest are kept",
+                window.dropped
+            ));
+        }
         Ok(Some(Continued {
             history: window.turns,
             owner,

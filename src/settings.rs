@@ -260,7 +260,8 @@ impl Settings {
             storage: None,
             storage_timeout: Duration::from_secs(10),
             storage_trusted_cas: Vec::new(),
-            session_memory_max_bytes: 256 * 1024 * 1024,
+            // Comfortably inside Flex Consumption's smallest instance (README, settings).
+            session_memory_max_bytes: 64 * 1024 * 1024,
             generator: Generator::Offline,
             retrieval: Retrieval::LocalIndex,
             model_context_tokens: 6000,

@@ -38,11 +38,6 @@ impl NewTurn {
             owner: self.owner,
         }
     }
-
-    /// Bytes this turn occupies in memory (for the in-process store's cap).
-    pub fn heap_size(&self) -> usize {
-        self.user.len() + self.assistant.len() + self.metadata_json.len()
-    }
 }
 
 #[cfg(test)]

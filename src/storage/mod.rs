@@ -21,6 +21,10 @@ use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 pub struct Window {
     pub turns: Vec<Turn>,
     pub total: u64,
+    /// How many of the session's oldest turns the store no longer holds: the
+    /// in-process store drops them when one session alone outgrows its cap.
+    /// Always 0 for durable stores.
+    pub dropped: u64,
 }
 
 /// A conversation as its owner's listing shows it.

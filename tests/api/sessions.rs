@@ -218,6 +218,7 @@ on_both_backends!(
     expired_conversations_are_not_served_and_a_query_starts_again,
     the_purge_invocation_deletes_expired_conversations_and_counts_them,
     the_easy_auth_principal_is_trusted_only_when_enabled,
+    a_question_reads_back_exactly_as_sent,
 );
 
 async fn a_listing_runs_latest_first_across_pages(backend: Backend) {
@@ -1130,4 +1131,26 @@ async fn wrong_methods_are_405_with_the_allowed_ones() {
             .await;
         response.assert_error(404, "not_found");
     }
+}
+
+async fn a_question_reads_back_exactly_as_sent(backend: Backend) {
+    let manager = Manager::start(backend).await;
+    let cobol = "       PROCEDURE DIVISION.\n      * columns 1-6: sequence, 7: indicator\n           PERFORM 100-POST-PAYMENT.\n ";
+    let longest = format!("{} ", "q".repeat(7_999));
+    assert_eq!(longest.chars().count(), 8_000);
+    for (session, question) in [("cobol", cobol), ("longest", longest.as_str())] {
+        manager.say(question, session, Some("exact")).await;
+        let read = manager
+            .get(&format!("/api/sessions/{session}?customer_id=exact"))
+            .await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        let stored = read.body["messages"][0]["content"].as_str().unwrap();
+        assert_eq!(stored.as_bytes(), question.as_bytes());
+    }
+    // The limit counts the question as sent, spaces included.
+    manager
+        .app
+        .query(manager.turn(&format!("{longest} "), "longest", Some("exact")))
+        .await
+        .assert_error(400, "invalid_question");
 }

@@ -474,6 +474,7 @@ impl ConversationStore for TableStore {
                 return Ok(Window {
                     turns,
                     total: reached,
+                    dropped: 0,
                 });
             }
             expected = if len > 0 && !ends {
