@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::clock::Clock;
+
 mod answering;
 
 pub use answering::{
@@ -101,6 +103,8 @@ pub struct Settings {
     pub model_context_tokens: usize,
     /// `MODEL_TIMEOUT_SECONDS`, `MODEL_MAX_RETRIES`: bounds on model and search calls.
     pub upstream: UpstreamPolicy,
+    /// Not read from the environment: the system clock, or a controlled one in tests.
+    pub clock: Clock,
 }
 
 impl Settings {
@@ -121,6 +125,7 @@ impl Settings {
             retrieval: Retrieval::LocalIndex,
             model_context_tokens: 6000,
             upstream: UpstreamPolicy::default(),
+            clock: Clock::system(),
         }
     }
 
@@ -250,6 +255,7 @@ impl Settings {
             generator,
             model_context_tokens: answering::context_tokens(&get, defaults.model_context_tokens)?,
             upstream: answering::upstream_policy(&get)?,
+            clock: defaults.clock,
         };
         settings.check_sessions_table()?;
         Ok(settings)

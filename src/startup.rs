@@ -42,13 +42,14 @@ impl Application {
         let answerer = answerer_for(&settings, Arc::new(index))?;
         let stores = Stores::connect(&settings)?;
         let retention = retention(&settings);
-        let sessions = Sessions::new(stores.managed(), retention);
+        let sessions = Sessions::new(stores.managed(), retention, settings.clock.clone());
         let conversations = Conversations::new(
             answerer,
             stores.in_process,
             stores.durable,
             settings.max_turns,
             retention,
+            settings.clock.clone(),
         );
 
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
@@ -140,5 +141,9 @@ pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
             "no durable storage is configured (AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"
         );
     };
-    Ok(Sessions::new(durable, retention(settings)).purge().await?)
+    Ok(
+        Sessions::new(durable, retention(settings), settings.clock.clone())
+            .purge()
+            .await?,
+    )
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
+use super::{Appended, ConversationStore, Expectation, SessionSummary, StorageError, Window};
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -104,8 +104,10 @@ impl GuardedStore {
         budget: StorageBudget,
         session: &SessionId,
         turn: NewTurn,
-    ) -> Result<u64, StorageError> {
-        self.call(budget, self.inner.append(session, turn)).await
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
+        self.call(budget, self.inner.append(session, turn, expected))
+            .await
     }
 
     pub async fn recent(
@@ -242,7 +244,12 @@ mod tests {
 
     #[async_trait]
     impl ConversationStore for Hanging {
-        async fn append(&self, _: &SessionId, _: NewTurn) -> Result<u64, StorageError> {
+        async fn append(
+            &self,
+            _: &SessionId,
+            _: NewTurn,
+            _: Expectation,
+        ) -> Result<Appended, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
@@ -343,10 +350,16 @@ mod tests {
             user: "q".into(),
             assistant: "a".into(),
             metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
+            timestamp: DateTime::UNIX_EPOCH,
             owner: None,
         };
-        assert_eq!(store.append(store.budget(), &id(), turn).await, Ok(0));
+        let stored = store
+            .append(store.budget(), &id(), turn, Expectation::New)
+            .await;
+        assert!(
+            matches!(stored, Ok(Appended::Stored { number: 0, .. })),
+            "{stored:?}"
+        );
         assert_eq!(
             store.recent(store.budget(), &id(), 5).await.unwrap().total,
             1

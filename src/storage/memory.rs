@@ -7,8 +7,10 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
-use crate::domain::{owner_of, title_of, CustomerId, NewTurn, SessionId, Turn};
+use super::{
+    Appended, ConversationStore, Expectation, SessionSummary, StorageError, Version, Window,
+};
+use crate::domain::{title_of, CustomerId, NewTurn, SessionId, Turn};
 
 /// Keeps every turn of every session in memory. When the turns held exceed
 /// `max_bytes`, the least recently used sessions are dropped whole, so a flood of
@@ -25,12 +27,42 @@ struct State {
     by_last_use: BTreeMap<u64, SessionId>,
     clock: u64,
     bytes: usize,
+    /// The stamp of the turn stored last: every stored turn gets a new one, so a
+    /// turn number reached again after a restart never looks unchanged.
+    stamp: u64,
 }
 
 struct Session {
     turns: Vec<Turn>,
+    /// Turn 0's customer: the owner for the conversation's life.
+    owner: Option<CustomerId>,
+    /// The last turn's stamp (its [`Version`]).
+    last_stamp: u64,
     last_use: u64,
     bytes: usize,
+}
+
+impl Session {
+    /// How many turns the session has had: the last turn's number + 1.
+    fn total(&self) -> u64 {
+        self.turns.last().map_or(0, |t| t.index + 1)
+    }
+
+    /// Whether `expected` holds for this session (`None`: no session).
+    fn meets(session: Option<&Self>, expected: &Expectation) -> bool {
+        match (expected, session) {
+            (Expectation::New, None) => true,
+            (
+                Expectation::After { last, version } | Expectation::Restart { last, version },
+                Some(session),
+            ) => session.total() == last + 1 && *version == stamp_version(session.last_stamp),
+            _ => false,
+        }
+    }
+}
+
+fn stamp_version(stamp: u64) -> Version {
+    Version::new(stamp.to_string())
 }
 
 /// Per-session bookkeeping counted against the cap besides the turns' text.
@@ -100,15 +132,30 @@ impl State {
 
 #[async_trait]
 impl ConversationStore for InProcessStore {
-    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+    async fn append(
+        &self,
+        session: &SessionId,
+        turn: NewTurn,
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
         let mut state = self.lock();
+        if !Session::meets(state.sessions.get(session), &expected) {
+            return Ok(Appended::Changed);
+        }
+        if matches!(expected, Expectation::Restart { .. }) {
+            state.remove(session);
+        }
         let added = turn.heap_size() + TURN_OVERHEAD_BYTES;
+        state.stamp += 1;
+        let stamp = state.stamp;
         if state.touch(session).is_none() {
             let tick = state.clock;
             state.sessions.insert(
                 session.clone(),
                 Session {
                     turns: Vec::new(),
+                    owner: turn.owner.clone(),
+                    last_stamp: stamp,
                     last_use: tick,
                     bytes: SESSION_OVERHEAD_BYTES,
                 },
@@ -117,12 +164,16 @@ impl ConversationStore for InProcessStore {
             state.bytes += SESSION_OVERHEAD_BYTES;
         }
         let entry = state.sessions.get_mut(session).expect("inserted above");
-        let index = entry.turns.len() as u64;
-        entry.turns.push(turn.at(index));
+        let number = entry.total();
+        entry.turns.push(turn.at(number));
+        entry.last_stamp = stamp;
         entry.bytes += added;
         state.bytes += added;
         state.evict_until_within(self.max_bytes, session);
-        Ok(index)
+        Ok(Appended::Stored {
+            number,
+            version: stamp_version(stamp),
+        })
     }
 
     async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError> {
@@ -133,7 +184,9 @@ impl ConversationStore for InProcessStore {
                 let start = entry.turns.len().saturating_sub(limit);
                 Window {
                     turns: entry.turns[start..].to_vec(),
-                    total: entry.turns.len() as u64,
+                    total: entry.total(),
+                    owner: entry.owner.clone(),
+                    last: Some(stamp_version(entry.last_stamp)),
                 }
             }
         })
@@ -162,14 +215,14 @@ impl ConversationStore for InProcessStore {
         Ok(state
             .sessions
             .iter()
-            .filter(|(_, session)| owner_of(&session.turns) == Some(owner))
+            .filter(|(_, session)| session.owner.as_ref() == Some(owner))
             .filter_map(|(id, session)| {
                 let (first, last) = (session.turns.first()?, session.turns.last()?);
                 Some(SessionSummary {
                     session_id: id.clone(),
                     owner: owner.clone(),
                     title: title_of(&first.user),
-                    turns: session.turns.len() as u64,
+                    turns: session.total(),
                     created_at: first.timestamp,
                     updated_at: last.timestamp,
                 })
@@ -195,15 +248,23 @@ impl ConversationStore for InProcessStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn turn(text: &str) -> NewTurn {
         NewTurn {
             user: text.into(),
             assistant: text.into(),
             metadata_json: "{}".into(),
-            timestamp: Utc::now(),
+            timestamp: DateTime::UNIX_EPOCH,
             owner: None,
+        }
+    }
+
+    /// Appends `turn` after whatever `session` holds now.
+    async fn append(store: &InProcessStore, session: &SessionId, turn: NewTurn) -> u64 {
+        let expected = store.recent(session, 1).await.unwrap().continuation();
+        match store.append(session, turn, expected).await.unwrap() {
+            Appended::Stored { number, .. } => number,
+            Appended::Changed => panic!("nobody else appends here"),
         }
     }
 
@@ -217,17 +278,11 @@ mod tests {
             SESSION_OVERHEAD_BYTES + TURN_OVERHEAD_BYTES + turn(&"x".repeat(100)).heap_size();
         let store = InProcessStore::new(per_session * 3);
         for name in ["a", "b", "c"] {
-            store
-                .append(&id(name), turn(&"x".repeat(100)))
-                .await
-                .unwrap();
+            append(&store, &id(name), turn(&"x".repeat(100))).await;
         }
         // Reading "a" makes "b" the least recently used.
         store.recent(&id("a"), 10).await.unwrap();
-        store
-            .append(&id("d"), turn(&"x".repeat(100)))
-            .await
-            .unwrap();
+        append(&store, &id("d"), turn(&"x".repeat(100))).await;
         assert_eq!(store.session_count(), 3);
         assert_eq!(store.recent(&id("b"), 10).await.unwrap().total, 0);
         assert_eq!(store.recent(&id("a"), 10).await.unwrap().total, 1);
@@ -236,8 +291,8 @@ mod tests {
     #[tokio::test]
     async fn a_single_huge_session_is_kept_while_written() {
         let store = InProcessStore::new(10);
-        assert_eq!(store.append(&id("big"), turn("hello")).await.unwrap(), 0);
-        assert_eq!(store.append(&id("big"), turn("again")).await.unwrap(), 1);
+        assert_eq!(append(&store, &id("big"), turn("hello")).await, 0);
+        assert_eq!(append(&store, &id("big"), turn("again")).await, 1);
         assert_eq!(store.recent(&id("big"), 10).await.unwrap().total, 2);
     }
 }
