@@ -18,12 +18,8 @@ use std::sync::Arc;
 use crate::answer::{Answer, AnswerError, Answerer};
 use crate::clock::Clock;
 use crate::domain::{may_access, CustomerId, NewTurn, QueryRequest, Retention, SessionId};
-use crate::storage::{
-    Appended, Expectation, GuardedStore, StorageBudget, StorageError, Window, WindowCache,
-};
+use crate::storage::{Appended, Expectation, GuardedStore, StorageBudget, StorageError, Window};
 
-/// How much the windows of recently served durable sessions may hold in memory.
-const WINDOW_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Appends per turn; each refused one means another writer changed the session.
 const MAX_APPEND_ATTEMPTS: usize = 64;
 
@@ -74,17 +70,6 @@ pub struct Conversations {
     max_turns: usize,
     retention: Retention,
     clock: Clock,
-    /// The windows of the durable sessions whose last turn this process stored:
-    /// their next turn here appends without reading first.
-    windows: WindowCache,
-}
-
-/// Where a session's turns live: a store, and for the durable one the windows
-/// this process holds.
-#[derive(Clone, Copy)]
-struct Memory<'a> {
-    store: &'a GuardedStore,
-    windows: Option<&'a WindowCache>,
 }
 
 /// What the new turn will be, decided from the session's window.
@@ -120,7 +105,6 @@ impl Conversations {
             max_turns,
             retention,
             clock,
-            windows: WindowCache::new(WINDOW_CACHE_BYTES),
         }
     }
 
@@ -152,15 +136,9 @@ impl Conversations {
             return Ok(Reply::unsaved(answer, None, 0, warnings));
         };
 
-        let memory = match (enable_persistence, &self.durable) {
-            (false, _) => Memory {
-                store: &self.in_process,
-                windows: None,
-            },
-            (true, Some(durable)) => Memory {
-                store: durable,
-                windows: Some(&self.windows),
-            },
+        let store = match (enable_persistence, &self.durable) {
+            (false, _) => &self.in_process,
+            (true, Some(durable)) => durable,
             (true, None) => {
                 warnings.push(
                     "durable storage is not configured: this turn was answered without history and not saved"
@@ -171,9 +149,9 @@ impl Conversations {
             }
         };
 
-        let budget = memory.store.budget();
+        let budget = store.budget();
         let asker = customer_id.as_ref();
-        let plan = match self.load(memory, budget, &session_id).await {
+        let plan = match self.load(store, budget, &session_id).await {
             Ok(window) => Some(self.plan(window, &session_id, asker)?),
             Err(error) => {
                 tracing::warn!(%error, "history not loaded");
@@ -192,7 +170,7 @@ impl Conversations {
             Some(plan) => Some(plan),
             // Storage may answer again by now (the breaker lets calls through once
             // others succeed): the turn is kept if its conversation can be checked.
-            None => match self.load(memory, budget, &session_id).await {
+            None => match self.load(store, budget, &session_id).await {
                 Ok(window) => Some(self.plan(window, &session_id, asker)?),
                 Err(_) => None,
             },
@@ -217,7 +195,7 @@ impl Conversations {
             owner: None,
         };
         let (number, turn) = match self
-            .append(memory, budget, &session_id, asker, plan, turn)
+            .append(store, budget, &session_id, asker, plan, turn)
             .await?
         {
             Ok(stored) => stored,
@@ -233,8 +211,7 @@ impl Conversations {
             }
         };
         if turn.owner.is_some() {
-            if let Err(error) = memory
-                .store
+            if let Err(error) = store
                 .update_listing(budget, &session_id, number, &turn)
                 .await
             {
@@ -255,17 +232,18 @@ impl Conversations {
         })
     }
 
-    /// The window of `session`: the one this process holds, else read.
+    /// The window of `session`: the one `store` holds (this process stored the
+    /// session's last turn), else read.
     async fn load(
         &self,
-        memory: Memory<'_>,
+        store: &GuardedStore,
         budget: StorageBudget,
         session: &SessionId,
     ) -> Result<Window, StorageError> {
-        if let Some(window) = memory.windows.and_then(|w| w.get(session)) {
+        if let Some(window) = store.held_window(session) {
             return Ok(window);
         }
-        memory.store.recent(budget, session, self.max_turns).await
+        store.recent(budget, session, self.max_turns).await
     }
 
     /// Decides what a turn asked by `asker` does to the session whose window is
@@ -306,7 +284,7 @@ impl Conversations {
     /// number, or why storage failed.
     async fn append(
         &self,
-        memory: Memory<'_>,
+        store: &GuardedStore,
         budget: StorageBudget,
         session: &SessionId,
         asker: Option<&CustomerId>,
@@ -318,35 +296,26 @@ impl Conversations {
                 owner: plan.owner.clone(),
                 ..turn.clone()
             };
-            let appended = memory
-                .store
+            let appended = store
                 .append(budget, session, turn.clone(), plan.expected.clone())
                 .await;
             match appended {
                 Ok(Appended::Stored { number, version }) => {
-                    if let Some(windows) = memory.windows {
-                        let window = plan.window.followed_by(
-                            turn.clone().at(number),
-                            version,
-                            self.max_turns,
-                        );
-                        windows.put(session, window);
-                    }
+                    let window =
+                        plan.window
+                            .followed_by(turn.clone().at(number), version, self.max_turns);
+                    store.hold_window(session, window);
                     return Ok(Ok((number, turn)));
                 }
                 Ok(Appended::Changed) => {
-                    if let Some(windows) = memory.windows {
-                        windows.forget(session);
-                    }
-                    match memory.store.recent(budget, session, self.max_turns).await {
+                    store.forget_window(session);
+                    match store.recent(budget, session, self.max_turns).await {
                         Ok(window) => plan = self.plan(window, session, asker)?,
                         Err(error) => return Ok(Err(error)),
                     }
                 }
                 Err(error) => {
-                    if let Some(windows) = memory.windows {
-                        windows.forget(session);
-                    }
+                    store.forget_window(session);
                     return Ok(Err(error));
                 }
             }

@@ -84,6 +84,10 @@ impl Application {
     }
 }
 
+/// How much the windows of the durable sessions this process served last may hold:
+/// their next turn here costs one storage round trip instead of two.
+const HELD_WINDOWS_BYTES: usize = 32 * 1024 * 1024;
+
 /// Where conversations live, as the settings say.
 struct Stores {
     in_process: GuardedStore,
@@ -102,14 +106,17 @@ impl Stores {
             None => None,
             Some(connection) => {
                 settings.check_sessions_table()?;
-                Some(GuardedStore::new(
-                    Arc::new(TableStore::connect(
-                        connection,
-                        &settings.chat_history_table,
-                        &settings.sessions_table(),
-                    )?),
-                    settings.storage_timeout,
-                ))
+                Some(
+                    GuardedStore::new(
+                        Arc::new(TableStore::connect(
+                            connection,
+                            &settings.chat_history_table,
+                            &settings.sessions_table(),
+                        )?),
+                        settings.storage_timeout,
+                    )
+                    .holding_windows(HELD_WINDOWS_BYTES),
+                )
             }
         };
         Ok(Self {

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{Appended, ConversationStore, Expectation, SessionSummary, StorageError, Window};
+use super::{
+    Appended, ConversationStore, Expectation, SessionSummary, StorageError, Window, WindowCache,
+};
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -33,12 +35,15 @@ impl StorageBudget {
     }
 }
 
-/// Clones share the store and its circuit breaker.
+/// Clones share the store, its circuit breaker and the windows it holds.
 #[derive(Clone)]
 pub struct GuardedStore {
     inner: Arc<dyn ConversationStore>,
     budget: Duration,
     breaker: Arc<Mutex<Breaker>>,
+    /// The windows of the sessions last appended to through this store, when it
+    /// keeps them ([`GuardedStore::holding_windows`]).
+    windows: Option<Arc<WindowCache>>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +96,33 @@ impl GuardedStore {
             inner,
             budget,
             breaker: Arc::new(Mutex::new(Breaker::default())),
+            windows: None,
+        }
+    }
+
+    /// Keeps the window of each session appended to through this store (up to
+    /// `max_bytes` of them), so that its next turn here can append without
+    /// reading. A delete through this store forgets the session's window.
+    pub fn holding_windows(mut self, max_bytes: usize) -> Self {
+        self.windows = Some(Arc::new(WindowCache::new(max_bytes)));
+        self
+    }
+
+    /// The window of `session` as of its last append through this store, if held.
+    pub fn held_window(&self, session: &SessionId) -> Option<Window> {
+        self.windows.as_ref()?.get(session)
+    }
+
+    /// Holds `window` as `session`'s latest (nothing when this store holds none).
+    pub fn hold_window(&self, session: &SessionId, window: Window) {
+        if let Some(windows) = &self.windows {
+            windows.put(session, window);
+        }
+    }
+
+    pub fn forget_window(&self, session: &SessionId) {
+        if let Some(windows) = &self.windows {
+            windows.forget(session);
         }
     }
 
@@ -132,6 +164,7 @@ impl GuardedStore {
         budget: StorageBudget,
         session: &SessionId,
     ) -> Result<bool, StorageError> {
+        self.forget_window(session);
         self.call(budget, self.inner.delete(session)).await
     }
 

@@ -10,7 +10,7 @@ mod window_cache;
 pub use guard::{GuardedStore, StorageBudget};
 pub use memory::InProcessStore;
 pub use table::TableStore;
-pub use window_cache::WindowCache;
+use window_cache::WindowCache;
 
 use async_trait::async_trait;
 

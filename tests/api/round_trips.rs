@@ -1,6 +1,8 @@
 //! What a persistent turn costs in storage requests, counted by a small proxy in
 //! front of Azurite (loopback only), and what a stale window costs when another
-//! writer got there first.
+//! writer got there first: the refused transaction, a point read of the turn it
+//! tried to store (a retried request of ours may have landed after all), the
+//! window read again, and the append decided again.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -200,7 +202,7 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
     let other = shared_table_store(&table);
 
     // Appended elsewhere: the transaction fails, the window is read again, and the
-    // turn lands after the other one, with it in its history.
+    // turn lands after the other one (answered from the window held here).
     app.ask(persistent("What does LONPF2 do?", "s", None)).await;
     app.ask(persistent("Who calls it?", "s", None)).await;
     assert_eq!(append_elsewhere(&other, "s", "from elsewhere").await, 2);
@@ -211,8 +213,8 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         (Some(3), Some(2))
     );
     assert_eq!(
-        requests, 3,
-        "the failed transaction, the window, the transaction"
+        requests, 4,
+        "the failed transaction, the read that tells it was not ours after all, the window, the transaction"
     );
     assert_eq!(
         stored(&table, "s").await,
@@ -231,8 +233,8 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         counted(&app, &proxy, persistent("What does LONES1 do?", "s", None)).await;
     assert_eq!(reply["turn"], 0);
     assert_eq!(
-        requests, 3,
-        "the failed transaction, the window, the insert"
+        requests, 4,
+        "the failed transaction, the read that tells it was not ours after all, the window, the insert"
     );
     assert_eq!(
         stored(&table, "s").await,
@@ -260,13 +262,15 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         persistent("And what does it write?", "s", None),
     )
     .await;
+    // Answered from the window this process held (two turns); stored after the
+    // restart's turn 0.
     assert_eq!(
         (reply["turn"].as_u64(), reply["history_turns"].as_u64()),
-        (Some(1), Some(1))
+        (Some(1), Some(2))
     );
     assert_eq!(
-        requests, 3,
-        "the failed transaction, the window, the transaction"
+        requests, 4,
+        "the failed transaction, the read that tells it was not ours after all, the window, the transaction"
     );
     assert_eq!(
         stored(&table, "s").await,
