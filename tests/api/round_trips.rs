@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use session_rag::domain::SessionId;
+use session_rag::domain::{NewTurn, SessionId};
 use session_rag::storage::{Appended, ConversationStore};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -177,17 +177,22 @@ async fn stored(table: &str, session: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Appends `question` from another store (another process), after what it reads.
-async fn append_elsewhere(other: &dyn ConversationStore, session: &str, question: &str) -> u64 {
-    let s = SessionId::parse(session).unwrap();
-    let window = other.recent(&s, 10).await.unwrap();
-    let turn = session_rag::domain::NewTurn {
+/// An anonymous turn asking `question`, written by another process.
+fn asked_elsewhere(question: &str) -> NewTurn {
+    NewTurn {
         user: question.into(),
         assistant: "elsewhere".into(),
         metadata_json: "{}".into(),
         timestamp: chrono::Utc::now(),
         owner: None,
-    };
+    }
+}
+
+/// Appends `question` from another store (another process), after what it reads.
+async fn append_elsewhere(other: &dyn ConversationStore, session: &str, question: &str) -> u64 {
+    let s = SessionId::parse(session).unwrap();
+    let window = other.recent(&s, 10).await.unwrap();
+    let turn = asked_elsewhere(question);
     match other.append(&s, turn, window.continuation()).await.unwrap() {
         Appended::Stored { number, .. } => number,
         Appended::Changed => panic!("nobody else writes"),
@@ -245,15 +250,10 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
     // turn continues the new conversation, never the old one.
     app.ask(persistent("Who calls it?", "s", None)).await;
     let seen = other.recent(&id, 10).await.unwrap();
-    let restart = session_rag::domain::NewTurn {
-        user: "restarted elsewhere".into(),
-        assistant: "elsewhere".into(),
-        metadata_json: "{}".into(),
-        timestamp: chrono::Utc::now(),
-        owner: None,
-    };
     assert!(matches!(
-        other.append(&id, restart, seen.restart()).await,
+        other
+            .append(&id, asked_elsewhere("restarted elsewhere"), seen.restart())
+            .await,
         Ok(Appended::Stored { number: 0, .. })
     ));
     let (reply, requests) = counted(

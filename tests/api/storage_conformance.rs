@@ -78,6 +78,7 @@ conformance_suite!(
     a_restart_replaces_only_the_conversation_it_saw,
     a_restart_is_refused_once_the_conversation_was_continued,
     the_window_names_turn_zeros_owner_and_its_last_version,
+    the_version_an_append_returns_is_the_one_a_read_finds,
 );
 
 fn session(id: &str) -> SessionId {
@@ -725,4 +726,38 @@ async fn the_window_names_turn_zeros_owner_and_its_last_version(backend: Backend
         store.recent(&session("nobody's"), 1).await.unwrap(),
         Window::default()
     );
+}
+
+/// A process continues (or restarts) from the version its own append returned,
+/// without reading: it must be the version a read would find.
+async fn the_version_an_append_returns_is_the_one_a_read_finds(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("held");
+    let Ok(Appended::Stored { number, version }) =
+        store.append(&s, turn("first"), Expectation::New).await
+    else {
+        panic!("turn 0 of a new session is stored");
+    };
+    assert_eq!(
+        store.recent(&s, 10).await.unwrap().last,
+        Some(version.clone())
+    );
+    let after = Expectation::After {
+        last: number,
+        version,
+    };
+    let Ok(Appended::Stored { number, version }) = store.append(&s, turn("second"), after).await
+    else {
+        panic!("a continuation from the returned version is stored");
+    };
+    assert_eq!(number, 1);
+    let restart = Expectation::Restart {
+        last: number,
+        version,
+    };
+    assert!(matches!(
+        store.append(&s, turn("again"), restart).await,
+        Ok(Appended::Stored { number: 0, .. })
+    ));
+    assert_eq!(stored_users(store, &s).await, ["again"]);
 }
