@@ -217,20 +217,19 @@ async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> 
         &format!("ceiling{concurrency}x{}", std::process::id()),
     ));
     table.create().await.unwrap();
-    let sessions: Arc<Vec<std::sync::Mutex<CeilingSession>>> = Arc::new(
+    // One writer per session at a time, as with the handler (which serves a
+    // session's turns one after another): no transaction fails on a stale ETag.
+    let sessions: Arc<Vec<tokio::sync::Mutex<CeilingSession>>> = Arc::new(
         (0..100)
-            .map(|_| std::sync::Mutex::new(CeilingSession::default()))
+            .map(|_| tokio::sync::Mutex::new(CeilingSession::default()))
             .collect(),
     );
     measure(concurrency, move |n| {
         let (table, sessions, sample) = (table.clone(), sessions.clone(), sample.clone());
         async move {
             let session = format!("p{}", n % 100);
-            let (turn, last) = {
-                let mut state = sessions[n % 100].lock().unwrap();
-                state.next_turn += 1;
-                (state.next_turn - 1, state.last_etag.clone())
-            };
+            let mut state = sessions[n % 100].lock().await;
+            let (turn, last) = (state.next_turn, state.last_etag.clone());
             let entity = json!({
                 "PartitionKey": session, "RowKey": format!("{turn:04}"),
                 "timestamp": "2026-01-01T00:00:00Z", "user": sample["question"],
@@ -253,7 +252,8 @@ async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> 
                 .iter()
                 .all(|op| op.status_code.is_success());
             if stored {
-                sessions[n % 100].lock().unwrap().last_etag = inserted.etag.clone();
+                state.next_turn += 1;
+                state.last_etag = inserted.etag.clone();
             }
             stored
         }

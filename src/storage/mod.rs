@@ -96,15 +96,10 @@ impl Window {
     /// The window after `turn` was stored as the next turn at `version`, keeping
     /// the last `limit` turns. A new conversation (turn 0) starts from nothing.
     pub fn followed_by(self, turn: Turn, version: Version, limit: usize) -> Window {
-        let mut turns = if turn.index == 0 {
-            Vec::new()
+        let (mut turns, owner) = if turn.index == 0 {
+            (Vec::new(), turn.owner.clone())
         } else {
-            self.turns
-        };
-        let owner = if turn.index == 0 {
-            turn.owner.clone()
-        } else {
-            self.owner
+            (self.turns, self.owner)
         };
         let total = turn.index + 1;
         turns.push(turn);

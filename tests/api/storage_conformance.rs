@@ -1,7 +1,9 @@
 //! One suite of behaviours every `ConversationStore` keeps, run against both
 //! backends: the in-process store, and `TableStore` on a table of its own in the
-//! shared Azurite. Then what only the durable store promises: several stores (as
-//! several handler processes) sharing one table.
+//! shared Azurite; among them the expectation rules (an append states what it
+//! found, and is refused, storing nothing, once that no longer holds). Then what
+//! only the durable store promises: several stores (as several handler
+//! processes) sharing one table.
 
 use std::sync::Arc;
 
