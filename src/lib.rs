@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod clock;
 pub mod conversation;
+pub mod credential;
 pub mod domain;
 pub mod routes;
 pub mod sessions;

@@ -42,7 +42,6 @@ mod entity;
 mod error;
 mod keys;
 mod listing;
-mod managed_identity;
 mod purge;
 
 use std::collections::{BTreeSet, HashMap};
@@ -65,6 +64,7 @@ use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
     Appended, ConversationStore, Expectation, SessionSummary, StorageError, Version, Window,
 };
+use crate::credential::Credentials;
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
@@ -169,14 +169,18 @@ impl TurnRows {
 
 impl TableStore {
     /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes. Makes no request: the handler
-    /// starts (and answers, degraded) while storage is down.
+    /// `sessions_table`, as `connection` describes (by identity: with a token from
+    /// `credentials`), trusting `trusted_cas` besides the public certificate
+    /// authorities. Makes no request: the handler starts (and answers, degraded)
+    /// while storage is down.
     pub fn connect(
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        credentials: &Credentials,
+        trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
-        let service = connection::table_service(connection, &|name| std::env::var(name).ok())?;
+        let service = connection::table_service(connection, credentials, trusted_cas)?;
         Ok(Self {
             table: service.table_client(history_table),
             table_ready: OnceCell::new(),
