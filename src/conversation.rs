@@ -309,7 +309,7 @@ impl Conversations {
                     return Ok(Ok((number, turn)));
                 }
                 Ok(Appended::Changed) => {
-                    store.forget_window(session);
+                    store.window_refused(session);
                     match store.recent(budget, session, self.max_turns).await {
                         Ok(window) => plan = self.plan(window, session, asker)?,
                         Err(error) => return Ok(Err(error)),

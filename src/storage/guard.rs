@@ -120,6 +120,14 @@ impl GuardedStore {
         }
     }
 
+    /// Another writer changed `session` since its window was held or read: from
+    /// now on it is read before each turn instead of held.
+    pub fn window_refused(&self, session: &SessionId) {
+        if let Some(windows) = &self.windows {
+            windows.mark_contended(session);
+        }
+    }
+
     pub fn forget_window(&self, session: &SessionId) {
         if let Some(windows) = &self.windows {
             windows.forget(session);

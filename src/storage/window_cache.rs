@@ -2,7 +2,9 @@
 //! turn here needs no read: its append states the window it was answered from, and
 //! the store refuses it if that is no longer the session's state
 //! ([`Expectation`](super::Expectation)). A stale window costs one refused append
-//! and a reload, never a wrong turn.
+//! and a reload, never a wrong turn; a session whose held window was refused
+//! (several processes take turns serving it) is marked contended and read first
+//! from then on, so it costs what it would without the windows.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,7 +25,8 @@ pub struct WindowCache {
 
 #[derive(Default)]
 struct Held {
-    windows: HashMap<SessionId, (Window, usize)>,
+    /// `None`: contended, no window held.
+    windows: HashMap<SessionId, (Option<Window>, usize)>,
     bytes: usize,
 }
 
@@ -46,15 +49,29 @@ impl WindowCache {
 
     /// The window this process last saw `session` at, if it still holds it.
     pub fn get(&self, session: &SessionId) -> Option<Window> {
-        self.lock()
-            .windows
-            .get(session)
-            .map(|(window, _)| window.clone())
+        self.lock().windows.get(session)?.0.clone()
     }
 
-    /// Holds `window` as `session`'s latest (a window larger than the cap is not held).
+    /// Holds `window` as `session`'s latest, unless the session is contended (a
+    /// window larger than the cap is not held either).
     pub fn put(&self, session: &SessionId, window: Window) {
-        let size = size_of(&window);
+        let contended = self
+            .lock()
+            .windows
+            .get(session)
+            .is_some_and(|(window, _)| window.is_none());
+        if !contended {
+            self.hold(session, Some(window));
+        }
+    }
+
+    /// Marks `session` contended: its window is no longer held, nor held again.
+    pub fn mark_contended(&self, session: &SessionId) {
+        self.hold(session, None);
+    }
+
+    fn hold(&self, session: &SessionId, window: Option<Window>) {
+        let size = window.as_ref().map_or(WINDOW_OVERHEAD_BYTES, size_of);
         let mut held = self.lock();
         held.remove(session);
         if size > self.max_bytes {
@@ -130,6 +147,19 @@ mod tests {
         cache.forget(&id("s"));
         assert!(cache.get(&id("s")).is_none());
         assert_eq!(cache.lock().bytes, 0);
+    }
+
+    #[test]
+    fn a_contended_session_holds_no_window() {
+        let cache = WindowCache::new(1 << 20);
+        cache.put(&id("s"), window("first"));
+        cache.mark_contended(&id("s"));
+        assert!(cache.get(&id("s")).is_none());
+        cache.put(&id("s"), window("second"));
+        assert!(cache.get(&id("s")).is_none(), "still contended");
+        cache.forget(&id("s"));
+        cache.put(&id("s"), window("third"));
+        assert!(cache.get(&id("s")).is_some(), "forgotten, it starts over");
     }
 
     #[test]

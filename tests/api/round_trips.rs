@@ -230,25 +230,41 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
             (3, "What does it read?".into()),
         ]
     );
+    // Another process takes turns here: from now on the window is read first (two
+    // requests), not held and refused (four).
+    let (reply, requests) = counted(&app, &proxy, persistent("And who calls it?", "s", None)).await;
+    assert_eq!(reply["turn"], 4);
+    assert_eq!(requests, 2, "the window, the transaction");
 
     // Deleted elsewhere: the transaction fails and the turn starts a new conversation.
-    let id = SessionId::parse("s").unwrap();
-    assert_eq!(other.delete(&id).await, Ok(true));
-    let (reply, requests) =
-        counted(&app, &proxy, persistent("What does LONES1 do?", "s", None)).await;
+    app.ask(persistent("What does LONPF2 do?", "deleted", None))
+        .await;
+    app.ask(persistent("Who calls it?", "deleted", None)).await;
+    let deleted = SessionId::parse("deleted").unwrap();
+    assert_eq!(other.delete(&deleted).await, Ok(true));
+    let (reply, requests) = counted(
+        &app,
+        &proxy,
+        persistent("What does LONES1 do?", "deleted", None),
+    )
+    .await;
     assert_eq!(reply["turn"], 0);
     assert_eq!(
         requests, 4,
         "the failed transaction, the read that tells it was not ours after all, the window, the insert"
     );
     assert_eq!(
-        stored(&table, "s").await,
+        stored(&table, "deleted").await,
         [(0, "What does LONES1 do?".into())]
     );
 
     // Restarted elsewhere (as after an expiry there): the transaction fails, and the
     // turn continues the new conversation, never the old one.
-    app.ask(persistent("Who calls it?", "s", None)).await;
+    app.ask(persistent("What does LONPF2 do?", "restarted", None))
+        .await;
+    app.ask(persistent("Who calls it?", "restarted", None))
+        .await;
+    let id = SessionId::parse("restarted").unwrap();
     let seen = other.recent(&id, 10).await.unwrap();
     assert!(matches!(
         other
@@ -259,7 +275,7 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
     let (reply, requests) = counted(
         &app,
         &proxy,
-        persistent("And what does it write?", "s", None),
+        persistent("And what does it write?", "restarted", None),
     )
     .await;
     // Answered from the window this process held (two turns); stored after the
@@ -273,7 +289,7 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         "the failed transaction, the read that tells it was not ours after all, the window, the transaction"
     );
     assert_eq!(
-        stored(&table, "s").await,
+        stored(&table, "restarted").await,
         [
             (0, "restarted elsewhere".into()),
             (1, "And what does it write?".into())
