@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::answer::{Answer, AnswerError, Answerer};
+use crate::answer::{Answer, AnswerError, AnswerEvents, Answerer};
 use crate::clock::Clock;
 use crate::domain::{may_access, CustomerId, NewTurn, QueryRequest, Retention, SessionId};
 use crate::storage::{Appended, Expectation, GuardedStore, StorageBudget, StorageError, Window};
@@ -113,16 +113,22 @@ impl Conversations {
         self.durable.as_ref()
     }
 
-    /// Answers `request`. A session owned by someone other than the request's
-    /// `customer_id` is [`AskError::NotFound`]; an expired session is started again
-    /// from turn 0.
-    pub async fn ask(&self, request: QueryRequest) -> Result<Reply, AskError> {
+    /// Answers `request`, reporting the answer's progress to `events`. A session
+    /// owned by someone other than the request's `customer_id` is
+    /// [`AskError::NotFound`]; an expired session is started again from turn 0. The turn is stored within this future, after the answer is complete:
+    /// dropped before (the caller went away), it stores nothing.
+    pub async fn ask(
+        &self,
+        request: QueryRequest,
+        events: AnswerEvents,
+    ) -> Result<Reply, AskError> {
         let QueryRequest {
             question,
             session_id,
             enable_persistence,
             customer_id,
             metadata,
+            ..
         } = request;
         let mut warnings = Vec::new();
 
@@ -133,7 +139,10 @@ impl Conversations {
                         .to_owned(),
                 );
             }
-            let answer = self.answerer.answer(question.as_str(), &[]).await?;
+            let answer = self
+                .answerer
+                .answer(question.as_str(), &[], &events)
+                .await?;
             return Ok(Reply::unsaved(answer, None, 0, warnings));
         };
 
@@ -145,7 +154,10 @@ impl Conversations {
                     "durable storage is not configured: this turn was answered without history and not saved"
                         .to_owned(),
                 );
-                let answer = self.answerer.answer(question.as_str(), &[]).await?;
+                let answer = self
+                    .answerer
+                    .answer(question.as_str(), &[], &events)
+                    .await?;
                 return Ok(Reply::unsaved(answer, Some(session_id), 0, warnings));
             }
         };
@@ -164,7 +176,10 @@ impl Conversations {
             }
         };
         let history = plan.as_ref().map_or(&[][..], |p| &p.window.turns[..]);
-        let answer = self.answerer.answer(question.as_str(), history).await?;
+        let answer = self
+            .answerer
+            .answer(question.as_str(), history, &events)
+            .await?;
         let history_turns = history.len();
 
         let plan = match plan {

@@ -243,6 +243,9 @@ pub struct Settings {
     pub credential: CredentialChoice,
     /// `RUST_LOG`, `LOG_FORMAT`.
     pub log: LogSettings,
+    /// The longest a streamed answer stays silent: then a keep-alive comment is
+    /// sent. Not a setting users change (15 s); tests shorten it.
+    pub stream_keep_alive: Duration,
     /// Not read from the environment: the system clock, or a controlled one in tests.
     pub clock: Clock,
 }
@@ -268,6 +271,7 @@ impl Settings {
             upstream: UpstreamPolicy::default(),
             credential: CredentialChoice::DeveloperTools,
             log: LogSettings::default(),
+            stream_keep_alive: Duration::from_secs(15),
             clock: Clock::system(),
         }
     }
@@ -392,6 +396,7 @@ impl Settings {
             upstream: answering::upstream_policy(get)?,
             credential: identity::credential_choice(get)?,
             log,
+            stream_keep_alive: defaults.stream_keep_alive,
             clock: defaults.clock,
         };
         settings.check_sessions_table()?;
