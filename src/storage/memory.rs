@@ -7,8 +7,10 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
-use crate::domain::{owner_of, title_of, CustomerId, NewTurn, SessionId, Turn};
+use super::{
+    Appended, ConversationStore, Expectation, SessionSummary, StorageError, Version, Window,
+};
+use crate::domain::{title_of, CustomerId, NewTurn, SessionId, Turn};
 
 /// Keeps the turns of every session in memory, within `max_bytes`: past it, the
 /// least recently used sessions are dropped whole, so a flood of session ids cannot
@@ -26,12 +28,19 @@ struct State {
     by_last_use: BTreeMap<u64, SessionId>,
     clock: u64,
     bytes: usize,
+    /// The stamp of the turn stored last: every stored turn gets a new one, so a
+    /// turn number reached again after a restart never looks unchanged.
+    stamp: u64,
 }
 
 struct Session {
     /// The newest turns, never none: the turns before the first were dropped to
     /// stay within the cap.
     turns: Vec<Turn>,
+    /// Turn 0's customer: the owner for the conversation's life.
+    owner: Option<CustomerId>,
+    /// The last turn's stamp (its [`Version`]).
+    last_stamp: u64,
     last_use: u64,
     bytes: usize,
 }
@@ -46,6 +55,22 @@ impl Session {
     fn dropped(&self) -> u64 {
         self.turns.first().map_or(0, |t| t.index)
     }
+
+    /// Whether `expected` holds for this session (`None`: no session).
+    fn meets(session: Option<&Self>, expected: &Expectation) -> bool {
+        match (expected, session) {
+            (Expectation::New, None) => true,
+            (
+                Expectation::After { last, version } | Expectation::Restart { last, version },
+                Some(session),
+            ) => session.total() == last + 1 && *version == stamp_version(session.last_stamp),
+            _ => false,
+        }
+    }
+}
+
+fn stamp_version(stamp: u64) -> Version {
+    Version::new(stamp.to_string())
 }
 
 /// Per-session bookkeeping counted against the cap besides its id's two copies.
@@ -145,8 +170,21 @@ impl State {
 
 #[async_trait]
 impl ConversationStore for InProcessStore {
-    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+    async fn append(
+        &self,
+        session: &SessionId,
+        turn: NewTurn,
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
         let mut state = self.lock();
+        if !Session::meets(state.sessions.get(session), &expected) {
+            return Ok(Appended::Changed);
+        }
+        if matches!(expected, Expectation::Restart { .. }) {
+            state.remove(session);
+        }
+        state.stamp += 1;
+        let stamp = state.stamp;
         if state.touch(session).is_none() {
             let tick = state.clock;
             let bytes = session_bytes(session);
@@ -154,6 +192,8 @@ impl ConversationStore for InProcessStore {
                 session.clone(),
                 Session {
                     turns: Vec::new(),
+                    owner: turn.owner.clone(),
+                    last_stamp: stamp,
                     last_use: tick,
                     bytes,
                 },
@@ -162,14 +202,18 @@ impl ConversationStore for InProcessStore {
             state.bytes += bytes;
         }
         let entry = state.sessions.get_mut(session).expect("inserted above");
-        let index = entry.total();
-        let turn = turn.at(index);
+        let number = entry.total();
+        let turn = turn.at(number);
         let added = turn_bytes(&turn);
         entry.turns.push(turn);
+        entry.last_stamp = stamp;
         entry.bytes += added;
         state.bytes += added;
         state.evict_until_within(self.max_bytes, session);
-        Ok(index)
+        Ok(Appended::Stored {
+            number,
+            version: stamp_version(stamp),
+        })
     }
 
     async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError> {
@@ -182,6 +226,8 @@ impl ConversationStore for InProcessStore {
                     turns: entry.turns[start..].to_vec(),
                     total: entry.total(),
                     dropped: entry.dropped(),
+                    owner: entry.owner.clone(),
+                    last: Some(stamp_version(entry.last_stamp)),
                 }
             }
         })
@@ -210,14 +256,14 @@ impl ConversationStore for InProcessStore {
         Ok(state
             .sessions
             .iter()
-            .filter(|(_, session)| owner_of(&session.turns) == Some(owner))
+            .filter(|(_, session)| session.owner.as_ref() == Some(owner))
             .filter_map(|(id, session)| {
                 let (first, last) = (session.turns.first()?, session.turns.last()?);
                 Some(SessionSummary {
                     session_id: id.clone(),
                     owner: owner.clone(),
                     title: title_of(&first.user),
-                    turns: session.turns.len() as u64,
+                    turns: session.total(),
                     created_at: first.timestamp,
                     updated_at: last.timestamp,
                 })
@@ -243,15 +289,23 @@ impl ConversationStore for InProcessStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn turn(text: &str) -> NewTurn {
         NewTurn {
             user: text.into(),
             assistant: text.into(),
             metadata_json: "{}".into(),
-            timestamp: Utc::now(),
+            timestamp: DateTime::UNIX_EPOCH,
             owner: None,
+        }
+    }
+
+    /// Appends `turn` after whatever `session` holds now.
+    async fn append(store: &InProcessStore, session: &SessionId, turn: NewTurn) -> u64 {
+        let expected = store.recent(session, 1).await.unwrap().continuation();
+        match store.append(session, turn, expected).await.unwrap() {
+            Appended::Stored { number, .. } => number,
+            Appended::Changed => panic!("nobody else appends here"),
         }
     }
 
@@ -270,11 +324,11 @@ mod tests {
         let per_session = session_bytes(&id("a")) + bytes_of(&text);
         let store = InProcessStore::new(per_session * 3);
         for name in ["a", "b", "c"] {
-            store.append(&id(name), turn(&text)).await.unwrap();
+            append(&store, &id(name), turn(&text)).await;
         }
         // Reading "a" makes "b" the least recently used.
         store.recent(&id("a"), 10).await.unwrap();
-        store.append(&id("d"), turn(&text)).await.unwrap();
+        append(&store, &id("d"), turn(&text)).await;
         assert_eq!(store.session_count(), 3);
         assert_eq!(store.recent(&id("b"), 10).await.unwrap().total, 0);
         assert_eq!(store.recent(&id("a"), 10).await.unwrap().total, 1);
@@ -285,7 +339,7 @@ mod tests {
         let text = "y".repeat(200);
         let store = InProcessStore::new(session_bytes(&id("long")) + 3 * bytes_of(&text));
         for expected in 0..5 {
-            let number = store.append(&id("long"), turn(&text)).await.unwrap();
+            let number = append(&store, &id("long"), turn(&text)).await;
             assert_eq!(number, expected);
         }
         let window = store.recent(&id("long"), 10).await.unwrap();
@@ -294,7 +348,7 @@ mod tests {
         let numbers = |turns: &[Turn]| turns.iter().map(|t| t.index).collect::<Vec<_>>();
         assert_eq!(numbers(&window.turns), [2, 3, 4]);
 
-        assert_eq!(store.append(&id("long"), turn(&text)).await.unwrap(), 5);
+        assert_eq!(append(&store, &id("long"), turn(&text)).await, 5);
         assert_eq!(numbers(&store.all(&id("long")).await.unwrap()), [3, 4, 5]);
         assert_eq!(store.recent(&id("long"), 2).await.unwrap().dropped, 3);
     }
@@ -303,9 +357,9 @@ mod tests {
     async fn other_sessions_go_before_the_written_session_drops_a_turn() {
         let text = "z".repeat(200);
         let store = InProcessStore::new(session_bytes(&id("w")) + 3 * bytes_of(&text));
-        store.append(&id("idle"), turn(&text)).await.unwrap();
+        append(&store, &id("idle"), turn(&text)).await;
         for _ in 0..3 {
-            store.append(&id("w"), turn(&text)).await.unwrap();
+            append(&store, &id("w"), turn(&text)).await;
         }
         assert_eq!(store.recent(&id("idle"), 10).await.unwrap().total, 0);
         let window = store.recent(&id("w"), 10).await.unwrap();
@@ -315,8 +369,8 @@ mod tests {
     #[tokio::test]
     async fn the_newest_turn_is_kept_even_alone_over_the_cap() {
         let store = InProcessStore::new(10);
-        assert_eq!(store.append(&id("big"), turn("hello")).await.unwrap(), 0);
-        assert_eq!(store.append(&id("big"), turn("again")).await.unwrap(), 1);
+        assert_eq!(append(&store, &id("big"), turn("hello")).await, 0);
+        assert_eq!(append(&store, &id("big"), turn("again")).await, 1);
         let window = store.recent(&id("big"), 10).await.unwrap();
         assert_eq!(window.total, 2);
         assert_eq!(window.dropped, 1);
