@@ -49,13 +49,14 @@ impl Application {
         let answerer = answerer_for(&settings, Arc::new(index), &credentials)?;
         let stores = Stores::connect(&settings, &credentials).await?;
         let retention = retention(&settings);
-        let sessions = Sessions::new(stores.managed(), retention);
+        let sessions = Sessions::new(stores.managed(), retention, settings.clock.clone());
         let conversations = Conversations::new(
             answerer,
             stores.in_process,
             stores.durable,
             settings.max_turns,
             retention,
+            settings.clock.clone(),
         );
 
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
@@ -101,6 +102,10 @@ impl Application {
     }
 }
 
+/// How much the windows of the durable sessions this process served last may hold:
+/// their next turn here costs one storage round trip instead of two.
+const HELD_WINDOWS_BYTES: usize = 32 * 1024 * 1024;
+
 /// Where conversations live, as the settings say.
 struct Stores {
     in_process: GuardedStore,
@@ -135,7 +140,9 @@ impl Stores {
                 }
                 (None, None) => None,
             };
-        let durable = durable.map(|store| GuardedStore::new(store, settings.storage_timeout));
+        let durable = durable.map(|store| {
+            GuardedStore::new(store, settings.storage_timeout).holding_windows(HELD_WINDOWS_BYTES)
+        });
         Ok(Self {
             in_process,
             durable,
@@ -201,5 +208,9 @@ pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
             "no durable storage is configured (COSMOSDB_ENDPOINT, AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"
         );
     };
-    Ok(Sessions::new(durable, retention(settings)).purge().await?)
+    Ok(
+        Sessions::new(durable, retention(settings), settings.clock.clone())
+            .purge()
+            .await?,
+    )
 }

@@ -16,6 +16,7 @@ use crate::crowd::{ask_as_crowd, HandlerProcess};
 use crate::helpers::spawn_app_with;
 use crate::identity::{identity_endpoint, IDENTITY_HEADER};
 use crate::startup::refused_start_up;
+use crate::storage_conformance::append;
 
 fn session(id: &str) -> SessionId {
     SessionId::parse(id).unwrap()
@@ -64,9 +65,12 @@ async fn a_seed_000_document_reads_back_and_continues_in_its_shape() {
     // A fresh store (another process) finds it too, and continues it.
     let other = cosmos_store(&container).await;
     assert_eq!(
-        other
-            .append(&s, turn("What copybooks does it use?", Some("user_123")))
-            .await,
+        append(
+            &other,
+            &s,
+            turn("What copybooks does it use?", Some("user_123"))
+        )
+        .await,
         Ok(1)
     );
     let window = store.recent(&s, 10).await.unwrap();
@@ -94,16 +98,13 @@ async fn a_seed_000_document_reads_back_and_continues_in_its_shape() {
 async fn our_documents_are_seed_000_documents_in_the_owners_partition() {
     let container = unique_container_name("shape");
     let store = cosmos_store(&container).await;
-    store
-        .append(&session("mine"), turn("q0", Some("alice")))
+    append(&store, &session("mine"), turn("q0", Some("alice")))
         .await
         .unwrap();
-    store
-        .append(&session("mine"), turn("q1", Some("alice")))
+    append(&store, &session("mine"), turn("q1", Some("alice")))
         .await
         .unwrap();
-    store
-        .append(&session("nobodys"), turn("q0", None))
+    append(&store, &session("nobodys"), turn("q0", None))
         .await
         .unwrap();
 
@@ -225,16 +226,14 @@ async fn turn_cost_as_a_conversation_grows() {
     let mut appended = 0u64;
     for checkpoint in [10u64, 100, 1000] {
         while appended < checkpoint - 5 {
-            store
-                .append(&s, turn(question, Some("alice")))
+            append(&store, &s, turn(question, Some("alice")))
                 .await
                 .unwrap();
             appended += 1;
         }
         let started = Instant::now();
         for _ in 0..5 {
-            store
-                .append(&s, turn(question, Some("alice")))
+            append(&store, &s, turn(question, Some("alice")))
                 .await
                 .unwrap();
             appended += 1;

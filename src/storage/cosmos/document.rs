@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::{parse_timestamp, timestamp_text, CustomerId, NewTurn, SessionId, Turn};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, Version};
 
 /// Cosmos DB's item limit is 2 MB; its own properties (`_rid`, `_etag`, …) take a
 /// little of it, so ours stop this much short.
@@ -73,6 +73,12 @@ impl Conversation {
 
     pub fn etag(&self) -> Option<&str> {
         self.extra.get(ETAG).and_then(Value::as_str)
+    }
+
+    /// Whether this is the conversation an append saw: its last turn `last`, unchanged
+    /// since (`version`).
+    pub fn is_as_seen(&self, last: u64, version: &Version) -> bool {
+        self.turn_count() == last + 1 && self.etag() == Some(version.as_str())
     }
 
     /// How many turns it holds: complete message pairs, and a lone last question.

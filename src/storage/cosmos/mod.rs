@@ -65,13 +65,13 @@ use uuid::Uuid;
 use self::document::Conversation;
 pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
-use super::{ConversationStore, SessionSummary, StorageError, Window};
+use super::{
+    Appended, ConversationStore, Expectation, SessionSummary, StorageError, Version, Window,
+};
 use crate::credential::Credentials;
 use crate::domain::{parse_timestamp, title_of, CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{CosmosAuth, CosmosSettings, SettingsError};
 
-/// Attempts per append; each lost one means another writer's turn landed first.
-const MAX_APPEND_ATTEMPTS: usize = 64;
 /// Appends from this process to conversations hashing alike take turns.
 const APPEND_LOCK_STRIPES: usize = 64;
 /// Conversations whose partition this process remembers; past this it starts over.
@@ -413,14 +413,15 @@ impl CosmosStore {
     }
 
     /// Stores `document` (just started) as a new conversation: its directory entry
-    /// first, then the document. `false` if another writer started it first.
+    /// first, then the document. Its `_etag` when the answer gave one, or `None` if
+    /// another writer started it first.
     async fn create(
         &self,
         container: &ContainerClient,
         session: &SessionId,
         document: &Conversation,
         pointer_exists: bool,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Option<String>>, StorageError> {
         let body = document.body()?;
         let partition = document.customer_id.clone();
         if partition != DIRECTORY_PARTITION && !pointer_exists {
@@ -434,7 +435,7 @@ impl CosmosStore {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if is_conflict(&e) => return Ok(false),
+                Err(e) if is_conflict(&e) => return Ok(None),
                 Err(e) => return Err(storage_error("registering a conversation", &e)),
             }
         }
@@ -442,11 +443,11 @@ impl CosmosStore {
             .create_item(partition.clone(), session.as_str(), body, None)
             .await
         {
-            Ok(_) => {
+            Ok(response) => {
                 self.remember(session, &partition);
-                Ok(true)
+                Ok(Some(response.headers().etag().map(|e| e.to_string())))
             }
-            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) if is_conflict(&e) => Ok(None),
             Err(e) => Err(storage_error("creating a conversation", &e)),
         }
     }
@@ -492,59 +493,120 @@ impl CosmosStore {
             _ => Ok(()),
         }
     }
+
+    /// Starts `session` with `turn` as turn 0, in the partition a directory entry
+    /// reserves (`pointer`) or else its owner's: its number and version, or `None`
+    /// if another writer started it first.
+    async fn start(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+        turn: &NewTurn,
+        turn_id: Uuid,
+        pointer: Option<String>,
+    ) -> Result<Option<(u64, Option<String>)>, StorageError> {
+        let partition = pointer
+            .clone()
+            .or_else(|| turn.owner.as_ref().map(|o| o.as_str().to_owned()))
+            .unwrap_or_else(|| DIRECTORY_PARTITION.to_owned());
+        let mut document = Conversation::new(session, &partition);
+        let number = document.push(turn, turn_id);
+        Ok(self
+            .create(container, session, &document, pointer.is_some())
+            .await?
+            .map(|etag| (number, etag)))
+    }
+
+    /// After a refused (or unanswered) write: `Stored` if our turn landed anyway
+    /// (an earlier attempt whose answer was lost), else `Changed`.
+    async fn ours_or_changed(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+        turn_id: Uuid,
+    ) -> Result<Appended, StorageError> {
+        Ok(match self.find(container, session).await? {
+            // The document's version: stale if another turn followed ours, which
+            // an append expecting it then finds out.
+            Found::Conversation(document) => match document.turn_with_id(turn_id) {
+                Some(number) => Appended::Stored {
+                    number,
+                    version: Version::new(document.etag().unwrap_or_default()),
+                },
+                None => Appended::Changed,
+            },
+            Found::Nothing { .. } => Appended::Changed,
+        })
+    }
 }
 
 #[async_trait]
 impl ConversationStore for CosmosStore {
-    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+    async fn append(
+        &self,
+        session: &SessionId,
+        turn: NewTurn,
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
         let container = self.container().await?;
         let turn_id = Uuid::new_v4();
         let _one_at_a_time = self.append_lock(session).lock().await;
-        for _ in 0..MAX_APPEND_ATTEMPTS {
-            match self.find(container, session).await? {
-                Found::Conversation(mut document) => {
-                    // An earlier attempt of ours landed and its answer was lost.
-                    if let Some(number) = document.turn_with_id(turn_id) {
-                        return Ok(number);
+        let found = self.find(container, session).await?;
+        let written = match (expected, found) {
+            (Expectation::New, Found::Nothing { pointer }) => {
+                self.start(container, session, &turn, turn_id, pointer)
+                    .await?
+            }
+            (Expectation::After { last, version }, Found::Conversation(mut document))
+                if document.is_as_seen(last, &version) =>
+            {
+                let number = document.push(&turn, turn_id);
+                let replaced = container
+                    .replace_item(
+                        document.customer_id.clone(),
+                        session.as_str(),
+                        document.body()?,
+                        if_match(version.as_str()),
+                    )
+                    .await;
+                match replaced {
+                    Ok(response) => {
+                        Some((number, response.headers().etag().map(|e| e.to_string())))
                     }
-                    let etag = document.etag().unwrap_or_default().to_owned();
-                    let number = document.push(&turn, turn_id);
-                    let replaced = container
-                        .replace_item(
-                            document.customer_id.clone(),
-                            session.as_str(),
-                            document.body()?,
-                            if_match(&etag),
-                        )
-                        .await;
-                    match replaced {
-                        Ok(_) => return Ok(number),
-                        Err(e) if is_precondition_failed(&e) || is_not_found(&e) => {
-                            tracing::debug!(turn = number, "conversation changed; trying again");
-                        }
-                        Err(e) => return Err(storage_error("replacing a conversation", &e)),
-                    }
-                }
-                Found::Nothing { pointer } => {
-                    // A reserved id keeps its partition; otherwise the turn's owner's.
-                    let partition = pointer
-                        .clone()
-                        .or_else(|| turn.owner.as_ref().map(|o| o.as_str().to_owned()))
-                        .unwrap_or_else(|| DIRECTORY_PARTITION.to_owned());
-                    let mut document = Conversation::new(session, &partition);
-                    let number = document.push(&turn, turn_id);
-                    if self
-                        .create(container, session, &document, pointer.is_some())
-                        .await?
-                    {
-                        return Ok(number);
-                    }
+                    Err(e) if is_precondition_failed(&e) || is_not_found(&e) => None,
+                    Err(e) => return Err(storage_error("replacing a conversation", &e)),
                 }
             }
+            (Expectation::Restart { last, version }, Found::Conversation(document))
+                if document.is_as_seen(last, &version) =>
+            {
+                // The expired document goes only as it was seen; the new one is then
+                // created insert-only, so a racing writer's turn is never overwritten.
+                if self
+                    .remove(
+                        container,
+                        &document.customer_id,
+                        session,
+                        Some(version.as_str()),
+                    )
+                    .await?
+                {
+                    self.start(container, session, &turn, turn_id, None).await?
+                } else {
+                    None
+                }
+            }
+            _ => return Ok(Appended::Changed),
+        };
+        match written {
+            Some((number, Some(etag))) => Ok(Appended::Stored {
+                number,
+                version: Version::new(etag),
+            }),
+            // Refused, or stored without a version in the answer: what is there now
+            // says whether our turn (by its `turn_id`) landed.
+            _ => self.ours_or_changed(container, session, turn_id).await,
         }
-        Err(StorageError::Unavailable(format!(
-            "too much contention: the conversation changed on each of {MAX_APPEND_ATTEMPTS} attempts"
-        )))
     }
 
     async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError> {
@@ -555,6 +617,9 @@ impl ConversationStore for CosmosStore {
                 Window {
                     turns: document.turns_from(total.saturating_sub(limit as u64)),
                     total,
+                    dropped: 0,
+                    owner: document.owner(),
+                    last: document.etag().map(Version::new),
                 }
             }
             Found::Nothing { .. } => Window::default(),
