@@ -22,12 +22,17 @@
 //!
 //! # Appends
 //!
-//! Read the document, add the message pair, replace it with `If-Match` on its
-//! `_etag`; on 412 (another writer got there first) read again and retry. Each
-//! answer message carries a `turn_id`, so a replace that landed but whose answer
-//! was lost is recognised instead of being appended twice. Appends from this
-//! process to one conversation take turns (striped locks): they would only make
-//! each other retry.
+//! The document's `_etag` is the version of its last turn, and each append's
+//! expectation is checked by the write itself: `New` creates the document
+//! insert-only (409 if it exists); `After` adds the message pair and replaces the
+//! document with `If-Match` on the `_etag` the caller saw (412 if another writer
+//! got there first); `Restart` deletes the expired document with `If-Match`, then
+//! creates the new one insert-only, so a turn a racing writer stored is never
+//! overwritten. A refused write is `Appended::Changed` (the caller reads again and
+//! decides), unless its answer message's `turn_id` is found stored: a write that
+//! landed but whose answer was lost is recognised instead of being appended twice.
+//! Appends from this process to one conversation take turns (striped locks): they
+//! would only refuse each other.
 //!
 //! # Cost
 //!
