@@ -2,16 +2,15 @@
 //! conversations, read, delete and purge them, with ownership and expiry applied.
 //! It reads the durable store when storage is configured, else the in-process one.
 
-use std::cmp::Reverse;
 use std::fmt;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 
-use crate::domain::{may_access, owner_of, CustomerId, Retention, SessionId, Turn};
-use crate::storage::{GuardedStore, SessionSummary, StorageBudget, StorageError};
+use crate::domain::{may_access, CustomerId, Retention, SessionId, Turn};
+use crate::storage::{GuardedStore, ListingPage, StorageBudget, StorageError};
+
+pub use crate::storage::ListPosition;
 
 /// How long one purge may take: under the Functions Consumption plan's default
 /// function timeout (5 minutes).
@@ -20,69 +19,6 @@ const PURGE_BUDGET: Duration = Duration::from_secs(240);
 pub struct Sessions {
     store: GuardedStore,
     retention: Retention,
-}
-
-/// Where a page of a listing ended: its last conversation. Listings run from the
-/// most recently updated conversation down, ties by session id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPosition {
-    updated_at: DateTime<Utc>,
-    session_id: SessionId,
-}
-
-impl ListPosition {
-    fn of(summary: &SessionSummary) -> Self {
-        Self {
-            updated_at: summary.updated_at,
-            session_id: summary.session_id.clone(),
-        }
-    }
-
-    /// The opaque continuation token: base64url of `[updated_at, session_id]`, the
-    /// time to the nanosecond so that the next page starts exactly after this one.
-    pub fn token(&self) -> String {
-        let position = serde_json::json!([
-            self.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            self.session_id.as_str(),
-        ]);
-        URL_SAFE_NO_PAD.encode(position.to_string())
-    }
-
-    /// The position a token names; `None` for anything [`ListPosition::token`] did not make.
-    pub fn from_token(token: &str) -> Option<Self> {
-        let json = URL_SAFE_NO_PAD.decode(token).ok()?;
-        let (updated_at, session_id): (String, String) = serde_json::from_slice(&json).ok()?;
-        Some(Self {
-            updated_at: DateTime::parse_from_rfc3339(&updated_at)
-                .ok()?
-                .with_timezone(&Utc),
-            session_id: SessionId::parse(&session_id).ok()?,
-        })
-    }
-
-    fn sort_key(&self) -> (Reverse<DateTime<Utc>>, &SessionId) {
-        listing_order(self.updated_at, &self.session_id)
-    }
-}
-
-/// The listing order as a key: later updates first, then session ids ascending.
-fn listing_order(
-    updated_at: DateTime<Utc>,
-    session_id: &SessionId,
-) -> (Reverse<DateTime<Utc>>, &SessionId) {
-    (Reverse(updated_at), session_id)
-}
-
-fn sort_key(summary: &SessionSummary) -> (Reverse<DateTime<Utc>>, &SessionId) {
-    listing_order(summary.updated_at, &summary.session_id)
-}
-
-/// One page of a customer's conversations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub sessions: Vec<SessionSummary>,
-    /// Where the next page starts; `None` on the last page.
-    pub next: Option<ListPosition>,
 }
 
 /// What a purge did.
@@ -109,34 +45,40 @@ impl Sessions {
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` (from the start when
-    /// `None`), expired ones left out.
+    /// `None`), expired ones left out: one page read, whatever the listing's length.
     pub async fn list(
         &self,
         owner: &CustomerId,
         limit: usize,
         after: Option<&ListPosition>,
-    ) -> Result<Page, StorageError> {
-        let mut sessions = self.store.sessions_of(self.store.budget(), owner).await?;
+    ) -> Result<ListingPage, StorageError> {
         let cutoff = self.retention.cutoff(Utc::now());
-        sessions.retain(|s| {
-            cutoff.is_none_or(|cutoff| s.updated_at >= cutoff)
-                && after.is_none_or(|after| sort_key(s) > after.sort_key())
-        });
-        sessions.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-        let next = (sessions.len() > limit).then(|| ListPosition::of(&sessions[limit - 1]));
-        sessions.truncate(limit);
-        Ok(Page { sessions, next })
+        self.store
+            .sessions_page(self.store.budget(), owner, limit, after, cutoff)
+            .await
     }
 
     /// Every turn of `session`, or `None` when `requester` may not see it: unknown,
     /// expired, or owned by someone else (all alike, so none can be told apart).
+    /// Someone else's conversation costs one point read (its turn 0), an expired
+    /// one two; only a visible one is read whole.
     pub async fn read(
         &self,
         session: &SessionId,
         requester: Option<&CustomerId>,
     ) -> Result<Option<Vec<Turn>>, StorageError> {
-        let turns = self.store.all(self.store.budget(), session).await?;
-        Ok(self.visible(&turns, requester).then_some(turns))
+        let budget = self.store.budget();
+        if !self.visible(budget, session, requester).await? {
+            return Ok(None);
+        }
+        let turns = self.store.all(budget, session).await?;
+        // Judged again on what was read: the conversation may have been deleted and
+        // started again by someone else in between.
+        let still_visible = match (turns.first(), turns.last()) {
+            (Some(first), Some(last)) => self.may_see(first, last, requester),
+            _ => false,
+        };
+        Ok(still_visible.then_some(turns))
     }
 
     /// Deletes `session` with its listing entry; `false` (nothing changed) when
@@ -147,9 +89,7 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        // The last turn says who owns the conversation and whether it has expired.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(&last.turns, requester) {
+        if !self.visible(budget, session, requester).await? {
             return Ok(false);
         }
         self.store.delete(budget, session).await
@@ -167,50 +107,39 @@ impl Sessions {
         Ok(PurgeOutcome::Purged(purged))
     }
 
-    /// Whether a conversation (some of its turns, the last included) exists for
-    /// `requester`: not empty, not expired, and not owned by someone else.
-    fn visible(&self, turns: &[Turn], requester: Option<&CustomerId>) -> bool {
-        turns.last().is_some_and(|last| {
-            !self.retention.is_expired(last.timestamp, Utc::now())
-                && may_access(owner_of(turns), requester)
-        })
+    /// Whether `session` exists for `requester`, without reading it whole: turn 0
+    /// says who owns it (someone else's costs this one read), then the last turn
+    /// whether it expired.
+    async fn visible(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        requester: Option<&CustomerId>,
+    ) -> Result<bool, StorageError> {
+        let Some(first) = self.store.first_turn(budget, session).await? else {
+            return Ok(false);
+        };
+        if !may_access(first.owner.as_ref(), requester) {
+            return Ok(false);
+        }
+        let last = self.store.recent(budget, session, 1).await?;
+        Ok(last
+            .turns
+            .last()
+            .is_some_and(|last| self.may_see(&first, last, requester)))
+    }
+
+    /// Whether a conversation from `first` (turn 0) to `last` exists for
+    /// `requester`: not expired, and not owned by someone else.
+    fn may_see(&self, first: &Turn, last: &Turn, requester: Option<&CustomerId>) -> bool {
+        !self.retention.is_expired(last.timestamp, Utc::now())
+            && may_access(first.owner.as_ref(), requester)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn position(nanos: u32, session: &str) -> ListPosition {
-        ListPosition {
-            updated_at: Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap()
-                + chrono::TimeDelta::nanoseconds(i64::from(nanos)),
-            session_id: SessionId::parse(session).unwrap(),
-        }
-    }
-
-    #[test]
-    fn tokens_round_trip_to_the_nanosecond() {
-        for original in [
-            position(0, "s"),
-            position(123_456_789, "o'brien \"Zoë\" 会话"),
-        ] {
-            let token = original.token();
-            assert!(token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-            assert_eq!(ListPosition::from_token(&token), Some(original));
-        }
-    }
-
-    #[test]
-    fn foreign_tokens_are_refused() {
-        let bad_id = URL_SAFE_NO_PAD.encode(r#"["2025-01-24T10:30:00Z","a/b"]"#);
-        for token in ["", "not base64!", "bm9wZQ", &bad_id] {
-            assert_eq!(ListPosition::from_token(token), None, "{token:?}");
-        }
-    }
 
     #[test]
     fn purge_outcomes_read_as_log_lines() {

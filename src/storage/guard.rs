@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
+use super::{ConversationStore, ListPosition, ListingPage, StorageError, Window};
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -125,6 +125,14 @@ impl GuardedStore {
         self.call(budget, self.inner.all(session)).await
     }
 
+    pub async fn first_turn(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<Option<Turn>, StorageError> {
+        self.call(budget, self.inner.first_turn(session)).await
+    }
+
     pub async fn delete(
         &self,
         budget: StorageBudget,
@@ -144,12 +152,19 @@ impl GuardedStore {
             .await
     }
 
-    pub async fn sessions_of(
+    pub async fn sessions_page(
         &self,
         budget: StorageBudget,
         owner: &CustomerId,
-    ) -> Result<Vec<SessionSummary>, StorageError> {
-        self.call(budget, self.inner.sessions_of(owner)).await
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
+        self.call(
+            budget,
+            self.inner.sessions_page(owner, limit, after, cutoff),
+        )
+        .await
     }
 
     pub async fn purge_before(
@@ -254,6 +269,10 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
+        async fn first_turn(&self, _: &SessionId) -> Result<Option<Turn>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
         async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
@@ -267,7 +286,13 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
-        async fn sessions_of(&self, _: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+        async fn sessions_page(
+            &self,
+            _: &CustomerId,
+            _: usize,
+            _: Option<&ListPosition>,
+            _: Option<DateTime<Utc>>,
+        ) -> Result<ListingPage, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -1,18 +1,24 @@
 //! In-process conversations: lost at restart, bounded in total size.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
-use crate::domain::{owner_of, title_of, CustomerId, NewTurn, SessionId, Turn};
+use super::{ConversationStore, ListPosition, ListingPage, SessionSummary, StorageError, Window};
+use crate::domain::{title_of, CustomerId, NewTurn, SessionId, Turn};
 
 /// Keeps every turn of every session in memory. When the turns held exceed
 /// `max_bytes`, the least recently used sessions are dropped whole, so a flood of
 /// session ids cannot exhaust the process.
+///
+/// One lock guards everything, so nothing under it scans all sessions: listings
+/// and the purge read [`Indexes`] kept up to date by every append and removal, a
+/// page in O(page · log n), a purge in short rounds of expired sessions.
 pub struct InProcessStore {
     max_bytes: usize,
     state: Mutex<State>,
@@ -25,13 +31,69 @@ struct State {
     by_last_use: BTreeMap<u64, SessionId>,
     clock: u64,
     bytes: usize,
+    indexes: Indexes,
+}
+
+/// Sessions in the orders listings and the purge read them.
+#[derive(Default)]
+struct Indexes {
+    /// Each owner's conversations in listing order: latest last turn first, ties by id.
+    listings: HashMap<CustomerId, BTreeSet<(Reverse<DateTime<Utc>>, SessionId)>>,
+    /// Every session by the time of its last turn, oldest first.
+    by_last_turn: BTreeSet<(DateTime<Utc>, SessionId)>,
+}
+
+/// Where a session stands in [`Indexes`]: what it was added with, so that it is
+/// removed from exactly there.
+struct IndexKey {
+    owner: Option<CustomerId>,
+    last_turn: DateTime<Utc>,
+}
+
+impl Indexes {
+    fn add(&mut self, id: &SessionId, session: &mut Session) {
+        let (Some(first), Some(last)) = (session.turns.first(), session.turns.last()) else {
+            return;
+        };
+        let key = IndexKey {
+            owner: first.owner.clone(),
+            last_turn: last.timestamp,
+        };
+        self.by_last_turn.insert((key.last_turn, id.clone()));
+        if let Some(owner) = &key.owner {
+            self.listings
+                .entry(owner.clone())
+                .or_default()
+                .insert((Reverse(key.last_turn), id.clone()));
+        }
+        session.indexed = Some(key);
+    }
+
+    fn remove(&mut self, id: &SessionId, session: &mut Session) {
+        let Some(key) = session.indexed.take() else {
+            return;
+        };
+        self.by_last_turn.remove(&(key.last_turn, id.clone()));
+        if let Some(owner) = &key.owner {
+            if let Some(listing) = self.listings.get_mut(owner) {
+                listing.remove(&(Reverse(key.last_turn), id.clone()));
+                if listing.is_empty() {
+                    self.listings.remove(owner);
+                }
+            }
+        }
+    }
 }
 
 struct Session {
     turns: Vec<Turn>,
     last_use: u64,
     bytes: usize,
+    indexed: Option<IndexKey>,
 }
+
+/// Expired sessions a purge removes per hold of the lock.
+const PURGE_ROUND: usize = 256;
 
 /// Per-session bookkeeping counted against the cap besides the turns' text.
 const SESSION_OVERHEAD_BYTES: usize = 256;
@@ -73,7 +135,8 @@ impl State {
     fn remove(&mut self, session: &SessionId) -> bool {
         match self.sessions.remove(session) {
             None => false,
-            Some(removed) => {
+            Some(mut removed) => {
+                self.indexes.remove(session, &mut removed);
                 self.by_last_use.remove(&removed.last_use);
                 self.bytes -= removed.bytes;
                 true
@@ -91,7 +154,8 @@ impl State {
             }
             let oldest = oldest.clone();
             self.by_last_use.remove(&tick);
-            if let Some(evicted) = self.sessions.remove(&oldest) {
+            if let Some(mut evicted) = self.sessions.remove(&oldest) {
+                self.indexes.remove(&oldest, &mut evicted);
                 self.bytes -= evicted.bytes;
             }
         }
@@ -111,14 +175,20 @@ impl ConversationStore for InProcessStore {
                     turns: Vec::new(),
                     last_use: tick,
                     bytes: SESSION_OVERHEAD_BYTES,
+                    indexed: None,
                 },
             );
             state.by_last_use.insert(tick, session.clone());
             state.bytes += SESSION_OVERHEAD_BYTES;
         }
-        let entry = state.sessions.get_mut(session).expect("inserted above");
+        let State {
+            sessions, indexes, ..
+        } = &mut *state;
+        let entry = sessions.get_mut(session).expect("inserted above");
         let index = entry.turns.len() as u64;
+        indexes.remove(session, entry);
         entry.turns.push(turn.at(index));
+        indexes.add(session, entry);
         entry.bytes += added;
         state.bytes += added;
         state.evict_until_within(self.max_bytes, session);
@@ -148,6 +218,14 @@ impl ConversationStore for InProcessStore {
             .unwrap_or_default())
     }
 
+    async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .get(session)
+            .and_then(|s| s.turns.first().cloned()))
+    }
+
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
         Ok(self.lock().remove(session))
     }
@@ -157,38 +235,61 @@ impl ConversationStore for InProcessStore {
         Ok(())
     }
 
-    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+    async fn sessions_page(
+        &self,
+        owner: &CustomerId,
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
         let state = self.lock();
-        Ok(state
-            .sessions
-            .iter()
-            .filter(|(_, session)| owner_of(&session.turns) == Some(owner))
-            .filter_map(|(id, session)| {
-                let (first, last) = (session.turns.first()?, session.turns.last()?);
+        let Some(listing) = state.indexes.listings.get(owner) else {
+            return Ok(ListingPage::from_candidates(Vec::new(), limit));
+        };
+        let start = after.map_or(Bound::Unbounded, |after| {
+            Bound::Excluded((Reverse(after.updated_at), after.session_id.clone()))
+        });
+        let candidates = listing
+            .range((start, Bound::Unbounded))
+            .take_while(|(Reverse(updated_at), _)| cutoff.is_none_or(|c| *updated_at >= c))
+            .take(limit + 1)
+            .filter_map(|(_, id)| {
+                let turns = &state.sessions.get(id)?.turns;
+                let (first, last) = (turns.first()?, turns.last()?);
                 Some(SessionSummary {
                     session_id: id.clone(),
                     owner: owner.clone(),
                     title: title_of(&first.user),
-                    turns: session.turns.len() as u64,
+                    turns: turns.len() as u64,
                     created_at: first.timestamp,
                     updated_at: last.timestamp,
                 })
             })
-            .collect())
+            .collect();
+        Ok(ListingPage::from_candidates(candidates, limit))
     }
 
+    /// In rounds of [`PURGE_ROUND`] expired sessions, so appends wait at most one round.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
-        let mut state = self.lock();
-        let expired: Vec<SessionId> = state
-            .sessions
-            .iter()
-            .filter(|(_, session)| session.turns.last().is_some_and(|t| t.timestamp < cutoff))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &expired {
-            state.remove(id);
+        let mut purged = 0;
+        loop {
+            let mut state = self.lock();
+            let expired: Vec<SessionId> = state
+                .indexes
+                .by_last_turn
+                .iter()
+                .take_while(|(last_turn, _)| *last_turn < cutoff)
+                .take(PURGE_ROUND)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if expired.is_empty() {
+                return Ok(purged);
+            }
+            for id in &expired {
+                state.remove(id);
+            }
+            purged += expired.len() as u64;
         }
-        Ok(expired.len() as u64)
     }
 }
 

@@ -35,7 +35,7 @@ mod listing;
 mod managed_identity;
 mod purge;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -51,7 +51,7 @@ use uuid::Uuid;
 use self::entity::{TurnEntity, CUSTOMER_ID, ROW_KEY, TURN_ID};
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
-use super::{ConversationStore, SessionSummary, StorageError, Window};
+use super::{ConversationStore, ListPosition, ListingPage, StorageError, Window};
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
@@ -80,6 +80,8 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
+    /// Owners whose listing holds no entry of the previous format (`listing.rs`).
+    converted_listings: Mutex<HashSet<CustomerId>>,
     sessions: Mutex<HashMap<SessionId, Arc<SessionHint>>>,
 }
 
@@ -152,6 +154,7 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
+            converted_listings: Mutex::new(HashSet::new()),
             sessions: Mutex::new(HashMap::new()),
         })
     }
@@ -332,41 +335,32 @@ impl TableStore {
             let response = batch
                 .await
                 .map_err(|e| storage_error("deleting a session", &e))?;
-            // The transaction answers 202 even when an operation in it failed.
-            for operation in &response.operation_responses {
-                match operation.status_code {
-                    status if status.is_success() => {}
-                    StatusCode::NotFound | StatusCode::PreconditionFailed => all_deleted = false,
-                    status => return Err(status_error("deleting a session", status, None)),
-                }
-            }
+            all_deleted &= committed(
+                response.operation_responses.iter().map(|r| r.status_code),
+                "deleting a session",
+            )?;
         }
         Ok(all_deleted)
     }
+}
 
-    /// Removes `session` (a partition key of the history table) from the listings of
-    /// `owners`; entries already gone are fine.
-    async fn delete_listing_entries(
-        &self,
-        session: &str,
-        owners: &BTreeSet<CustomerId>,
-    ) -> Result<(), StorageError> {
-        for owner in owners {
-            let deleted = self
-                .index
-                .partition_key_client(quoted(owner.as_str()))
-                .entity_client(quoted(session))
-                .delete()
-                .await;
-            match deleted {
-                // A missing entry, or a missing index table: nothing to remove.
-                Err(e) if has_status(&e, StatusCode::NotFound) => {}
-                Err(e) => return Err(storage_error("deleting a listing entry", &e)),
-                Ok(_) => {}
+/// Whether every operation of a transaction succeeded (it answers 202 even when one
+/// failed); `Ok(false)` when it was rolled back whole because a row was not as
+/// expected: missing, already there, or changed since read.
+fn committed(
+    statuses: impl IntoIterator<Item = StatusCode>,
+    operation: &str,
+) -> Result<bool, StorageError> {
+    for status in statuses {
+        match status {
+            status if status.is_success() => {}
+            StatusCode::NotFound | StatusCode::Conflict | StatusCode::PreconditionFailed => {
+                return Ok(false)
             }
+            status => return Err(status_error(operation, status, None)),
         }
-        Ok(())
     }
+    Ok(true)
 }
 
 /// Creates `table` unless `ready` says it is known to exist.
@@ -501,6 +495,21 @@ impl ConversationStore for TableStore {
         Ok(turns)
     }
 
+    /// One point read of turn 0.
+    async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError> {
+        self.ensure_table().await?;
+        let result = self
+            .partition(session)
+            .entity_client(row_key(0))
+            .get::<Row>()
+            .await;
+        match result {
+            Ok(response) => Ok(entity::to_turn(&response.entity)),
+            Err(e) if has_status(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(storage_error("reading turn 0", &e)),
+        }
+    }
+
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
         self.ensure_table().await?;
         let mut existed = false;
@@ -533,44 +542,28 @@ impl ConversationStore for TableStore {
         ))
     }
 
-    /// One InsertOrMerge of the owner's entry: the third round trip of an owned turn.
+    /// The owner's record and sorted entry (`listing.rs`): a read and one
+    /// transaction, the extra round trips of an owned turn.
     async fn update_listing(
         &self,
         session: &SessionId,
         number: u64,
         turn: &NewTurn,
     ) -> Result<(), StorageError> {
-        let Some(owner) = &turn.owner else {
-            return Ok(());
-        };
-        self.ensure_index().await?;
-        self.index
-            .partition_key_client(quoted(owner.as_str()))
-            .entity_client(quoted(session.as_str()))
-            .insert_or_merge(listing::merge_body(number, turn))
-            .map_err(|e| storage_error("updating the listing", &e))?
-            .await
-            .map_err(|e| storage_error("updating the listing", &e))?;
-        Ok(())
+        match &turn.owner {
+            Some(owner) => self.list_turn(owner, session, number, turn).await,
+            None => Ok(()),
+        }
     }
 
-    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
-        self.ensure_index().await?;
-        let mut pages = self
-            .index
-            .query()
-            .filter(format!("PartitionKey eq '{}'", quoted(owner.as_str())))
-            .into_stream::<Row>();
-        let mut summaries = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| storage_error("reading the listing", &e))?;
-            summaries.extend(
-                page.entities
-                    .iter()
-                    .filter_map(|entry| listing::to_summary(owner, entry)),
-            );
-        }
-        Ok(summaries)
+    async fn sessions_page(
+        &self,
+        owner: &CustomerId,
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
+        self.listing_page(owner, limit, after, cutoff).await
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
