@@ -902,7 +902,11 @@ async fn conversations_expire_by_their_last_turn_whoever_wrote_them() {
         .into_iter()
         .filter_map(|row| {
             let record = row.contains_key("updated_at") && !row.contains_key("session_id");
-            let name = if record { &row["RowKey"] } else { row.get("session_id")? };
+            let name = if record {
+                &row["RowKey"]
+            } else {
+                row.get("session_id")?
+            };
             name.as_str().map(str::to_owned)
         })
         .collect();

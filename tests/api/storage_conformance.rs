@@ -732,10 +732,15 @@ async fn turns_listed_by_two_processes_at_once_leave_one_entry() {
             let store = stores[n as usize % 2].clone();
             let (alice, s, barrier) = (alice.clone(), s.clone(), barrier.clone());
             tokio::spawn(async move {
-                barrier.wait().await;
                 // Pairs share a second: some turns move the entry, some only count.
-                let at = start + TimeDelta::seconds(round as i64 * 100 + n / 2);
-                append_listed(store.as_ref(), &s, Some(&alice), "q", at).await
+                let turn = NewTurn {
+                    owner: Some(alice),
+                    timestamp: start + TimeDelta::seconds(round as i64 * 100 + n / 2),
+                    ..self::turn("q")
+                };
+                let number = store.append(&s, turn.clone()).await.unwrap();
+                barrier.wait().await;
+                store.update_listing(&s, number, &turn).await.unwrap();
             })
         });
         for turn in futures::future::join_all(turns).await {

@@ -112,34 +112,35 @@ fn sorted_key(updated_at: DateTime<Utc>, session: &SessionId) -> String {
 
 /// The first key of a conversation whose last turn is before `cutoff`.
 fn expired_from(cutoff: DateTime<Utc>) -> String {
-    format!("{SORTED_PREFIX}{:023}", inverted(stored(cutoff)) + 1)
+    format!("{SORTED_PREFIX}{:023}", inverted(cutoff) + 1)
 }
 
 impl Entry {
     /// What the entry says once turn `number`, asked at `turn.timestamp`, is stored,
-    /// given what `record` said before. Turn 0 starts a conversation afresh; later
-    /// turns keep the highest count and time seen, so an older turn recorded late
-    /// never moves the conversation back.
+    /// given what `record` said before. Entries keep the highest count and time
+    /// recorded, so a turn recorded late never moves the conversation back; turn 0
+    /// names and dates it. A record older than turn 0 is left over from a
+    /// conversation deleted before this one started under the same id: replaced.
     fn after_turn(record: Option<&Record>, number: u64, turn: &NewTurn) -> Self {
         let at = stored(turn.timestamp);
+        let fresh = Self {
+            title: if number == 0 {
+                title_of(&turn.user)
+            } else {
+                // Turn 0's write failed (the turn was kept): listed untitled.
+                String::new()
+            },
+            turns: number + 1,
+            created_at: at,
+            updated_at: at,
+        };
         match record.and_then(|r| r.entry.clone()) {
-            Some(before) if number > 0 => Self {
-                turns: before.turns.max(number + 1),
+            Some(before) if number > 0 || before.updated_at >= at => Self {
+                turns: before.turns.max(fresh.turns),
                 updated_at: before.updated_at.max(at),
-                ..before
+                ..if number == 0 { fresh } else { before }
             },
-            // Turn 0, or a conversation whose turn 0 left no entry (that write
-            // failed; the turn was kept).
-            _ => Self {
-                title: if number == 0 {
-                    title_of(&turn.user)
-                } else {
-                    String::new()
-                },
-                turns: number + 1,
-                created_at: at,
-                updated_at: at,
-            },
+            _ => fresh,
         }
     }
 
@@ -579,8 +580,8 @@ mod tests {
         let cutoff = at(100);
         assert!(sorted_key(at(100), &id("z")) < expired_from(cutoff));
         assert!(sorted_key(at(99), &id("a")) > expired_from(cutoff));
-        // Stored times are whole seconds: a cutoff within a second keeps that second.
-        assert!(sorted_key(at(100), &id("z")) < expired_from(cutoff + TimeDelta::milliseconds(1)));
+        // A cutoff within a second: that second's entries (stored whole) are before it.
+        assert!(sorted_key(at(100), &id("a")) > expired_from(cutoff + TimeDelta::milliseconds(1)));
     }
 
     #[test]
@@ -604,9 +605,24 @@ mod tests {
                 ..first.clone()
             }
         );
-        // Recorded late, an older turn moves nothing back.
+        // Recorded late, an older turn moves nothing back; turn 0 still names it.
         let late = Entry::after_turn(Some(&record(third.clone())), 1, &turn("late", 5));
         assert_eq!(late, third);
+        let untitled = Entry::after_turn(None, 2, &turn("Who calls it?", 9));
+        let named = Entry::after_turn(Some(&record(untitled)), 0, &turn("What?", 0));
+        assert_eq!(
+            named,
+            Entry {
+                title: "What?".into(),
+                ..third.clone()
+            }
+        );
+        // A record older than turn 0 belonged to a conversation since deleted.
+        let again = Entry::after_turn(Some(&record(third)), 0, &turn("Again", 20));
+        assert_eq!(
+            (again.title.as_str(), again.turns, again.created_at),
+            ("Again", 1, at(20))
+        );
     }
 
     #[test]
