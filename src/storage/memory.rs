@@ -34,11 +34,13 @@ struct State {
     indexes: Indexes,
 }
 
+/// An owner's conversations in listing order: latest last turn first, ties by id.
+type Listing = BTreeSet<(Reverse<DateTime<Utc>>, SessionId)>;
+
 /// Sessions in the orders listings and the purge read them.
 #[derive(Default)]
 struct Indexes {
-    /// Each owner's conversations in listing order: latest last turn first, ties by id.
-    listings: HashMap<CustomerId, BTreeSet<(Reverse<DateTime<Utc>>, SessionId)>>,
+    listings: HashMap<CustomerId, Listing>,
     /// Every session by the time of its last turn, oldest first.
     by_last_turn: BTreeSet<(DateTime<Utc>, SessionId)>,
 }
