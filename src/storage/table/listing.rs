@@ -28,6 +28,9 @@
 //! look like any key): sorted entries have `session_id`, records have `updated_at`
 //! and no `session_id`, the marker has `listing_converted`.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
 use azure_core::StatusCode;
 use azure_data_tables::clients::PartitionKeyClient;
 use azure_data_tables::IfMatchCondition;
@@ -68,9 +71,9 @@ const INVERSION_BASE: i128 = 10_i128.pow(22);
 /// A conversion transaction holds two operations per conversation.
 const CONVERSIONS_PER_BATCH: usize = MAX_BATCH_OPERATIONS / 2;
 /// Attempts at writing one conversation's entry before giving up under contention.
-const LISTING_ATTEMPTS: usize = 8;
-/// Owners whose partitions this process knows are converted; past this it starts over.
-const MAX_CONVERTED_HINTS: usize = 100_000;
+const LISTING_ATTEMPTS: usize = 32;
+/// Hints this process keeps of each kind; past this they start over.
+const MAX_HINTS: usize = 100_000;
 
 /// A conversation as its listing entry says.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,11 +85,32 @@ struct Entry {
 }
 
 /// A conversation's record as read, with the ETag its next write is conditional on.
+#[derive(Clone)]
 struct Record {
     etag: String,
     /// `None` for a row that is only the marker.
     entry: Option<Entry>,
     listed_as: Option<String>,
+}
+
+/// What this process has learnt about listings. Hints, never the truth: a record
+/// remembered is only the condition of the next transaction, which fails if
+/// another process changed the record meanwhile (then it is read).
+#[derive(Default)]
+pub struct ListingHints {
+    /// Owners whose partitions hold no record of the previous format.
+    converted: Mutex<HashSet<CustomerId>>,
+    /// The records this process wrote last, so that the next turn of the
+    /// conversation costs one transaction and no read.
+    records: Mutex<HashMap<(CustomerId, SessionId), Record>>,
+}
+
+/// Inserts into a map or set of hints, starting over when it is full.
+fn remember<K: Eq + std::hash::Hash, V>(hints: &mut HashMap<K, V>, key: K, value: V) {
+    if hints.len() >= MAX_HINTS && !hints.contains_key(&key) {
+        hints.clear();
+    }
+    hints.insert(key, value);
 }
 
 /// How a listing entry changes: from the record read (`None`: none yet) to what it
@@ -248,9 +272,14 @@ impl TableStore {
         change: &Change<'_>,
     ) -> Result<(), StorageError> {
         let partition = self.owner_partition(owner);
+        let hint = (owner.clone(), session.clone());
+        let mut remembered = lock(&self.listing_hints.records).remove(&hint);
         let mut failed_on: Option<String> = None;
         for _ in 0..LISTING_ATTEMPTS {
-            let record = self.read_record(owner, session).await?;
+            let record = match remembered.take() {
+                Some(record) => Some(record),
+                None => self.read_record(owner, session).await?,
+            };
             let Some(entry) = change(record.as_ref()) else {
                 return Ok(());
             };
@@ -283,6 +312,19 @@ impl TableStore {
                 response.operation_responses.iter().map(|r| r.status_code),
                 "updating the listing",
             )? {
+                // The record's operation is the last; its answer carries the new ETag.
+                if let Some(etag) = response
+                    .operation_responses
+                    .last()
+                    .and_then(|r| r.etag.clone())
+                {
+                    let written = Record {
+                        etag: etag.to_string(),
+                        entry: Some(entry),
+                        listed_as: Some(key),
+                    };
+                    remember(&mut lock(&self.listing_hints.records), hint, written);
+                }
                 return Ok(());
             }
             failed_on = record.map(|r| r.etag);
@@ -329,6 +371,7 @@ impl TableStore {
     }
 
     async fn unlist(&self, owner: &CustomerId, session: &SessionId) -> Result<(), StorageError> {
+        lock(&self.listing_hints.records).remove(&(owner.clone(), session.clone()));
         let partition = self.owner_partition(owner);
         let mut failed_on: Option<String> = None;
         for _ in 0..LISTING_ATTEMPTS {
@@ -377,7 +420,7 @@ impl TableStore {
     ) -> Result<ListingPage, StorageError> {
         self.ensure_index().await?;
         let page = || self.read_sorted(owner, limit + 1, after, cutoff);
-        let candidates = if lock(&self.converted_listings).contains(owner) {
+        let candidates = if lock(&self.listing_hints.converted).contains(owner) {
             page().await?
         } else {
             let (converted, candidates) = tokio::join!(self.is_converted(owner), page());
@@ -447,8 +490,8 @@ impl TableStore {
     }
 
     fn remember_converted(&self, owner: &CustomerId) {
-        let mut converted = lock(&self.converted_listings);
-        if converted.len() >= MAX_CONVERTED_HINTS && !converted.contains(owner) {
+        let mut converted = lock(&self.listing_hints.converted);
+        if converted.len() >= MAX_HINTS && !converted.contains(owner) {
             converted.clear();
         }
         converted.insert(owner.clone());

@@ -35,7 +35,7 @@ mod listing;
 mod managed_identity;
 mod purge;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -80,8 +80,8 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
-    /// Owners whose listing holds no entry of the previous format (`listing.rs`).
-    converted_listings: Mutex<HashSet<CustomerId>>,
+    /// What this process has learnt about listings (`listing.rs`).
+    listing_hints: listing::ListingHints,
     sessions: Mutex<HashMap<SessionId, Arc<SessionHint>>>,
 }
 
@@ -154,7 +154,7 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
-            converted_listings: Mutex::new(HashSet::new()),
+            listing_hints: listing::ListingHints::default(),
             sessions: Mutex::new(HashMap::new()),
         })
     }
@@ -542,8 +542,9 @@ impl ConversationStore for TableStore {
         ))
     }
 
-    /// The owner's record and sorted entry (`listing.rs`): a read and one
-    /// transaction, the extra round trips of an owned turn.
+    /// The owner's record and sorted entry (`listing.rs`): one transaction, the
+    /// extra round trip of an owned turn (and a read of the record first, when this
+    /// process did not write it last).
     async fn update_listing(
         &self,
         session: &SessionId,
