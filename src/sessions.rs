@@ -140,6 +140,133 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, TimeDelta};
+
+    use crate::domain::NewTurn;
+    use crate::storage::{ConversationStore, InProcessStore, Window};
+
+    /// The in-process store, counting the reads the sessions API makes of it.
+    struct Counted {
+        store: InProcessStore,
+        first_turns: AtomicUsize,
+        recents: AtomicUsize,
+        alls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ConversationStore for Counted {
+        async fn append(&self, s: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+            self.store.append(s, turn).await
+        }
+        async fn recent(&self, s: &SessionId, limit: usize) -> Result<Window, StorageError> {
+            self.recents.fetch_add(1, Ordering::SeqCst);
+            self.store.recent(s, limit).await
+        }
+        async fn all(&self, s: &SessionId) -> Result<Vec<Turn>, StorageError> {
+            self.alls.fetch_add(1, Ordering::SeqCst);
+            self.store.all(s).await
+        }
+        async fn first_turn(&self, s: &SessionId) -> Result<Option<Turn>, StorageError> {
+            self.first_turns.fetch_add(1, Ordering::SeqCst);
+            self.store.first_turn(s).await
+        }
+        async fn delete(&self, s: &SessionId) -> Result<bool, StorageError> {
+            self.store.delete(s).await
+        }
+        async fn update_listing(
+            &self,
+            s: &SessionId,
+            number: u64,
+            turn: &NewTurn,
+        ) -> Result<(), StorageError> {
+            self.store.update_listing(s, number, turn).await
+        }
+        async fn sessions_page(
+            &self,
+            owner: &CustomerId,
+            limit: usize,
+            after: Option<&ListPosition>,
+            cutoff: Option<DateTime<Utc>>,
+        ) -> Result<ListingPage, StorageError> {
+            self.store.sessions_page(owner, limit, after, cutoff).await
+        }
+        async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
+            self.store.purge_before(cutoff).await
+        }
+    }
+
+    impl Counted {
+        fn new() -> Self {
+            Self {
+                store: InProcessStore::new(1 << 20),
+                first_turns: AtomicUsize::new(0),
+                recents: AtomicUsize::new(0),
+                alls: AtomicUsize::new(0),
+            }
+        }
+
+        /// How many times turn 0, the last turns and all turns were read since asked last.
+        fn reads(&self) -> [usize; 3] {
+            [&self.first_turns, &self.recents, &self.alls].map(|n| n.swap(0, Ordering::SeqCst))
+        }
+    }
+
+    fn turn(owner: &str, age: TimeDelta) -> NewTurn {
+        NewTurn {
+            user: "q".into(),
+            assistant: "a".into(),
+            metadata_json: "{}".into(),
+            timestamp: Utc::now() - age,
+            owner: Some(CustomerId::parse(owner).unwrap()),
+        }
+    }
+
+    /// Reads of someone else's conversation cost one point read, of an expired one
+    /// two; only a visible one is read whole.
+    #[tokio::test]
+    async fn conversations_are_read_whole_only_when_visible() {
+        let counted = Arc::new(Counted::new());
+        let sessions = Sessions::new(
+            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
+            Retention::after(Duration::from_secs(3_600)),
+        );
+        let (alice, bob) = (
+            CustomerId::parse("alice").unwrap(),
+            CustomerId::parse("bob").unwrap(),
+        );
+        let (fresh, stale) = (
+            SessionId::parse("fresh").unwrap(),
+            SessionId::parse("stale").unwrap(),
+        );
+        for _ in 0..3 {
+            counted
+                .append(&fresh, turn("alice", TimeDelta::zero()))
+                .await
+                .unwrap();
+        }
+        counted
+            .append(&stale, turn("alice", TimeDelta::hours(2)))
+            .await
+            .unwrap();
+        counted.reads();
+
+        assert_eq!(sessions.read(&fresh, Some(&bob)).await, Ok(None));
+        assert_eq!(counted.reads(), [1, 0, 0], "someone else's");
+        assert_eq!(sessions.delete(&fresh, None).await, Ok(false));
+        assert_eq!(counted.reads(), [1, 0, 0], "no requester");
+        assert_eq!(sessions.read(&stale, Some(&alice)).await, Ok(None));
+        assert_eq!(counted.reads(), [1, 1, 0], "expired");
+        let unknown = SessionId::parse("unknown").unwrap();
+        assert_eq!(sessions.read(&unknown, Some(&alice)).await, Ok(None));
+        assert_eq!(counted.reads(), [1, 0, 0], "unknown");
+        let turns = sessions.read(&fresh, Some(&alice)).await.unwrap().unwrap();
+        assert_eq!(turns.len(), 3);
+        assert_eq!(counted.reads(), [1, 1, 1], "visible");
+    }
 
     #[test]
     fn purge_outcomes_read_as_log_lines() {
