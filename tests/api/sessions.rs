@@ -14,8 +14,8 @@ use session_rag::settings::Settings;
 
 use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    azurite_connection, raw_table_client, sessions_table_for, spawn_app_with, stored_rows,
-    use_table, TestApp, TestResponse,
+    azurite_connection, insert_batched, raw_table_client, sessions_table_for, spawn_app_with,
+    stored_rows, use_table, TestApp, TestResponse,
 };
 
 /// 0.00002 days (1.728 s): conversations expire while a test waits.
@@ -1025,13 +1025,7 @@ async fn listing_latency_for_a_thousand_conversations() {
             })
         })
         .collect();
-    for chunk in entries.chunks(100) {
-        let mut batch = index.partition_key_client("busy").transaction();
-        for entry in chunk {
-            batch = batch.insert(entry).unwrap();
-        }
-        batch.await.unwrap();
-    }
+    insert_batched(&index, "busy", &entries).await;
     let started = Instant::now();
     let converting = manager.list("customer_id=busy").await;
     let conversion = started.elapsed();

@@ -13,7 +13,9 @@ use session_rag::storage::{
 };
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
-use crate::helpers::{raw_table_client, sessions_table_for, shared_table_store, stored_rows};
+use crate::helpers::{
+    insert_batched, raw_table_client, sessions_table_for, shared_table_store, stored_rows,
+};
 
 /// A fresh, empty store of one kind.
 struct Backend {
@@ -780,13 +782,7 @@ async fn entries_of_the_previous_format_are_converted_on_first_touch() {
     let olgas: Vec<Value> = (0..120)
         .map(|n| entry("olga", &format!("old-{n:03}"), n % 60, 1 + n % 7))
         .collect();
-    for chunk in olgas.chunks(100) {
-        let mut batch = index.partition_key_client("olga").transaction();
-        for row in chunk {
-            batch = batch.insert(row).unwrap();
-        }
-        batch.await.unwrap();
-    }
+    insert_batched(&index, "olga", &olgas).await;
     index
         .insert::<_, Value>(entry("peter", "p-old", 0, 3))
         .unwrap()
