@@ -337,8 +337,27 @@ async fn listing_latency(
             response.json::<Value>().await.unwrap()
         }
     };
+    // A conversion longer than the storage budget answers 503 and keeps its
+    // progress: list again (past the circuit breaker's pause) until it is done.
     let started = Instant::now();
-    list(String::new()).await;
+    loop {
+        let response = client
+            .get(format!(
+                "http://127.0.0.1:{port}/api/sessions?customer_id={customer}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => break,
+            503 => tokio::time::sleep(Duration::from_secs(1)).await,
+            status => panic!("listing answered {status}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "conversion never ends"
+        );
+    }
     let conversion = started.elapsed();
     let (mut first_pages, mut walks) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
@@ -490,7 +509,7 @@ async fn main() {
     );
     if let Some(endpoint) = &endpoint {
         println!("\n## listing one customer's conversations (`GET /api/sessions`), median of 9");
-        println!("| conversations | first page of 20 ms | all pages of 100 ms | first listing, converting the previous format ms |");
+        println!("| conversations | first page of 20 ms | all pages of 100 ms | converting the previous format (first listings) ms |");
         println!("|---|---|---|---|");
         let sessions_table = format!("bench{}Sessions", std::process::id());
         for conversations in [1_000, 10_000] {

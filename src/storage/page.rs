@@ -66,7 +66,8 @@ impl ListingPage {
     /// A page of up to `limit` out of `candidates`, which come in listing order and
     /// hold one more than `limit` when a next page exists.
     pub fn from_candidates(mut candidates: Vec<SessionSummary>, limit: usize) -> Self {
-        let next = (candidates.len() > limit).then(|| ListPosition::of(&candidates[limit - 1]));
+        let next = (limit > 0 && candidates.len() > limit)
+            .then(|| ListPosition::of(&candidates[limit - 1]));
         candidates.truncate(limit);
         Self {
             sessions: candidates,

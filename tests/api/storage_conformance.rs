@@ -866,4 +866,9 @@ async fn entries_of_the_previous_format_are_converted_on_first_touch() {
     assert_eq!(store.delete(&session("old-007")).await, Ok(true));
     assert_eq!(listing_rows(&table, "olga", "old-007").await, (0, 0));
     assert_eq!(pages(&other, &olga, 100, None).await.len(), 119);
+    // Listing a customer without conversations writes nothing.
+    assert!(pages(&other, &customer("nobody"), 10, None)
+        .await
+        .is_empty());
+    assert!(stored_rows(&index, "nobody").await.is_empty());
 }

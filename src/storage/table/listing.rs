@@ -20,22 +20,24 @@
 //! Entries of the previous format are records without `listed_as` and without a
 //! sorted entry. An owner's first listing converts them all (a scan of the
 //! partition, then the sorted entries written 50 conversations to a transaction,
-//! each conditional on its record's ETag) and leaves the marker row
-//! [`CONVERTED_MARKER`]; later listings see the marker and read one page. A record
-//! of the previous format touched by a turn first is converted by that turn.
+//! 4 transactions at once, each conversation conditional on its record's ETag)
+//! and leaves the marker row [`CONVERTED_MARKER`]; later listings see the marker
+//! and read one page. A conversion cut short (by the request's storage budget)
+//! keeps what it converted, and the next listing goes on. A record of the
+//! previous format touched by a turn first is converted by that turn.
 //!
 //! Rows are told apart by their properties, never by key alone (a session id may
 //! look like any key): sorted entries have `session_id`, records have `updated_at`
 //! and no `session_id`, the marker has `listing_converted`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use azure_core::StatusCode;
 use azure_data_tables::clients::PartitionKeyClient;
 use azure_data_tables::IfMatchCondition;
 use chrono::{DateTime, SubsecRound, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -70,6 +72,8 @@ pub const CONVERTED_MARKER: &str = "~listing";
 const INVERSION_BASE: i128 = 10_i128.pow(22);
 /// A conversion transaction holds two operations per conversation.
 const CONVERSIONS_PER_BATCH: usize = MAX_BATCH_OPERATIONS / 2;
+/// Conversion transactions sent at once (they touch different rows).
+const CONVERSIONS_IN_FLIGHT: usize = 4;
 /// Attempts at writing one conversation's entry before giving up under contention.
 const LISTING_ATTEMPTS: usize = 32;
 /// Hints this process keeps of each kind; past this they start over.
@@ -359,7 +363,7 @@ impl TableStore {
     pub(super) async fn delete_listing_entries(
         &self,
         session: &str,
-        owners: &std::collections::BTreeSet<CustomerId>,
+        owners: &BTreeSet<CustomerId>,
     ) -> Result<(), StorageError> {
         let Ok(session) = SessionId::parse(session) else {
             return Ok(()); // Never listed: not an id this handler accepts.
@@ -497,8 +501,48 @@ impl TableStore {
         converted.insert(owner.clone());
     }
 
+    /// One transaction giving each conversation of `chunk` (records of the previous
+    /// format, as scanned) its sorted entry, each conditional on its record's ETag.
+    async fn convert_chunk(
+        &self,
+        owner: &CustomerId,
+        chunk: &[(SessionId, String, Entry)],
+    ) -> Result<(), StorageError> {
+        let error = |e| storage_error("converting the listing", &e);
+        let mut batch = self.owner_partition(owner).transaction();
+        for (session, etag, entry) in chunk {
+            let key = sorted_key(entry.updated_at, session);
+            batch = batch
+                .insert_or_replace(quoted(&key), entry.sorted_body(session))
+                .map_err(error)?
+                .merge(
+                    quoted(session.as_str()),
+                    ascii_json(&serde_json::json!({ LISTED_AS: key })),
+                    Some(IfMatchCondition::Etag(etag.clone().into())),
+                )
+                .map_err(error)?;
+        }
+        let response = batch.await.map_err(error)?;
+        if !committed(
+            response.operation_responses.iter().map(|r| r.status_code),
+            "converting the listing",
+        )? {
+            // A turn changed one of them meanwhile: one at a time, as they are now.
+            for (session, _, _) in chunk {
+                self.relist(owner, session, &|record| {
+                    record
+                        .filter(|r| r.listed_as.is_none())
+                        .and_then(|r| r.entry.clone())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Gives every record of the previous format in `owner`'s partition its sorted
-    /// entry, then leaves the marker.
+    /// entry, then leaves the marker (not in an empty partition: a listing of a
+    /// customer without conversations writes nothing).
     async fn convert_listing(&self, owner: &CustomerId) -> Result<(), StorageError> {
         let mut pages = self
             .index
@@ -506,8 +550,10 @@ impl TableStore {
             .filter(format!("PartitionKey eq '{}'", quoted(owner.as_str())))
             .into_stream::<Row>();
         let mut unconverted = Vec::new();
+        let mut rows = 0;
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| storage_error("reading the listing", &e))?;
+            rows += page.entities.len();
             unconverted.extend(page.entities.iter().filter_map(|entity| {
                 if entity.contains_key(SESSION_ID) || entity.contains_key(LISTED_AS) {
                     return None;
@@ -519,37 +565,13 @@ impl TableStore {
             }));
         }
         let converted = unconverted.len();
-        let partition = self.owner_partition(owner);
-        for chunk in unconverted.chunks(CONVERSIONS_PER_BATCH) {
-            let error = |e| storage_error("converting the listing", &e);
-            let mut batch = partition.transaction();
-            for (session, etag, entry) in chunk {
-                let key = sorted_key(entry.updated_at, session);
-                batch = batch
-                    .insert_or_replace(quoted(&key), entry.sorted_body(session))
-                    .map_err(error)?
-                    .merge(
-                        quoted(session.as_str()),
-                        ascii_json(&serde_json::json!({ LISTED_AS: key })),
-                        Some(IfMatchCondition::Etag(etag.clone().into())),
-                    )
-                    .map_err(error)?;
-            }
-            let response = batch.await.map_err(error)?;
-            if !committed(
-                response.operation_responses.iter().map(|r| r.status_code),
-                "converting the listing",
-            )? {
-                // A turn changed one of them meanwhile: one at a time, as they are now.
-                for (session, _, _) in chunk {
-                    self.relist(owner, session, &|record| {
-                        record
-                            .filter(|r| r.listed_as.is_none())
-                            .and_then(|r| r.entry.clone())
-                    })
-                    .await?;
-                }
-            }
+        futures::stream::iter(unconverted.chunks(CONVERSIONS_PER_BATCH).map(Ok))
+            .try_for_each_concurrent(CONVERSIONS_IN_FLIGHT, |chunk| {
+                self.convert_chunk(owner, chunk)
+            })
+            .await?;
+        if rows == 0 {
+            return Ok(());
         }
         self.owner_partition(owner)
             .entity_client(CONVERTED_MARKER)
