@@ -32,7 +32,6 @@ mod entity;
 mod error;
 mod keys;
 mod listing;
-mod managed_identity;
 mod purge;
 
 use std::collections::{BTreeSet, HashMap};
@@ -52,6 +51,7 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ROW_KEY, TURN_ID};
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{ConversationStore, ListPosition, ListingPage, StorageError, Window};
+use crate::credential::Credentials;
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
@@ -141,14 +141,18 @@ impl TurnRows {
 
 impl TableStore {
     /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes. Makes no request: the handler
-    /// starts (and answers, degraded) while storage is down.
+    /// `sessions_table`, as `connection` describes (by identity: with a token from
+    /// `credentials`), trusting `trusted_cas` besides the public certificate
+    /// authorities. Makes no request: the handler starts (and answers, degraded)
+    /// while storage is down.
     pub fn connect(
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        credentials: &Credentials,
+        trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
-        let service = connection::table_service(connection, &|name| std::env::var(name).ok())?;
+        let service = connection::table_service(connection, credentials, trusted_cas)?;
         Ok(Self {
             table: service.table_client(history_table),
             table_ready: OnceCell::new(),
