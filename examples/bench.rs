@@ -1,5 +1,6 @@
 //! Benchmark of the release `handler`: start-up time, throughput and latency of
-//! `/api/query`, and resident memory. Prints a table; asserts nothing.
+//! `/api/query`, streamed answers against a fake model that streams at a fixed
+//! pace, and resident memory. Prints tables; asserts nothing.
 //!
 //! Run through `scripts/bench` (it builds the release binary first).
 //! Usage: bench [path/to/handler]
@@ -9,19 +10,20 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure_core::auth::Secret;
-use azure_core::TransportOptions;
+use azure_core::{Etag, TransportOptions};
 use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
+use azure_data_tables::IfMatchCondition;
 use azure_storage::{CloudLocation, StorageCredentials};
-use futures::StreamExt;
 use serde_json::{json, Value};
 use session_rag::credential::Credentials;
 use session_rag::domain::SessionId;
 use session_rag::settings::{CredentialChoice, StorageConnection};
 use session_rag::storage::{ConversationStore, TableStore};
+use warp::Filter;
 
 const STARTUP_RUNS: usize = 20;
 /// Azurite's single account and its published development key (not a secret).
@@ -29,6 +31,15 @@ const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const REQUESTS_PER_RUN: usize = 2_500;
+/// The fake model's pace: its first token this long after the request…
+const MODEL_FIRST_TOKEN: Duration = Duration::from_millis(300);
+/// …then this many more…
+const MODEL_TOKENS: usize = 100;
+/// …this far apart.
+const MODEL_TOKEN_GAP: Duration = Duration::from_millis(20);
+/// In-process turns for the memory figure, as runs of `REQUESTS_PER_RUN`.
+const MEMORY_TURNS: usize = 100_000;
+const MEMORY_SESSIONS: usize = 500;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -200,9 +211,17 @@ fn azurite_table(endpoint: &str, table: &str) -> TableClient {
         .table_client(table)
 }
 
-/// The ceiling for persistent turns: the same two storage operations a turn costs
-/// (a window query and an insert of a turn as large as the handler's, `sample`),
-/// driven straight at Azurite over 100 sessions.
+/// A session of the ceiling run: its next turn number and its last turn's ETag.
+#[derive(Default)]
+struct CeilingSession {
+    next_turn: usize,
+    last_etag: Option<Etag>,
+}
+
+/// The ceiling for persistent turns: the same storage work a steady turn costs
+/// (one entity-group transaction: a Merge of the session's last turn under
+/// `If-Match` of its ETag, and the insert of a turn as large as the handler's,
+/// `sample`), driven straight at Azurite over 100 sessions.
 async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> RunFigures {
     let sample = Arc::new(sample.clone());
     let table = Arc::new(azurite_table(
@@ -210,27 +229,45 @@ async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> 
         &format!("ceiling{concurrency}x{}", std::process::id()),
     ));
     table.create().await.unwrap();
-    let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..100).map(|_| AtomicUsize::new(0)).collect());
+    // One writer per session at a time, as with the handler (which serves a
+    // session's turns one after another): no transaction fails on a stale ETag.
+    let sessions: Arc<Vec<tokio::sync::Mutex<CeilingSession>>> = Arc::new(
+        (0..100)
+            .map(|_| tokio::sync::Mutex::new(CeilingSession::default()))
+            .collect(),
+    );
     measure(concurrency, move |n| {
-        let (table, counts, sample) = (table.clone(), counts.clone(), sample.clone());
+        let (table, sessions, sample) = (table.clone(), sessions.clone(), sample.clone());
         async move {
             let session = format!("p{}", n % 100);
-            let turn = counts[n % 100].fetch_add(1, Ordering::Relaxed);
-            let from = format!("{:04}", turn.saturating_sub(10));
-            let mut window = table
-                .query()
-                .filter(format!(
-                    "PartitionKey eq '{session}' and RowKey ge '{from}'"
-                ))
-                .top(42)
-                .into_stream::<Value>();
-            window.next().await.unwrap().unwrap();
+            let mut state = sessions[n % 100].lock().await;
+            let (turn, last) = (state.next_turn, state.last_etag.clone());
             let entity = json!({
                 "PartitionKey": session, "RowKey": format!("{turn:04}"),
                 "timestamp": "2026-01-01T00:00:00Z", "user": sample["question"],
                 "assistant": sample["answer"], "metadata_json": "{}",
             });
-            table.insert::<_, Value>(entity).unwrap().await.is_ok()
+            let mut batch = table.partition_key_client(&session).transaction();
+            if let Some(etag) = last {
+                let previous = format!("{:04}", turn - 1);
+                let keys = json!({"PartitionKey": session, "RowKey": previous});
+                batch = batch
+                    .merge(previous, keys, Some(IfMatchCondition::Etag(etag)))
+                    .unwrap();
+            }
+            let Ok(response) = batch.insert(entity).unwrap().await else {
+                return false;
+            };
+            let inserted = response.operation_responses.last().unwrap();
+            let stored = response
+                .operation_responses
+                .iter()
+                .all(|op| op.status_code.is_success());
+            if stored {
+                state.next_turn += 1;
+                state.last_etag = inserted.etag.clone();
+            }
+            stored
         }
     })
     .await
@@ -395,6 +432,148 @@ async fn listing_latency(
     )
 }
 
+/// An OpenAI-compatible chat-completions server on loopback that streams every
+/// answer at the pace above, and records how long after each request its first
+/// token went out (the model's own time to first token).
+async fn streaming_model() -> (String, Arc<Mutex<Vec<Duration>>>) {
+    let first_tokens: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let recorded = first_tokens.clone();
+    let route = warp::post().and(warp::body::bytes()).map(move |_: bytes::Bytes| {
+        let received = tokio::time::Instant::now();
+        let recorded = recorded.clone();
+        // Part n: token n (0..MODEL_TOKENS), then the finish chunk, then [DONE].
+        let parts = futures::stream::unfold(0, move |n| {
+            let recorded = recorded.clone();
+            async move {
+                let data = match n {
+                    n if n < MODEL_TOKENS => {
+                        let due = received + MODEL_FIRST_TOKEN + MODEL_TOKEN_GAP * n as u32;
+                        tokio::time::sleep_until(due).await;
+                        if n == 0 {
+                            recorded.lock().unwrap().push(received.elapsed());
+                        }
+                        json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": format!("token{n} ")}, "finish_reason": null}]}).to_string()
+                    }
+                    n if n == MODEL_TOKENS => json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string(),
+                    n if n == MODEL_TOKENS + 1 => "[DONE]".to_owned(),
+                    _ => return None,
+                };
+                let event = bytes::Bytes::from(format!("data: {data}\n\n"));
+                Some((Ok::<_, std::convert::Infallible>(event), n + 1))
+            }
+        });
+        warp::reply::with_header(
+            warp::reply::stream(sync_wrapper::SyncStream::new(parts)),
+            "content-type",
+            "text/event-stream",
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, first_tokens)
+}
+
+/// Times at the client of `requests` streamed answers over `concurrency`
+/// connections: to the first `delta` and to `done`, each sorted.
+async fn streamed_answers(
+    port: u16,
+    concurrency: usize,
+    requests: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/query");
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                    let sent = Instant::now();
+                    let mut response = client
+                        .post(&url)
+                        .header("accept", "text/event-stream")
+                        .json(&json!({"question": "What does LONPF2 do?"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                    let (mut received, mut first_delta) = (String::new(), None);
+                    while let Some(chunk) = response.chunk().await.unwrap() {
+                        received.push_str(&String::from_utf8_lossy(&chunk));
+                        if first_delta.is_none() && received.contains("event: delta\n") {
+                            first_delta = Some(sent.elapsed());
+                        }
+                    }
+                    assert!(received.contains("event: done\n"), "{received}");
+                    times.push((first_delta.unwrap(), sent.elapsed()));
+                }
+                times
+            })
+        })
+        .collect();
+    let (mut first, mut done) = (Vec::new(), Vec::new());
+    for worker in workers {
+        for (to_first, to_done) in worker.await.unwrap() {
+            first.push(to_first);
+            done.push(to_done);
+        }
+    }
+    first.sort_unstable();
+    done.sort_unstable();
+    (first, done)
+}
+
+/// Resident memory of a fresh handler after `MEMORY_TURNS` in-process turns over
+/// `MEMORY_SESSIONS` sessions, with `SESSION_MEMORY_MAX_MB` = `cap_mb` (`None`: the
+/// default): (RSS idle, RSS after, sessions held, text of the turns held). The text
+/// held is read back through the sessions API after RSS was taken.
+async fn in_process_memory(
+    binary: &PathBuf,
+    cap_mb: Option<usize>,
+    questions: [&'static str; 4],
+) -> (f64, f64, usize, usize) {
+    let env: Vec<(String, String)> = cap_mb
+        .map(|mb| ("SESSION_MEMORY_MAX_MB".to_owned(), mb.to_string()))
+        .into_iter()
+        .collect();
+    let (handler, _) = Handler::start(binary, &env);
+    let idle = handler.rss_mib();
+    for run in 0..MEMORY_TURNS / REQUESTS_PER_RUN {
+        queries(handler.port, 16, move |n| {
+            let n = run * REQUESTS_PER_RUN + n;
+            json!({"question": questions[n % questions.len()], "session_id": format!("m{}", n % MEMORY_SESSIONS)})
+        })
+        .await;
+    }
+    let after = handler.rss_mib();
+    let client = reqwest::Client::new();
+    let (mut sessions, mut text) = (0, 0);
+    for n in 0..MEMORY_SESSIONS {
+        let response = client
+            .get(format!(
+                "http://127.0.0.1:{}/api/sessions/m{n}",
+                handler.port
+            ))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 200 {
+            continue; // evicted
+        }
+        sessions += 1;
+        let document: Value = response.json().await.unwrap();
+        text += document["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().len())
+            .sum::<usize>();
+    }
+    (idle, after, sessions, text)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -492,7 +671,7 @@ async fn main() {
         for concurrency in [16, 64] {
             let figures = storage_ceiling(endpoint, concurrency, &turn).await;
             println!(
-                "| ceiling: window query + insert straight at Azurite | {concurrency} | {:.0} | {} | {} | {} |",
+                "| ceiling: one transaction per turn (Merge of the last turn under If-Match + Insert) straight at Azurite | {concurrency} | {:.0} | {} | {} | {} |",
                 figures.requests_per_second,
                 ms(figures.p50),
                 ms(figures.p99),
@@ -508,6 +687,51 @@ async fn main() {
             println!("| {turns} | {} | {} |", ms(warm), ms(cold));
         }
     }
+    let (model_url, model_first_tokens) = streaming_model().await;
+    let model_env = [
+        ("OPENAI_BASE_URL".to_owned(), model_url),
+        ("OPENAI_MODEL".to_owned(), "bench".to_owned()),
+    ];
+    let (model_handler, _) = Handler::start(&binary, &model_env);
+    println!("\n## streamed answers (`Accept: text/event-stream`), stateless, times at the client");
+    println!(
+        "fake model: first token {} ms after the request, then {MODEL_TOKENS} tokens {} ms apart",
+        MODEL_FIRST_TOKEN.as_millis(),
+        MODEL_TOKEN_GAP.as_millis()
+    );
+    println!("| answerer | connections | answers | first delta p50 ms | p99 ms | done p50 ms | p99 ms | added to the model's first token, p50 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let runs = [
+        ("model", model_handler.port, 1, 10),
+        ("model", model_handler.port, 16, 160),
+        ("offline", handler.port, 1, 500),
+        ("offline", handler.port, 16, 2_000),
+    ];
+    for (answerer, port, concurrency, requests) in runs {
+        model_first_tokens.lock().unwrap().clear();
+        let (first, done) = streamed_answers(port, concurrency, requests).await;
+        let added = if answerer == "model" {
+            let mut own = model_first_tokens.lock().unwrap().clone();
+            own.sort_unstable();
+            let (ours, model) = (percentile(&first, 0.5), percentile(&own, 0.5));
+            format!(
+                "{} (model's own: {})",
+                ms(ours.saturating_sub(model)),
+                ms(model)
+            )
+        } else {
+            total += requests;
+            "-".to_owned()
+        };
+        println!(
+            "| {answerer} | {concurrency} | {requests} | {} | {} | {} | {} | {added} |",
+            ms(percentile(&first, 0.5)),
+            ms(percentile(&first, 0.99)),
+            ms(percentile(&done, 0.5)),
+            ms(percentile(&done, 0.99)),
+        );
+    }
+
     println!("\n## resident memory");
     println!(
         "idle after start-up: {idle:.1} MiB; after {total} requests: {:.1} MiB",
@@ -528,5 +752,19 @@ async fn main() {
                 ms(conversion)
             );
         }
+    }
+    drop(handler);
+
+    println!("\n## in-process memory: {MEMORY_TURNS} turns over {MEMORY_SESSIONS} sessions, fresh handler each");
+    println!("| SESSION_MEMORY_MAX_MB | RSS idle MiB | RSS after MiB | sessions held | text held MiB | RSS growth / text held |");
+    println!("|---|---|---|---|---|---|");
+    for cap_mb in [None, Some(1024)] {
+        let (idle, after, sessions, text) = in_process_memory(&binary, cap_mb, questions).await;
+        let text_mib = text as f64 / (1024.0 * 1024.0);
+        println!(
+            "| {} | {idle:.1} | {after:.1} | {sessions} | {text_mib:.1} | {:.2} |",
+            cap_mb.map_or("default".to_owned(), |mb| mb.to_string()),
+            (after - idle) / text_mib
+        );
     }
 }

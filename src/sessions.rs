@@ -5,9 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::Utc;
-
-use crate::domain::{may_access, CustomerId, Retention, SessionId, Turn};
+use crate::clock::Clock;
+use crate::domain::{may_access, owner_of, CustomerId, Retention, SessionId, Turn};
 use crate::storage::{GuardedStore, ListingPage, StorageBudget, StorageError};
 
 pub use crate::storage::ListPosition;
@@ -19,6 +18,7 @@ const PURGE_BUDGET: Duration = Duration::from_secs(240);
 pub struct Sessions {
     store: GuardedStore,
     retention: Retention,
+    clock: Clock,
 }
 
 /// What a purge did.
@@ -40,8 +40,12 @@ impl fmt::Display for PurgeOutcome {
 }
 
 impl Sessions {
-    pub fn new(store: GuardedStore, retention: Retention) -> Self {
-        Self { store, retention }
+    pub fn new(store: GuardedStore, retention: Retention, clock: Clock) -> Self {
+        Self {
+            store,
+            retention,
+            clock,
+        }
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` (from the start when
@@ -52,7 +56,7 @@ impl Sessions {
         limit: usize,
         after: Option<&ListPosition>,
     ) -> Result<ListingPage, StorageError> {
-        let cutoff = self.retention.cutoff(Utc::now());
+        let cutoff = self.retention.cutoff(self.clock.now());
         self.store
             .sessions_page(self.store.budget(), owner, limit, after, cutoff)
             .await
@@ -68,17 +72,24 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<Option<Vec<Turn>>, StorageError> {
         let budget = self.store.budget();
-        if !self.visible(budget, session, requester).await? {
+        // Turn 0 says who owns it: someone else's conversation costs this one read.
+        let Some(first) = self.store.first_turn(budget, session).await? else {
+            return Ok(None);
+        };
+        if !may_access(first.owner.as_ref(), requester) {
+            return Ok(None);
+        }
+        // The last turn, whether it expired: an expired one is not read whole.
+        let last = self.store.recent(budget, session, 1).await?;
+        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
             return Ok(None);
         }
         let turns = self.store.all(budget, session).await?;
         // Judged again on what was read: the conversation may have been deleted and
         // started again by someone else in between.
-        let still_visible = match (turns.first(), turns.last()) {
-            (Some(first), Some(last)) => self.may_see(first, last, requester),
-            _ => false,
-        };
-        Ok(still_visible.then_some(turns))
+        let owner = owner_of(&turns).or(first.owner.as_ref());
+        let visible = self.visible(turns.last(), owner, requester);
+        Ok(visible.then_some(turns))
     }
 
     /// Deletes `session` with its listing entry; `false` (nothing changed) when
@@ -89,7 +100,10 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        if !self.visible(budget, session, requester).await? {
+        // The last turn says whether the conversation has expired; the window, who
+        // owns it.
+        let last = self.store.recent(budget, session, 1).await?;
+        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
             return Ok(false);
         }
         self.store.delete(budget, session).await
@@ -97,7 +111,7 @@ impl Sessions {
 
     /// Deletes every expired conversation.
     pub async fn purge(&self) -> Result<PurgeOutcome, StorageError> {
-        let Some(cutoff) = self.retention.cutoff(Utc::now()) else {
+        let Some(cutoff) = self.retention.cutoff(self.clock.now()) else {
             return Ok(PurgeOutcome::KeptForever);
         };
         let purged = self
@@ -107,33 +121,18 @@ impl Sessions {
         Ok(PurgeOutcome::Purged(purged))
     }
 
-    /// Whether `session` exists for `requester`, without reading it whole: turn 0
-    /// says who owns it (someone else's costs this one read), then the last turn
-    /// whether it expired.
-    async fn visible(
+    /// Whether a conversation whose last turn is `last`, owned by `owner`, exists
+    /// for `requester`: not empty, not expired, and not owned by someone else.
+    fn visible(
         &self,
-        budget: StorageBudget,
-        session: &SessionId,
+        last: Option<&Turn>,
+        owner: Option<&CustomerId>,
         requester: Option<&CustomerId>,
-    ) -> Result<bool, StorageError> {
-        let Some(first) = self.store.first_turn(budget, session).await? else {
-            return Ok(false);
-        };
-        if !may_access(first.owner.as_ref(), requester) {
-            return Ok(false);
-        }
-        let last = self.store.recent(budget, session, 1).await?;
-        Ok(last
-            .turns
-            .last()
-            .is_some_and(|last| self.may_see(&first, last, requester)))
-    }
-
-    /// Whether a conversation from `first` (turn 0) to `last` exists for
-    /// `requester`: not expired, and not owned by someone else.
-    fn may_see(&self, first: &Turn, last: &Turn, requester: Option<&CustomerId>) -> bool {
-        !self.retention.is_expired(last.timestamp, Utc::now())
-            && may_access(first.owner.as_ref(), requester)
+    ) -> bool {
+        last.is_some_and(|last| {
+            !self.retention.is_expired(last.timestamp, self.clock.now())
+                && may_access(owner, requester)
+        })
     }
 }
 
@@ -144,10 +143,10 @@ mod tests {
     use std::sync::Arc;
 
     use async_trait::async_trait;
-    use chrono::{DateTime, TimeDelta};
+    use chrono::{DateTime, TimeDelta, Utc};
 
     use crate::domain::NewTurn;
-    use crate::storage::{ConversationStore, InProcessStore, Window};
+    use crate::storage::{Appended, ConversationStore, Expectation, InProcessStore, Window};
 
     /// The in-process store, counting the reads the sessions API makes of it.
     struct Counted {
@@ -159,8 +158,13 @@ mod tests {
 
     #[async_trait]
     impl ConversationStore for Counted {
-        async fn append(&self, s: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
-            self.store.append(s, turn).await
+        async fn append(
+            &self,
+            s: &SessionId,
+            turn: NewTurn,
+            expected: Expectation,
+        ) -> Result<Appended, StorageError> {
+            self.store.append(s, turn, expected).await
         }
         async fn recent(&self, s: &SessionId, limit: usize) -> Result<Window, StorageError> {
             self.recents.fetch_add(1, Ordering::SeqCst);
@@ -220,19 +224,21 @@ mod tests {
             user: "q".into(),
             assistant: "a".into(),
             metadata_json: "{}".into(),
-            timestamp: Utc::now() - age,
+            timestamp: Clock::system().now() - age,
             owner: Some(CustomerId::parse(owner).unwrap()),
         }
     }
 
     /// Reads of someone else's conversation cost one point read, of an expired one
-    /// two; only a visible one is read whole.
+    /// two; only a visible one is read whole. A delete reads the last turn's window,
+    /// which names the owner.
     #[tokio::test]
     async fn conversations_are_read_whole_only_when_visible() {
         let counted = Arc::new(Counted::new());
         let sessions = Sessions::new(
             GuardedStore::new(counted.clone(), Duration::from_secs(5)),
             Retention::after(Duration::from_secs(3_600)),
+            Clock::system(),
         );
         let (alice, bob) = (
             CustomerId::parse("alice").unwrap(),
@@ -242,22 +248,22 @@ mod tests {
             SessionId::parse("fresh").unwrap(),
             SessionId::parse("stale").unwrap(),
         );
-        for _ in 0..3 {
-            counted
-                .append(&fresh, turn("alice", TimeDelta::zero()))
-                .await
-                .unwrap();
+        for (session, age) in [
+            (&fresh, TimeDelta::zero()),
+            (&fresh, TimeDelta::zero()),
+            (&fresh, TimeDelta::zero()),
+            (&stale, TimeDelta::hours(2)),
+        ] {
+            let expected = counted.recent(session, 1).await.unwrap().continuation();
+            let appended = counted.append(session, turn("alice", age), expected);
+            assert!(matches!(appended.await, Ok(Appended::Stored { .. })));
         }
-        counted
-            .append(&stale, turn("alice", TimeDelta::hours(2)))
-            .await
-            .unwrap();
         counted.reads();
 
         assert_eq!(sessions.read(&fresh, Some(&bob)).await, Ok(None));
         assert_eq!(counted.reads(), [1, 0, 0], "someone else's");
         assert_eq!(sessions.delete(&fresh, None).await, Ok(false));
-        assert_eq!(counted.reads(), [1, 0, 0], "no requester");
+        assert_eq!(counted.reads(), [0, 1, 0], "no requester");
         assert_eq!(sessions.read(&stale, Some(&alice)).await, Ok(None));
         assert_eq!(counted.reads(), [1, 1, 0], "expired");
         let unknown = SessionId::parse("unknown").unwrap();

@@ -35,7 +35,8 @@ impl InvalidQuery {
     }
 }
 
-/// A question: non-blank, at most 8,000 characters, stored trimmed.
+/// A question exactly as sent: at most 8,000 characters, not blank. It is never
+/// trimmed: leading spaces of pasted COBOL are its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question(String);
 
@@ -47,11 +48,10 @@ impl Question {
                 "question must be at most {MAX_QUESTION_CHARS} characters (got {chars})"
             ));
         }
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        if raw.trim().is_empty() {
             return Err("question must not be empty".into());
         }
-        Ok(Self(trimmed.to_owned()))
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -92,6 +92,8 @@ pub struct QueryRequest {
     pub enable_persistence: bool,
     pub customer_id: Option<CustomerId>,
     pub metadata: Metadata,
+    /// `stream`: answer as Server-Sent Events.
+    pub stream: bool,
 }
 
 impl QueryRequest {
@@ -123,16 +125,16 @@ impl QueryRequest {
         let customer_id = optional_key(field("customer_id"), "customer_id", CustomerId::parse)
             .map_err(|m| InvalidQuery::new(InvalidInput::CustomerId, m))?;
 
-        let enable_persistence = match field("enable_persistence") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(InvalidQuery::new(
-                    InvalidInput::Request,
-                    "enable_persistence must be a boolean",
-                ))
-            }
+        let flag = |name: &str| match field(name) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(InvalidQuery::new(
+                InvalidInput::Request,
+                format!("{name} must be a boolean"),
+            )),
         };
+        let enable_persistence = flag("enable_persistence")?;
+        let stream = flag("stream")?;
 
         let metadata = match field("metadata") {
             None => Ok(Metadata::empty()),
@@ -147,6 +149,7 @@ impl QueryRequest {
             enable_persistence,
             customer_id,
             metadata,
+            stream,
         })
     }
 }
@@ -173,17 +176,20 @@ mod tests {
 
     #[test]
     fn minimal_request_defaults() {
-        let q = QueryRequest::parse(br#"{"question":"  What does LONPF2 do? "}"#).unwrap();
+        let q = QueryRequest::parse(br#"{"question":"What does LONPF2 do?"}"#).unwrap();
         assert_eq!(q.question.as_str(), "What does LONPF2 do?");
         assert_eq!(q.session_id, None);
         assert!(!q.enable_persistence);
+        assert!(!q.stream);
         assert_eq!(q.metadata.as_json(), "{}");
+        let q = QueryRequest::parse(br#"{"question":"q","stream":true}"#).unwrap();
+        assert!(q.stream);
     }
 
     #[test]
     fn nulls_mean_absent_and_unknown_fields_are_ignored() {
         let q = QueryRequest::parse(
-            br#"{"question":"q","session_id":null,"enable_persistence":null,"customer_id":null,"metadata":null,"extra":[1]}"#,
+            br#"{"question":"q","session_id":null,"enable_persistence":null,"customer_id":null,"metadata":null,"stream":null,"extra":[1]}"#,
         )
         .unwrap();
         assert_eq!(q.session_id, None);
@@ -214,9 +220,37 @@ mod tests {
             InvalidInput::Request
         );
         assert_eq!(
+            kind_of(r#"{"question":"q","stream":1}"#),
+            InvalidInput::Request
+        );
+        assert_eq!(
             kind_of(r#"{"question":"q","metadata":[]}"#),
             InvalidInput::Metadata
         );
+    }
+
+    #[test]
+    fn the_question_is_kept_exactly_as_sent() {
+        let cobol = "       IDENTIFICATION DIVISION.\n       PROGRAM-ID. LONPF2.\n ";
+        let body = serde_json::json!({ "question": cobol }).to_string();
+        let q = QueryRequest::parse(body.as_bytes()).unwrap();
+        assert_eq!(q.question.as_str(), cobol);
+    }
+
+    #[test]
+    fn the_length_limit_counts_the_question_as_sent() {
+        let at_limit = format!("{} ", "x".repeat(MAX_QUESTION_CHARS - 1));
+        let body = serde_json::json!({ "question": at_limit }).to_string();
+        assert_eq!(
+            QueryRequest::parse(body.as_bytes())
+                .unwrap()
+                .question
+                .as_str(),
+            at_limit
+        );
+        let over = format!(" {at_limit}");
+        let body = serde_json::json!({ "question": over }).to_string();
+        assert_eq!(kind_of(&body), InvalidInput::Question);
     }
 
     #[test]

@@ -38,11 +38,6 @@ impl NewTurn {
             owner: self.owner,
         }
     }
-
-    /// Bytes this turn occupies in memory (for the in-process store's cap).
-    pub fn heap_size(&self) -> usize {
-        self.user.len() + self.assistant.len() + self.metadata_json.len()
-    }
 }
 
 #[cfg(test)]
@@ -54,7 +49,7 @@ impl Turn {
             user: user.into(),
             assistant: assistant.into(),
             metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
+            timestamp: DateTime::UNIX_EPOCH,
             owner: None,
         }
     }

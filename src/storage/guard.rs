@@ -12,7 +12,10 @@ use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, ListPosition, ListingPage, StorageError, Window};
+use super::{
+    Appended, ConversationStore, Expectation, ListPosition, ListingPage, StorageError, Window,
+    WindowCache,
+};
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -33,12 +36,15 @@ impl StorageBudget {
     }
 }
 
-/// Clones share the store and its circuit breaker.
+/// Clones share the store, its circuit breaker and the windows it holds.
 #[derive(Clone)]
 pub struct GuardedStore {
     inner: Arc<dyn ConversationStore>,
     budget: Duration,
     breaker: Arc<Mutex<Breaker>>,
+    /// The windows of the sessions last appended to through this store, when it
+    /// keeps them ([`GuardedStore::holding_windows`]).
+    windows: Option<Arc<WindowCache>>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +97,41 @@ impl GuardedStore {
             inner,
             budget,
             breaker: Arc::new(Mutex::new(Breaker::default())),
+            windows: None,
+        }
+    }
+
+    /// Keeps the window of each session appended to through this store (up to
+    /// `max_bytes` of them), so that its next turn here can append without
+    /// reading. A delete through this store forgets the session's window.
+    pub fn holding_windows(mut self, max_bytes: usize) -> Self {
+        self.windows = Some(Arc::new(WindowCache::new(max_bytes)));
+        self
+    }
+
+    /// The window of `session` as of its last append through this store, if held.
+    pub fn held_window(&self, session: &SessionId) -> Option<Window> {
+        self.windows.as_ref()?.get(session)
+    }
+
+    /// Holds `window` as `session`'s latest (nothing when this store holds none).
+    pub fn hold_window(&self, session: &SessionId, window: Window) {
+        if let Some(windows) = &self.windows {
+            windows.put(session, window);
+        }
+    }
+
+    /// Another writer changed `session` since its window was held or read: from
+    /// now on it is read before each turn instead of held.
+    pub fn window_refused(&self, session: &SessionId) {
+        if let Some(windows) = &self.windows {
+            windows.mark_contended(session);
+        }
+    }
+
+    pub fn forget_window(&self, session: &SessionId) {
+        if let Some(windows) = &self.windows {
+            windows.forget(session);
         }
     }
 
@@ -116,8 +157,10 @@ impl GuardedStore {
         budget: StorageBudget,
         session: &SessionId,
         turn: NewTurn,
-    ) -> Result<u64, StorageError> {
-        self.call(budget, self.inner.append(session, turn)).await
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
+        self.call(budget, self.inner.append(session, turn, expected))
+            .await
     }
 
     pub async fn recent(
@@ -150,6 +193,7 @@ impl GuardedStore {
         budget: StorageBudget,
         session: &SessionId,
     ) -> Result<bool, StorageError> {
+        self.forget_window(session);
         self.call(budget, self.inner.delete(session)).await
     }
 
@@ -269,7 +313,12 @@ mod tests {
 
     #[async_trait]
     impl ConversationStore for Hanging {
-        async fn append(&self, _: &SessionId, _: NewTurn) -> Result<u64, StorageError> {
+        async fn append(
+            &self,
+            _: &SessionId,
+            _: NewTurn,
+            _: Expectation,
+        ) -> Result<Appended, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
@@ -380,10 +429,16 @@ mod tests {
             user: "q".into(),
             assistant: "a".into(),
             metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
+            timestamp: DateTime::UNIX_EPOCH,
             owner: None,
         };
-        assert_eq!(store.append(store.budget(), &id(), turn).await, Ok(0));
+        let stored = store
+            .append(store.budget(), &id(), turn, Expectation::New)
+            .await;
+        assert!(
+            matches!(stored, Ok(Appended::Stored { number: 0, .. })),
+            "{stored:?}"
+        );
         assert_eq!(
             store.recent(store.budget(), &id(), 5).await.unwrap().total,
             1
