@@ -481,4 +481,49 @@ mod tests {
         assert_eq!(window.turns.len(), 1);
         assert_eq!(window.turns[0].user, "again");
     }
+
+    /// An owner's listing as (session, turns, last turn's second).
+    async fn listed(store: &InProcessStore, owner: &CustomerId) -> Vec<(SessionId, u64, i64)> {
+        let page = store.sessions_page(owner, 10, None, None).await.unwrap();
+        page.sessions
+            .into_iter()
+            .map(|s| (s.session_id, s.turns, s.updated_at.timestamp()))
+            .collect()
+    }
+
+    /// Listings follow the session's owner, not its oldest kept turn: trimming
+    /// keeps the conversation listed, and a restart lists it for the new owner only.
+    #[tokio::test]
+    async fn listings_survive_trimming_and_follow_a_restart() {
+        let text = "v".repeat(200);
+        let (alice, bob) = (
+            CustomerId::parse("alice").unwrap(),
+            CustomerId::parse("bob").unwrap(),
+        );
+        let owned = |owner: &CustomerId, at: i64| NewTurn {
+            owner: Some(owner.clone()),
+            timestamp: DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(at),
+            ..turn(&text)
+        };
+        let s = id("trimmed");
+        let store = InProcessStore::new(session_bytes(&s) + 2 * bytes_of(&text) + 64);
+        for at in 0..4 {
+            append(&store, &s, owned(&alice, at)).await;
+        }
+        assert_eq!(store.recent(&s, 10).await.unwrap().dropped, 2);
+        assert_eq!(listed(&store, &alice).await, [(s.clone(), 4, 3)]);
+
+        let seen = store.recent(&s, 1).await.unwrap();
+        let restarted = store.append(&s, owned(&bob, 10), seen.restart()).await;
+        assert!(matches!(restarted, Ok(Appended::Stored { number: 0, .. })));
+        assert!(listed(&store, &alice).await.is_empty());
+        assert_eq!(listed(&store, &bob).await, [(s.clone(), 1, 10)]);
+        assert_eq!(
+            store
+                .purge_before(DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(11))
+                .await,
+            Ok(1)
+        );
+        assert!(listed(&store, &bob).await.is_empty());
+    }
 }
