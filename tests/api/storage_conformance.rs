@@ -982,18 +982,24 @@ async fn turns_listed_by_two_processes_at_once_leave_one_entry() {
     let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
     for round in 0..ROUNDS {
         let s = session(&format!("race-{round}"));
-        let barrier = Arc::new(tokio::sync::Barrier::new(TURNS as usize));
-        let turns = (0..TURNS).map(|n| {
+        // The turns are stored one after the other (numbers in time order, as the
+        // service stores them); their listing updates then race.
+        let mut stored = Vec::new();
+        for n in 0..TURNS {
             let store = stores[n as usize % 2].clone();
-            let (alice, s, barrier) = (alice.clone(), s.clone(), barrier.clone());
+            // Pairs share a second: some turns move the entry, some only count.
+            let turn = NewTurn {
+                owner: Some(alice.clone()),
+                timestamp: start + TimeDelta::seconds(round as i64 * 100 + n / 2),
+                ..self::turn("q")
+            };
+            let number = append(store.as_ref(), &s, turn.clone()).await.unwrap();
+            stored.push((store, number, turn));
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(TURNS as usize));
+        let turns = stored.into_iter().map(|(store, number, turn)| {
+            let (s, barrier) = (s.clone(), barrier.clone());
             tokio::spawn(async move {
-                // Pairs share a second: some turns move the entry, some only count.
-                let turn = NewTurn {
-                    owner: Some(alice),
-                    timestamp: start + TimeDelta::seconds(round as i64 * 100 + n / 2),
-                    ..self::turn("q")
-                };
-                let number = append(store.as_ref(), &s, turn.clone()).await.unwrap();
                 barrier.wait().await;
                 store.update_listing(&s, number, &turn).await.unwrap();
             })
