@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use session_rag::domain::{CustomerId, NewTurn, SessionId};
-use session_rag::storage::{ConversationStore, DIRECTORY_PARTITION};
+use session_rag::domain::{parse_timestamp, CustomerId, NewTurn, SessionId};
+use session_rag::storage::{ConversationStore, ListPosition, DIRECTORY_PARTITION};
 
 use crate::cosmos::{
     cosmos_env, cosmos_store, insert_document, stored_document, unique_container_name, use_cosmos,
@@ -143,6 +143,65 @@ async fn our_documents_are_seed_000_documents_in_the_owners_partition() {
     assert!(stored_document(&container, DIRECTORY_PARTITION, "mine")
         .await
         .is_none());
+}
+
+/// Seed 000's naive times and ours share seconds: the listing still runs latest
+/// first, ties by id, and pages of every size continue exactly, cutoff included.
+#[tokio::test]
+async fn seed_000_times_and_ours_list_in_one_order_across_pages() {
+    let container = unique_container_name("listing");
+    let store = cosmos_store(&container).await;
+    let carol = CustomerId::parse("carol").unwrap();
+    let mut expected = Vec::new();
+    // 30 conversations in 4 seconds, in three formats.
+    for n in 0..30 {
+        let second = n % 4;
+        let updated_at = match n % 3 {
+            0 => format!("2025-01-24T10:30:{second:02}Z"),
+            1 => format!("2025-01-24T10:30:{second:02}.{:06}", n * 1000),
+            _ => format!("2025-01-24T10:30:{second:02}"),
+        };
+        let id = format!("conv-{n:02}");
+        let mut document = seed_000_document(&id, "carol");
+        document["updated_at"] = updated_at.as_str().into();
+        insert_document(&container, &document).await;
+        expected.push((parse_timestamp(&updated_at).unwrap(), id));
+    }
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+
+    let listed = |limit, cutoff| {
+        let (store, carol) = (&store, &carol);
+        async move {
+            let mut ids = Vec::new();
+            let mut after: Option<ListPosition> = None;
+            loop {
+                let page = store
+                    .sessions_page(carol, limit, after.as_ref(), cutoff)
+                    .await
+                    .unwrap();
+                assert!(page.sessions.len() <= limit);
+                ids.extend(page.sessions.iter().map(|s| s.session_id.to_string()));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => return ids,
+                }
+            }
+        }
+    };
+    let all: Vec<String> = expected.iter().map(|(_, id)| id.clone()).collect();
+    for limit in [1, 3, 7, 30, 100] {
+        assert_eq!(listed(limit, None).await, all, "{limit}");
+    }
+    let cutoff = parse_timestamp("2025-01-24T10:30:02.010000").unwrap();
+    let recent: Vec<String> = expected
+        .iter()
+        .filter(|(at, _)| *at >= cutoff)
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert!(recent.len() > 5 && recent.len() < 20);
+    for limit in [1, 4, 100] {
+        assert_eq!(listed(limit, Some(cutoff)).await, recent, "{limit}");
+    }
 }
 
 #[tokio::test]

@@ -130,13 +130,22 @@ impl Conversation {
 
     /// The turns from number `from` on.
     pub fn turns_from(&self, from: u64) -> Vec<Turn> {
+        self.turns().skip(from as usize).collect()
+    }
+
+    /// Turn 0, if there is one.
+    pub fn first_turn(&self) -> Option<Turn> {
+        self.turns().next()
+    }
+
+    /// Every turn, in order, built as it is taken.
+    fn turns(&self) -> impl Iterator<Item = Turn> + '_ {
         let owner = self.owner();
         let fallback = parse_timestamp(&self.updated_at).unwrap_or_default();
         self.messages
             .chunks(2)
             .enumerate()
-            .skip(from as usize)
-            .map(|(index, pair)| {
+            .map(move |(index, pair)| {
                 let question = &pair[0];
                 let answer = pair.get(1);
                 Turn {
@@ -155,7 +164,6 @@ impl Conversation {
                     owner: owner.clone(),
                 }
             })
-            .collect()
     }
 
     /// The document to send: ours and everything found, without the service's

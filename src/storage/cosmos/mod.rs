@@ -44,6 +44,7 @@
 
 mod document;
 mod error;
+mod listing;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -54,7 +55,8 @@ use async_trait::async_trait;
 use azure_data_cosmos::clients::{ContainerClient, CosmosClient};
 use azure_data_cosmos::models::ContainerProperties;
 use azure_data_cosmos::options::{
-    BinaryEncodingOptions, ConnectionPoolOptions, ItemWriteOptions, Precondition,
+    BinaryEncodingOptions, ConnectionPoolOptions, ItemWriteOptions, MaxItemCountHint, Precondition,
+    QueryOptions,
 };
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosRuntime, FeedScope, Query, RoutingStrategy,
@@ -64,17 +66,20 @@ use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::num::NonZeroU32;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use self::document::Conversation;
 pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
+use self::listing::{ListedRow, PageBuilder};
 use super::{
-    Appended, ConversationStore, Expectation, SessionSummary, StorageError, Version, Window,
+    Appended, ConversationStore, Expectation, ListPosition, ListingPage, StorageError, Version,
+    Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{parse_timestamp, title_of, CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{parse_timestamp, CustomerId, NewTurn, SessionId, Turn};
 use crate::settings::{CosmosAuth, CosmosSettings, SettingsError};
 
 /// Appends from this process to conversations hashing alike take turns.
@@ -112,22 +117,6 @@ struct DirectoryEntry {
     owner: Option<String>,
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
-}
-
-/// A listing row, projected by the query (no messages but the first question).
-#[derive(Deserialize)]
-struct ListedRow {
-    id: String,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    first_question: Option<String>,
-    #[serde(default)]
-    message_count: Option<u64>,
-    #[serde(default)]
-    created_at: Option<String>,
-    #[serde(default)]
-    updated_at: Option<String>,
 }
 
 /// A purge candidate, projected by the query.
@@ -639,6 +628,15 @@ impl ConversationStore for CosmosStore {
         })
     }
 
+    /// One point read when this process knows the conversation's partition.
+    async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError> {
+        let container = self.container().await?;
+        Ok(match self.find(container, session).await? {
+            Found::Conversation(document) => document.first_turn(),
+            Found::Nothing { .. } => None,
+        })
+    }
+
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
         let container = self.container().await?;
         match self.find(container, session).await? {
@@ -661,45 +659,49 @@ impl ConversationStore for CosmosStore {
         Ok(())
     }
 
-    /// One query in the owner's partition, projected to what a listing shows.
-    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+    /// One query in the owner's partition (`listing.rs`), read only as far as the
+    /// page needs: the service returns it in pieces of the page's size.
+    async fn sessions_page(
+        &self,
+        owner: &CustomerId,
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
+        const OPERATION: &str = "listing conversations";
         let container = self.container().await?;
-        let query = Query::from(
-            "SELECT c.id, c.title, c.messages[0].content AS first_question, \
-             ARRAY_LENGTH(c.messages) AS message_count, c.created_at, c.updated_at \
-             FROM c WHERE c.customer_id = @owner ORDER BY c.updated_at DESC",
-        )
-        .with_parameter("@owner", owner.as_str())
-        .map_err(|e| storage_error("listing conversations", &e))?;
-        let rows: Vec<ListedRow> = query_all(
-            container,
-            query,
-            FeedScope::partition(owner.as_str().to_owned()),
-            "listing conversations",
-        )
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let updated_at = row.updated_at.as_deref().and_then(parse_timestamp)?;
-                Some(SessionSummary {
-                    session_id: SessionId::parse(&row.id).ok()?,
-                    owner: owner.clone(),
-                    title: row
-                        .title
-                        .or(row.first_question)
-                        .map(|text| title_of(&text))
-                        .unwrap_or_default(),
-                    turns: row.message_count.unwrap_or_default().div_ceil(2),
-                    created_at: row
-                        .created_at
-                        .as_deref()
-                        .and_then(parse_timestamp)
-                        .unwrap_or(updated_at),
-                    updated_at,
-                })
-            })
-            .collect())
+        let mut query = Query::from(listing::page_query(after.is_some(), cutoff.is_some()))
+            .with_parameter("@owner", owner.as_str());
+        if let Some(after) = after {
+            query = query.and_then(|q| q.with_parameter("@before", listing::before(after)));
+        }
+        if let Some(cutoff) = cutoff {
+            query = query.and_then(|q| q.with_parameter("@from", listing::from(cutoff)));
+        }
+        let query = query.map_err(|e| storage_error(OPERATION, &e))?;
+        let piece = u32::try_from(limit + 1)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .map_or(MaxItemCountHint::ServerDecides, MaxItemCountHint::Limit);
+        let mut rows = container
+            .query_items::<ListedRow>(
+                query,
+                FeedScope::partition(owner.as_str().to_owned()),
+                Some(QueryOptions::default().with_max_item_count(piece)),
+            )
+            .await
+            .map_err(|e| storage_error(OPERATION, &e))?;
+        let mut page = PageBuilder::new(owner, limit, after, cutoff);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|e| storage_error(OPERATION, &e))?
+        {
+            if !page.take(row) {
+                break;
+            }
+        }
+        Ok(page.finish())
     }
 
     /// One query across partitions for every conversation's id and last update,
