@@ -4,6 +4,7 @@ use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_storage::{CloudLocation, StorageCredentials};
 use futures::StreamExt;
 use serde_json::{Map, Value};
+use session_rag::clock::Clock;
 use session_rag::credential::Credentials;
 use session_rag::domain::SessionId;
 use session_rag::settings::{CredentialChoice, Settings, StorageConnection, TableName};
@@ -102,7 +103,7 @@ pub fn shared_table_store(table: &str) -> TableStore {
         &azurite_connection(&azurite::shared_table_endpoint()),
         table,
         &sessions_table_for(table),
-        &Credentials::new(CredentialChoice::DeveloperTools),
+        &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
         &[],
     )
     .expect("an Azurite connection string is usable")
