@@ -257,8 +257,23 @@ mod tests {
             assistant: "a".into(),
             metadata_json: "{}".into(),
             timestamp: Clock::system().now() - age,
-            owner: Some(CustomerId::parse(owner).unwrap()),
+            owner: Some(customer(owner)),
         }
+    }
+
+    fn customer(id: &str) -> CustomerId {
+        CustomerId::parse(id).unwrap()
+    }
+
+    /// Sessions kept for an hour, on a [`Counted`] store of their own.
+    fn counted_sessions() -> (Arc<Counted>, Sessions) {
+        let counted = Arc::new(Counted::new());
+        let sessions = Sessions::new(
+            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
+            Retention::after(Duration::from_secs(3_600)),
+            Clock::system(),
+        );
+        (counted, sessions)
     }
 
     /// Reads of someone else's conversation cost one point read, of an expired one
@@ -266,16 +281,8 @@ mod tests {
     /// which names the owner.
     #[tokio::test]
     async fn conversations_are_read_whole_only_when_visible() {
-        let counted = Arc::new(Counted::new());
-        let sessions = Sessions::new(
-            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
-            Retention::after(Duration::from_secs(3_600)),
-            Clock::system(),
-        );
-        let (alice, bob) = (
-            CustomerId::parse("alice").unwrap(),
-            CustomerId::parse("bob").unwrap(),
-        );
+        let (counted, sessions) = counted_sessions();
+        let (alice, bob) = (customer("alice"), customer("bob"));
         let (fresh, stale) = (
             SessionId::parse("fresh").unwrap(),
             SessionId::parse("stale").unwrap(),
@@ -309,16 +316,8 @@ mod tests {
     /// judged again, the conversation is not the owner's any more.
     #[tokio::test]
     async fn a_delete_leaves_a_racing_restart_by_someone_else_alone() {
-        let counted = Arc::new(Counted::new());
-        let sessions = Sessions::new(
-            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
-            Retention::after(Duration::from_secs(3_600)),
-            Clock::system(),
-        );
-        let (alice, bob) = (
-            CustomerId::parse("alice").unwrap(),
-            CustomerId::parse("bob").unwrap(),
-        );
+        let (counted, sessions) = counted_sessions();
+        let (alice, bob) = (customer("alice"), customer("bob"));
         let session = SessionId::parse("contested").unwrap();
         for _ in 0..2 {
             counted
