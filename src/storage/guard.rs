@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, Expectation, ListPosition, ListingPage, StorageError, Window,
-    WindowCache,
+    Appended, ConversationStore, Deleted, Expectation, ListPosition, ListingPage, Seen,
+    StorageError, Window, WindowCache,
 };
 use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
 
@@ -192,9 +192,11 @@ impl GuardedStore {
         &self,
         budget: StorageBudget,
         session: &SessionId,
-    ) -> Result<bool, StorageError> {
+        expected: Seen,
+    ) -> Result<Deleted, StorageError> {
         self.forget_window(session);
-        self.call(budget, self.inner.delete(session)).await
+        self.call(budget, self.inner.delete(session, expected))
+            .await
     }
 
     pub async fn update_listing(
@@ -334,7 +336,7 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
-        async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
+        async fn delete(&self, _: &SessionId, _: Seen) -> Result<Deleted, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

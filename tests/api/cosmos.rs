@@ -6,6 +6,7 @@
 //! signatures.
 
 use serde_json::Value;
+use session_rag::clock::Clock;
 use session_rag::credential::Credentials;
 use session_rag::settings::{ApiKey, CosmosAuth, CosmosSettings, CredentialChoice, Settings};
 use session_rag::storage::CosmosStore;
@@ -62,7 +63,7 @@ pub fn cosmos_env(container: &str) -> Vec<(&'static str, String)> {
 
 /// A store on `container` (created, with the database, on first use).
 pub async fn cosmos_store(container: &str) -> CosmosStore {
-    let credentials = Credentials::new(CredentialChoice::DeveloperTools);
+    let credentials = Credentials::new(CredentialChoice::DeveloperTools, Clock::system());
     let store = CosmosStore::connect(&cosmos_settings(container), &credentials)
         .expect("the stand-in's settings are usable");
     store

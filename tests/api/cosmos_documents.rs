@@ -7,13 +7,13 @@ use std::time::Instant;
 use chrono::Utc;
 use serde_json::{json, Value};
 use session_rag::domain::{parse_timestamp, CustomerId, NewTurn, SessionId};
-use session_rag::storage::{ConversationStore, ListPosition, DIRECTORY_PARTITION};
+use session_rag::storage::{ConversationStore, Deleted, ListPosition, DIRECTORY_PARTITION};
 
 use crate::cosmos::{
     cosmos_env, cosmos_store, insert_document, stored_document, unique_container_name, use_cosmos,
 };
 use crate::crowd::{ask_as_crowd, HandlerProcess};
-use crate::helpers::spawn_app_with;
+use crate::helpers::{delete_as_read, spawn_app_with};
 use crate::identity::{identity_endpoint, IDENTITY_HEADER};
 use crate::startup::refused_start_up;
 use crate::storage_conformance::append;
@@ -138,7 +138,10 @@ async fn our_documents_are_seed_000_documents_in_the_owners_partition() {
     assert_eq!(unowned["messages"].as_array().unwrap().len(), 2);
 
     // Deleting removes the document and its pointer.
-    assert_eq!(store.delete(&session("mine")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(&store, &session("mine")).await,
+        Ok(Deleted::Deleted)
+    );
     assert!(stored_document(&container, "alice", "mine").await.is_none());
     assert!(stored_document(&container, DIRECTORY_PARTITION, "mine")
         .await

@@ -32,7 +32,8 @@
 //! decides), unless its answer message's `turn_id` is found stored: a write that
 //! landed but whose answer was lost is recognised instead of being appended twice.
 //! Appends from this process to one conversation take turns (striped locks): they
-//! would only refuse each other.
+//! would only refuse each other. A delete is checked the same way: the document
+//! goes only with `If-Match` on the `_etag` of the conversation as read.
 //!
 //! # Cost
 //!
@@ -75,8 +76,8 @@ pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
 use self::listing::{ListedRow, PageBuilder};
 use super::{
-    Appended, ConversationStore, Expectation, ListPosition, ListingPage, StorageError, Version,
-    Window,
+    Appended, ConversationStore, Deleted, Expectation, ListPosition, ListingPage, Seen,
+    StorageError, Version, Window,
 };
 use crate::credential::Credentials;
 use crate::domain::{parse_timestamp, CustomerId, NewTurn, SessionId, Turn};
@@ -446,21 +447,17 @@ impl CosmosStore {
         }
     }
 
-    /// Deletes the document `session` in `partition` (only as it was, when `etag`
-    /// is given) and then its directory pointer; whether the document was deleted.
+    /// Deletes the document `session` in `partition` only as it was (`etag`), and
+    /// then its directory pointer; whether the document was deleted.
     async fn remove(
         &self,
         container: &ContainerClient,
         partition: &str,
         session: &SessionId,
-        etag: Option<&str>,
+        etag: &str,
     ) -> Result<bool, StorageError> {
         let deleted = match container
-            .delete_item(
-                partition.to_owned(),
-                session.as_str(),
-                etag.and_then(if_match),
-            )
+            .delete_item(partition.to_owned(), session.as_str(), if_match(etag))
             .await
         {
             Ok(_) => true,
@@ -577,12 +574,7 @@ impl ConversationStore for CosmosStore {
                 // The expired document goes only as it was seen; the new one is then
                 // created insert-only, so a racing writer's turn is never overwritten.
                 if self
-                    .remove(
-                        container,
-                        &document.customer_id,
-                        session,
-                        Some(version.as_str()),
-                    )
+                    .remove(container, &document.customer_id, session, version.as_str())
                     .await?
                 {
                     self.start(container, session, &turn, turn_id, None).await?
@@ -637,21 +629,34 @@ impl ConversationStore for CosmosStore {
         })
     }
 
-    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
+    /// The document goes only as it was seen: `If-Match` on the `_etag` read.
+    async fn delete(&self, session: &SessionId, expected: Seen) -> Result<Deleted, StorageError> {
         let container = self.container().await?;
-        match self.find(container, session).await? {
-            Found::Conversation(document) => {
-                self.remove(container, &document.customer_id, session, None)
-                    .await?;
-                Ok(true)
-            }
-            Found::Nothing { pointer } => {
-                if pointer.is_some() {
-                    self.remove_pointer(container, session).await?;
-                }
-                Ok(false)
-            }
+        let document = match self.find(container, session).await? {
+            Found::Conversation(document) => document,
+            // A pointer alone stays: it may be a start under way, whose partition
+            // it reserves.
+            Found::Nothing { .. } => return Ok(Deleted::Missing),
+        };
+        if !document.is_as_seen(expected.last, &expected.version) {
+            return Ok(Deleted::Changed);
         }
+        let removed = self
+            .remove(
+                container,
+                &document.customer_id,
+                session,
+                expected.version.as_str(),
+            )
+            .await?;
+        Ok(match removed {
+            true => Deleted::Deleted,
+            // Changed or deleted between the read and the delete.
+            false => match self.find(container, session).await? {
+                Found::Conversation(_) => Deleted::Changed,
+                Found::Nothing { .. } => Deleted::Missing,
+            },
+        })
     }
 
     /// The document is its own listing entry: nothing more to write.
@@ -730,7 +735,7 @@ impl ConversationStore for CosmosStore {
             };
             if expired
                 && self
-                    .remove(container, &row.customer_id, &session, Some(&row.etag))
+                    .remove(container, &row.customer_id, &session, &row.etag)
                     .await?
             {
                 purged += 1;
