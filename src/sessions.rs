@@ -5,9 +5,17 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
 use crate::clock::Clock;
-use crate::domain::{may_access, owner_of, CustomerId, Retention, SessionId, Turn};
-use crate::storage::{Deleted, GuardedStore, ListingPage, StorageBudget, StorageError};
+use crate::domain::{
+    may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
+    Title, Turn,
+};
+use crate::storage::{
+    Deleted, DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError,
+};
 
 pub use crate::storage::ListPosition;
 
@@ -23,6 +31,25 @@ pub struct Sessions {
     clock: Clock,
 }
 
+/// How many conversations a search reads at the same time.
+const SEARCH_PARALLELISM: usize = 8;
+/// Listing entries a search asks for at a time.
+const SEARCH_LISTING_PAGE: usize = 50;
+
+/// A conversation a search found, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub summary: SessionSummary,
+    pub matches: Vec<Match>,
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// Where the next page starts; `None` once every conversation was read.
+    pub next: Option<ListPosition>,
+}
 /// What a purge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurgeOutcome {
@@ -48,6 +75,11 @@ impl Sessions {
             retention,
             clock,
         }
+    }
+
+    /// The time on the application's clock: when feedback is given, for instance.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` (from the start when
@@ -148,6 +180,154 @@ impl Sessions {
                 && may_access(owner, requester)
         })
     }
+
+    /// What `session` (whose turns are `turns`) is called: the title in its owner's
+    /// listing (the first question, unless renamed), else its first question.
+    pub async fn title(&self, session: &SessionId, turns: &[Turn]) -> Result<String, StorageError> {
+        let listed = match owner_of(turns) {
+            Some(owner) => {
+                self.store
+                    .summary(self.store.budget(), owner, session)
+                    .await?
+            }
+            None => None,
+        };
+        Ok(listed
+            .map(|summary| summary.title)
+            .filter(|title| !title.is_empty())
+            .or_else(|| turns.first().map(|first| title_of(&first.user)))
+            .unwrap_or_default())
+    }
+
+    /// Renames `session` for its owner and returns its listing entry; `None`
+    /// (nothing changed) when `requester` is not its owner, or it expired. A
+    /// conversation without an owner is listed for nobody and has no title to change.
+    pub async fn rename(
+        &self,
+        session: &SessionId,
+        requester: Option<&CustomerId>,
+        title: &Title,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let Some(owner) = requester else {
+            return Ok(None);
+        };
+        let cutoff = self.retention.cutoff(self.clock.now());
+        self.store
+            .rename(self.store.budget(), owner, session, title, cutoff)
+            .await
+    }
+
+    /// Deletes `owner`'s conversations, as many as one request's storage budget
+    /// allows; see [`DeletedAll::complete`].
+    pub async fn delete_all(&self, owner: &CustomerId) -> Result<DeletedAll, StorageError> {
+        self.store.delete_all(self.store.budget(), owner).await
+    }
+
+    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`;
+    /// `false` (nothing changed) when there is no such turn for `requester`.
+    pub async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        let budget = self.store.budget();
+        // The last turn says whether the conversation has expired. Ownership is
+        // checked again by the store, on the turn it changes.
+        let last = self.store.recent(budget, session, 1).await?;
+        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+            return Ok(false);
+        }
+        self.store
+            .set_feedback(budget, session, turn, requester, feedback)
+            .await
+    }
+
+    /// Up to `limit` of `owner`'s conversations after `after` that hold every word
+    /// of `query`, in listing order, each with where. It walks `owner`'s listing a
+    /// page at a time and reads the conversations on it, [`SEARCH_PARALLELISM`] at
+    /// a time, until the page of hits is full or half of the request's storage
+    /// budget is spent (then, once one conversation was read, it stops at once):
+    /// then `next` says where the next page goes on.
+    pub async fn search(
+        &self,
+        owner: &CustomerId,
+        query: &SearchQuery,
+        limit: usize,
+        after: Option<&ListPosition>,
+    ) -> Result<SearchPage, StorageError> {
+        let budget = self.store.budget();
+        let stop_at = budget.halfway();
+        let cutoff = self.retention.cutoff(self.clock.now());
+        let mut position = after.cloned();
+        let mut hits = Vec::new();
+        loop {
+            let ListingPage { sessions, next } = self
+                .store
+                .sessions_page(
+                    budget,
+                    owner,
+                    SEARCH_LISTING_PAGE,
+                    position.as_ref(),
+                    cutoff,
+                )
+                .await?;
+            let listed = sessions.len();
+            let mut reads = futures::stream::iter(sessions)
+                .map(|summary| async move {
+                    let turns = self.store.all(budget, &summary.session_id).await?;
+                    Ok::<_, StorageError>((summary, turns))
+                })
+                .buffered(SEARCH_PARALLELISM);
+            let mut scanned = 0;
+            loop {
+                // Once this call has got somewhere, reads still under way at `stop_at`
+                // are abandoned: the next page starts again after the last one done.
+                let read = match &position {
+                    Some(done) if position.as_ref() != after => {
+                        match tokio::time::timeout_at(stop_at, reads.next()).await {
+                            Ok(read) => read,
+                            Err(_) => {
+                                return Ok(SearchPage {
+                                    hits,
+                                    next: Some(done.clone()),
+                                })
+                            }
+                        }
+                    }
+                    _ => reads.next().await,
+                };
+                let Some(read) = read else {
+                    break;
+                };
+                let (summary, turns) = read?;
+                scanned += 1;
+                position = Some(ListPosition::of(&summary));
+                // An entry left behind in the listing can name a conversation that is
+                // no longer the owner's: it is not shown.
+                let found = (owner_of(&turns) == Some(owner))
+                    .then(|| query.matches(&turns))
+                    .flatten();
+                if let Some(matches) = found {
+                    hits.push(SearchHit { summary, matches });
+                }
+                let more = scanned < listed || next.is_some();
+                if !more {
+                    break;
+                }
+                if hits.len() == limit || tokio::time::Instant::now() >= stop_at {
+                    return Ok(SearchPage {
+                        hits,
+                        next: position,
+                    });
+                }
+            }
+            if next.is_none() {
+                return Ok(SearchPage { hits, next: None });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +404,38 @@ mod tests {
         }
         async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
             self.store.purge_before(cutoff).await
+        }
+        async fn summary(
+            &self,
+            owner: &CustomerId,
+            s: &SessionId,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.store.summary(owner, s).await
+        }
+        async fn rename(
+            &self,
+            owner: &CustomerId,
+            s: &SessionId,
+            title: &Title,
+            cutoff: Option<DateTime<Utc>>,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.store.rename(owner, s, title, cutoff).await
+        }
+        async fn delete_all(
+            &self,
+            owner: &CustomerId,
+            stop_at: tokio::time::Instant,
+        ) -> Result<DeletedAll, StorageError> {
+            self.store.delete_all(owner, stop_at).await
+        }
+        async fn set_feedback(
+            &self,
+            s: &SessionId,
+            turn: u64,
+            requester: Option<&CustomerId>,
+            feedback: Option<&Feedback>,
+        ) -> Result<bool, StorageError> {
+            self.store.set_feedback(s, turn, requester, feedback).await
         }
     }
 

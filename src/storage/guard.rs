@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, Deleted, Expectation, ListPosition, ListingPage, Seen,
-    StorageError, Window, WindowCache,
+    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
+    SessionSummary, StorageError, Window, WindowCache,
 };
-use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -33,6 +33,14 @@ impl StorageBudget {
         Self {
             deadline: Instant::now() + total,
         }
+    }
+
+    /// Half of what is left of the budget from now: work that may stop early and
+    /// report what it did starts nothing new after this, so that what is under way
+    /// still ends within the budget.
+    pub fn halfway(&self) -> Instant {
+        let now = Instant::now();
+        now + self.deadline.saturating_duration_since(now) / 2
     }
 }
 
@@ -135,6 +143,13 @@ impl GuardedStore {
         }
     }
 
+    /// Forgets the windows of every conversation `owner` owns.
+    fn forget_windows_of(&self, owner: &CustomerId) {
+        if let Some(windows) = &self.windows {
+            windows.forget_owned_by(owner);
+        }
+    }
+
     /// Whether the store answered its last call (or has not been called yet).
     pub fn is_reachable(&self) -> bool {
         lock(&self.breaker).consecutive_failures == 0
@@ -231,6 +246,58 @@ impl GuardedStore {
         cutoff: DateTime<Utc>,
     ) -> Result<u64, StorageError> {
         self.call(budget, self.inner.purge_before(cutoff)).await
+    }
+
+    pub async fn summary(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.call(budget, self.inner.summary(owner, session)).await
+    }
+
+    pub async fn rename(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.call(budget, self.inner.rename(owner, session, title, cutoff))
+            .await
+    }
+
+    /// Stops at [`StorageBudget::halfway`], so that the call reports what it did
+    /// instead of timing out.
+    pub async fn delete_all(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+    ) -> Result<DeletedAll, StorageError> {
+        self.forget_windows_of(owner);
+        self.call(budget, self.inner.delete_all(owner, budget.halfway()))
+            .await
+    }
+
+    /// Feedback changes the turn's version, so a held window of the session would
+    /// be refused at its next append (and the session taken for contended): it is
+    /// forgotten instead, and the next turn reads the session first.
+    pub async fn set_feedback(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        self.forget_window(session);
+        self.call(
+            budget,
+            self.inner.set_feedback(session, turn, requester, feedback),
+        )
+        .await
     }
 
     async fn call<T>(
@@ -360,6 +427,38 @@ mod tests {
             std::future::pending().await
         }
         async fn purge_before(&self, _: DateTime<Utc>) -> Result<u64, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn summary(
+            &self,
+            _: &CustomerId,
+            _: &SessionId,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn rename(
+            &self,
+            _: &CustomerId,
+            _: &SessionId,
+            _: &Title,
+            _: Option<DateTime<Utc>>,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn delete_all(&self, _: &CustomerId, _: Instant) -> Result<DeletedAll, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn set_feedback(
+            &self,
+            _: &SessionId,
+            _: u64,
+            _: Option<&CustomerId>,
+            _: Option<&Feedback>,
+        ) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

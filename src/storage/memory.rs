@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, Deleted, Expectation, ListPosition, ListingPage, Seen,
+    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
     SessionSummary, StorageError, Version, Window,
 };
-use crate::domain::{title_of, CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{may_access, title_of, CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 
 /// Keeps the turns of every session in memory, within `max_bytes`: past it, the
 /// least recently used sessions are dropped whole, so a flood of session ids cannot
@@ -105,6 +105,26 @@ struct Session {
     last_use: u64,
     bytes: usize,
     indexed: Option<IndexKey>,
+    /// The title its owner gave it, if renamed.
+    title: Option<String>,
+}
+
+impl Session {
+    /// The conversation as `owner`'s listing shows it; `None` if it is not theirs.
+    fn summary(&self, id: &SessionId, owner: &CustomerId) -> Option<SessionSummary> {
+        if self.owner.as_ref() != Some(owner) {
+            return None;
+        }
+        let (first, last) = (self.turns.first()?, self.turns.last()?);
+        Some(SessionSummary {
+            session_id: id.clone(),
+            owner: owner.clone(),
+            title: self.title.clone().unwrap_or_else(|| title_of(&first.user)),
+            turns: self.total(),
+            created_at: first.timestamp,
+            updated_at: last.timestamp,
+        })
+    }
 }
 
 impl Session {
@@ -140,8 +160,8 @@ fn stamp_version(stamp: u64) -> Version {
     Version::new(stamp.to_string())
 }
 
-/// Expired sessions a purge removes per hold of the lock.
-const PURGE_ROUND: usize = 256;
+/// Sessions a purge or a delete-all removes per hold of the lock.
+const REMOVAL_ROUND: usize = 256;
 
 /// Per-session bookkeeping counted against the cap besides its id's two copies.
 const SESSION_OVERHEAD_BYTES: usize = 256;
@@ -160,6 +180,11 @@ fn turn_bytes(turn: &Turn) -> usize {
         + turn.assistant.len()
         + turn.metadata_json.len()
         + turn.owner.as_ref().map_or(0, |owner| owner.as_str().len())
+        + turn
+            .feedback
+            .as_ref()
+            .and_then(|feedback| feedback.comment.as_ref())
+            .map_or(0, String::len)
 }
 
 impl InProcessStore {
@@ -265,6 +290,7 @@ impl ConversationStore for InProcessStore {
                     last_use: tick,
                     bytes,
                     indexed: None,
+                    title: None,
                 },
             );
             state.by_last_use.insert(tick, session.clone());
@@ -360,23 +386,12 @@ impl ConversationStore for InProcessStore {
             .range((start, Bound::Unbounded))
             .take_while(|(Reverse(updated_at), _)| cutoff.is_none_or(|c| *updated_at >= c))
             .take(limit + 1)
-            .filter_map(|(_, id)| {
-                let session = state.sessions.get(id)?;
-                let (first, last) = (session.turns.first()?, session.turns.last()?);
-                Some(SessionSummary {
-                    session_id: id.clone(),
-                    owner: owner.clone(),
-                    title: title_of(&first.user),
-                    turns: session.total(),
-                    created_at: first.timestamp,
-                    updated_at: last.timestamp,
-                })
-            })
+            .filter_map(|(_, id)| state.sessions.get(id)?.summary(id, owner))
             .collect();
         Ok(ListingPage::from_candidates(candidates, limit))
     }
 
-    /// In rounds of [`PURGE_ROUND`] expired sessions, so appends wait at most one round.
+    /// In rounds of [`REMOVAL_ROUND`] expired sessions, so appends wait at most one round.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
         let mut purged = 0;
         loop {
@@ -386,7 +401,7 @@ impl ConversationStore for InProcessStore {
                 .by_last_turn
                 .iter()
                 .take_while(|(last_turn, _)| *last_turn < cutoff)
-                .take(PURGE_ROUND)
+                .take(REMOVAL_ROUND)
                 .map(|(_, id)| id.clone())
                 .collect();
             if expired.is_empty() {
@@ -397,6 +412,104 @@ impl ConversationStore for InProcessStore {
             }
             purged += expired.len() as u64;
         }
+    }
+
+    async fn summary(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .get(session)
+            .and_then(|held| held.summary(session, owner)))
+    }
+
+    async fn rename(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let mut state = self.lock();
+        let Some(held) = state.sessions.get_mut(session) else {
+            return Ok(None);
+        };
+        let live = held
+            .turns
+            .last()
+            .is_some_and(|last| cutoff.is_none_or(|cutoff| last.timestamp >= cutoff));
+        if !live || held.owner.as_ref() != Some(owner) {
+            return Ok(None);
+        }
+        let added = title.as_str().len();
+        let removed = held
+            .title
+            .replace(title.as_str().to_owned())
+            .map_or(0, |t| t.len());
+        held.bytes = held.bytes + added - removed;
+        state.bytes = state.bytes + added - removed;
+        Ok(state.sessions[session].summary(session, owner))
+    }
+
+    /// From the owner's index, in rounds of [`REMOVAL_ROUND`] sessions like the purge,
+    /// so appends wait at most one round; it never stops early: always complete.
+    async fn delete_all(
+        &self,
+        owner: &CustomerId,
+        _stop_at: tokio::time::Instant,
+    ) -> Result<DeletedAll, StorageError> {
+        let mut deleted = 0;
+        loop {
+            let mut state = self.lock();
+            let owned: Vec<SessionId> = state
+                .indexes
+                .listings
+                .get(owner)
+                .into_iter()
+                .flatten()
+                .take(REMOVAL_ROUND)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if owned.is_empty() {
+                return Ok(DeletedAll {
+                    deleted,
+                    complete: true,
+                });
+            }
+            for id in &owned {
+                state.remove(id);
+            }
+            deleted += owned.len() as u64;
+        }
+    }
+
+    async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        let mut state = self.lock();
+        let Some(held) = state.sessions.get_mut(session) else {
+            return Ok(false);
+        };
+        if !may_access(held.owner.as_ref(), requester) {
+            return Ok(false);
+        }
+        // Turns dropped to stay within the cap cannot be rated any more.
+        let Some(stored) = held.turns.iter_mut().find(|t| t.index == turn) else {
+            return Ok(false);
+        };
+        let removed = turn_bytes(stored);
+        stored.feedback = feedback.cloned();
+        let added = turn_bytes(stored);
+        held.bytes = held.bytes + added - removed;
+        state.bytes = state.bytes + added - removed;
+        Ok(true)
     }
 }
 

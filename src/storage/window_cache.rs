@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Window;
-use crate::domain::SessionId;
+use crate::domain::{CustomerId, SessionId};
 
 /// Bookkeeping per held window, counted against the cap besides the turns' text.
 const WINDOW_OVERHEAD_BYTES: usize = 256;
@@ -89,6 +89,24 @@ impl WindowCache {
 
     pub fn forget(&self, session: &SessionId) {
         self.lock().remove(session);
+    }
+
+    /// Forgets the windows of the conversations `owner` owns (turn 0's customer).
+    pub fn forget_owned_by(&self, owner: &CustomerId) {
+        let mut held = self.lock();
+        let owned: Vec<SessionId> = held
+            .windows
+            .iter()
+            .filter(|(_, (window, _))| {
+                window
+                    .as_ref()
+                    .is_some_and(|window| window.owner.as_ref() == Some(owner))
+            })
+            .map(|(session, _)| session.clone())
+            .collect();
+        for session in &owned {
+            held.remove(session);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held> {

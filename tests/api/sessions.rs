@@ -378,6 +378,7 @@ async fn a_conversation_reads_back_as_the_seed_document(backend: Backend) {
         keys,
         BTreeSet::from([
             "id",
+            "title",
             "customer_id",
             "session_id",
             "created_at",
@@ -388,6 +389,7 @@ async fn a_conversation_reads_back_as_the_seed_document(backend: Backend) {
     assert_eq!(document["id"], session);
     assert_eq!(document["session_id"], session);
     assert_eq!(document["customer_id"], "user_123");
+    assert_eq!(document["title"], "What does LONPF2 do?");
     let messages = document["messages"].as_array().unwrap();
     let said: Vec<(&str, &str)> = messages
         .iter()
@@ -408,8 +410,10 @@ async fn a_conversation_reads_back_as_the_seed_document(backend: Backend) {
             chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
             "{timestamp}"
         );
-        assert_eq!(message.as_object().unwrap().len(), 3);
+        assert_eq!(message.as_object().unwrap().len(), 4, "{message}");
     }
+    let turns: Vec<&Value> = messages.iter().map(|m| &m["turn"]).collect();
+    assert_eq!(turns, [&json!(0), &json!(0), &json!(1), &json!(1)]);
     assert_eq!(document["created_at"], messages[0]["timestamp"]);
     assert_eq!(document["updated_at"], messages[3]["timestamp"]);
 
@@ -500,7 +504,10 @@ async fn a_conversation_exports_as_markdown_or_json(backend: Backend) {
         "attachment; filename=\"conversation-report_1.md\""
     );
     let text = markdown.text().await.unwrap();
-    assert!(text.starts_with("# Conversation report 1\n"), "{text}");
+    assert!(
+        text.starts_with("# What does LONPF2 do?\n\n- **Conversation:** report 1\n"),
+        "{text}"
+    );
     assert!(text.contains("- **Owner:** exporter\n"), "{text}");
     assert!(text.contains("\n## Turn 2 · "), "{text}");
     assert!(text.contains("\n\nWhat copybooks does it use?\n"), "{text}");
@@ -830,21 +837,22 @@ fn seed_turn(session: &str, n: usize, timestamp: &str, owner: Option<&str>) -> V
     row
 }
 
-#[tokio::test]
-async fn seed_written_conversations_are_open_to_anyone_with_their_id() {
-    let manager = Manager::start(Backend::Table).await;
+/// A conversation of `turns` turns the seed wrote just now (no owner), in `table`.
+async fn insert_seed_conversation(table: &str, session: &str, turns: usize) {
     let now = chrono::Utc::now()
         .naive_utc()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
         .to_string();
-    insert_rows(
-        &manager.table,
-        &[
-            seed_turn("seeded", 0, &now, None),
-            seed_turn("seeded", 1, &now, None),
-        ],
-    )
-    .await;
+    let rows: Vec<Value> = (0..turns)
+        .map(|n| seed_turn(session, n, &now, None))
+        .collect();
+    insert_rows(table, &rows).await;
+}
+
+#[tokio::test]
+async fn seed_written_conversations_are_open_to_anyone_with_their_id() {
+    let manager = Manager::start(Backend::Table).await;
+    insert_seed_conversation(&manager.table, "seeded", 2).await;
     let document = manager.get("/api/sessions/seeded?customer_id=anyone").await;
     assert_eq!(document.status, 200, "{}", document.body);
     assert_eq!(document.body["customer_id"], Value::Null);
@@ -953,6 +961,14 @@ async fn unreachable_storage_is_a_503_for_the_sessions_api_only() {
         get("/api/sessions/s1/export"),
         app.client
             .delete(format!("{}/api/sessions/s1", app.address)),
+        app.client
+            .delete(format!("{}/api/sessions?customer_id=alice", app.address)),
+        app.client
+            .patch(format!("{}/api/sessions/s1?customer_id=alice", app.address))
+            .json(&json!({"title": "t"})),
+        app.client
+            .put(format!("{}/api/sessions/s1/turns/0/feedback", app.address))
+            .json(&json!({"rating": "up"})),
     ] {
         app.send(request)
             .await
@@ -1142,8 +1158,17 @@ async fn every_documented_operation_is_served_and_the_document_is_the_repos() {
 async fn wrong_methods_are_405_with_the_allowed_ones() {
     let app = spawn_app_with(|_| {}).await;
     for (method, path, allow) in [
-        (reqwest::Method::POST, "/api/sessions", "GET"),
-        (reqwest::Method::PUT, "/api/sessions/s1", "GET, DELETE"),
+        (reqwest::Method::POST, "/api/sessions", "GET, DELETE"),
+        (
+            reqwest::Method::PUT,
+            "/api/sessions/s1",
+            "GET, PATCH, DELETE",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/sessions/s1/turns/0/feedback",
+            "PUT, DELETE",
+        ),
         (reqwest::Method::DELETE, "/api/sessions/s1/export", "GET"),
         (reqwest::Method::GET, "/purge", "POST"),
         (reqwest::Method::POST, "/api/openapi.json", "GET"),
@@ -1164,6 +1189,981 @@ async fn wrong_methods_are_405_with_the_allowed_ones() {
             .send(app.client.get(format!("{}{path}", app.address)))
             .await;
         response.assert_error(404, "not_found");
+    }
+}
+
+// The conversation manager: rename, delete all, feedback.
+
+mod manager {
+    use super::*;
+    use futures::StreamExt;
+
+    on_both_backends!(
+        a_renamed_conversation_shows_its_title_in_listing_document_and_export,
+        bad_titles_are_refused_and_change_nothing,
+        someone_elses_rename_is_not_found_and_changes_nothing,
+        delete_all_removes_exactly_one_customers_conversations,
+        feedback_is_set_changed_and_removed_on_the_right_turn,
+        bad_feedback_bodies_are_refused,
+        feedback_on_a_missing_turn_or_someone_elses_conversation_is_not_found,
+    );
+
+    impl Manager {
+        async fn rename(&self, path_and_query: &str, body: Value) -> TestResponse {
+            let request = self.app.client.patch(self.url(path_and_query)).json(&body);
+            self.app.send(request).await
+        }
+
+        async fn delete_all(&self, query: &str) -> TestResponse {
+            let request = self
+                .app
+                .client
+                .delete(self.url(&format!("/api/sessions?{query}")));
+            self.app.send(request).await
+        }
+
+        async fn rate(&self, path_and_query: &str, body: &str) -> TestResponse {
+            let request = self
+                .app
+                .client
+                .put(self.url(path_and_query))
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            self.app.send(request).await
+        }
+
+        /// The listing entries of `customer`, by session id.
+        async fn entries(&self, customer: &str) -> Vec<Value> {
+            let page = self
+                .list(&format!("customer_id={customer}&limit=100"))
+                .await;
+            let mut entries = page.body["sessions"].as_array().unwrap().clone();
+            entries.sort_by_key(|e| e["session_id"].as_str().unwrap().to_owned());
+            entries
+        }
+
+        /// The JSON body of a `GET` that must succeed.
+        async fn fetched(&self, path_and_query: &str) -> Value {
+            let response = self.get(path_and_query).await;
+            assert_eq!(response.status, 200, "{}", response.body);
+            response.body
+        }
+
+        async fn document(&self, session: &str, customer: &str) -> Value {
+            let path = format!("/api/sessions/{}?customer_id={customer}", encoded(session));
+            self.fetched(&path).await
+        }
+
+        async fn json_export(&self, session: &str, customer: &str) -> Value {
+            let path = format!(
+                "/api/sessions/{}/export?customer_id={customer}&format=json",
+                encoded(session)
+            );
+            self.fetched(&path).await
+        }
+
+        async fn markdown(&self, session: &str, customer: &str) -> String {
+            let url = self.url(&format!(
+                "/api/sessions/{}/export?customer_id={customer}",
+                encoded(session)
+            ));
+            let response = self.app.client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+
+        /// Every listing entry of `customer` in the listing table (Table backend).
+        async fn index_rows(&self, customer: &str) -> Vec<Map<String, Value>> {
+            let index =
+                raw_table_client(&shared_table_endpoint(), &sessions_table_for(&self.table));
+            stored_rows(&index, customer).await
+        }
+    }
+
+    fn feedback_path(session: &str, turn: &str, customer: Option<&str>) -> String {
+        let query = customer.map_or(String::new(), |c| format!("?customer_id={c}"));
+        format!(
+            "/api/sessions/{}/turns/{turn}/feedback{query}",
+            encoded(session)
+        )
+    }
+
+    async fn a_renamed_conversation_shows_its_title_in_listing_document_and_export(
+        backend: Backend,
+    ) {
+        let manager = Manager::start(backend).await;
+        let session = "Zoë's loans";
+        manager
+            .say("What does LONPF2 do?", session, Some("alice"))
+            .await;
+        manager.say("Who calls it?", session, Some("alice")).await;
+
+        let path = format!("/api/sessions/{}?customer_id=alice", encoded(session));
+        let renamed = manager
+            .rename(&path, json!({"title": "  Loan posting, Zoë's 会话  "}))
+            .await;
+        assert_eq!(renamed.status, 200, "{}", renamed.body);
+        let listed = manager.entries("alice").await;
+        assert_eq!(listed, std::slice::from_ref(&renamed.body));
+        assert_eq!(renamed.body["title"], "Loan posting, Zoë's 会话");
+        assert_eq!(renamed.body["session_id"], session);
+        assert_eq!(renamed.body["customer_id"], "alice");
+        assert_eq!(renamed.body["turns"], 2);
+
+        let document = manager.document(session, "alice").await;
+        assert_eq!(document["title"], "Loan posting, Zoë's 会话");
+        let markdown = manager.markdown(session, "alice").await;
+        assert!(
+            markdown.starts_with("# Loan posting, Zoë's 会话\n\n- **Conversation:** Zoë's loans\n"),
+            "{markdown}"
+        );
+        assert_eq!(manager.json_export(session, "alice").await, document);
+
+        // Renamed again, and continued: the latest title stays.
+        let again = manager.rename(&path, json!({"title": "LONPF2"})).await;
+        assert_eq!(again.body["title"], "LONPF2");
+        manager.say("And then?", session, Some("alice")).await;
+        let listed = manager.entries("alice").await;
+        assert_eq!(
+            (listed[0]["title"].as_str(), listed[0]["turns"].as_u64()),
+            (Some("LONPF2"), Some(3))
+        );
+        assert_eq!(manager.document(session, "alice").await["title"], "LONPF2");
+    }
+
+    async fn bad_titles_are_refused_and_change_nothing(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "named", Some("alice"))
+            .await;
+        let before = manager.entries("alice").await;
+        let path = "/api/sessions/named?customer_id=alice";
+        for body in [
+            json!({}),
+            json!({"title": null}),
+            json!({"title": ""}),
+            json!({"title": " \t "}),
+            json!({"title": "x".repeat(201)}),
+            json!({"title": "two\nlines"}),
+            json!({"title": "bell\u{7}"}),
+            json!({"title": "c1 \u{85} control"}),
+            json!({"title": 42}),
+            json!({"title": ["a"]}),
+            json!(["title"]),
+            json!("title"),
+        ] {
+            manager
+                .rename(path, body.clone())
+                .await
+                .assert_error(400, "invalid_title");
+        }
+        let not_json = manager
+            .app
+            .client
+            .patch(manager.url(path))
+            .header("content-type", "application/json")
+            .body("{\"title\": ");
+        manager
+            .app
+            .send(not_json)
+            .await
+            .assert_error(400, "invalid_json");
+        // Exactly 200 characters (not bytes) is fine.
+        let longest = "é".repeat(200);
+        let renamed = manager.rename(path, json!({"title": longest})).await;
+        assert_eq!(renamed.status, 200, "{}", renamed.body);
+        let after = manager.entries("alice").await;
+        assert_eq!(after[0]["title"], longest);
+        assert_eq!(after[0]["updated_at"], before[0]["updated_at"]);
+        manager
+            .rename(
+                "/api/sessions/a%2Fb?customer_id=alice",
+                json!({"title": "t"}),
+            )
+            .await
+            .assert_error(400, "invalid_session_id");
+    }
+
+    async fn someone_elses_rename_is_not_found_and_changes_nothing(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("My secret plan is LONPF2", "private", Some("alice"))
+            .await;
+        manager.say("What does LONPF2 do?", "open", None).await;
+        let rows_before = match backend {
+            Backend::Table => Some(manager.rows("private").await),
+            Backend::InProcess => None,
+        };
+        let title = json!({"title": "Mallory was here"});
+        let unknown = manager
+            .rename("/api/sessions/no-such?customer_id=mallory", title.clone())
+            .await;
+        unknown.assert_error(404, "not_found");
+        for path in [
+            "/api/sessions/private?customer_id=mallory",
+            "/api/sessions/private",
+            // Without an owner a conversation is listed for nobody: no title to change.
+            "/api/sessions/open?customer_id=mallory",
+            "/api/sessions/open",
+        ] {
+            let refused = manager.rename(path, title.clone()).await;
+            refused.assert_error(404, "not_found");
+        }
+        let told_apart = manager
+            .rename("/api/sessions/private?customer_id=mallory", title.clone())
+            .await;
+        assert_eq!(
+            told_apart.body["error"]["message"].as_str().unwrap(),
+            unknown.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("no-such", "private"),
+        );
+        assert_eq!(
+            manager.entries("alice").await[0]["title"],
+            "My secret plan is LONPF2"
+        );
+        assert_eq!(
+            manager.document("private", "alice").await["title"],
+            "My secret plan is LONPF2"
+        );
+        assert_eq!(
+            manager.document("open", "anyone").await["title"],
+            "What does LONPF2 do?"
+        );
+        assert!(manager.listed("mallory").await.is_empty());
+        if let Some(rows_before) = rows_before {
+            assert_eq!(manager.rows("private").await, rows_before);
+        }
+    }
+
+    async fn delete_all_removes_exactly_one_customers_conversations(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        for id in ["alice-1", "alice 2", "o'alice"] {
+            manager.say("What does LONPF2 do?", id, Some("alice")).await;
+        }
+        manager.say("Who calls it?", "alice-1", Some("alice")).await;
+        manager
+            .say("What does LONPF2 do?", "bob-1", Some("bob"))
+            .await;
+        manager.say("What does LONPF2 do?", "open", None).await;
+        // Seed conversations have no owner: not alice's, even when she continues one.
+        manager.say("Who calls it?", "open", Some("alice")).await;
+
+        manager
+            .delete_all("")
+            .await
+            .assert_error(400, "invalid_customer_id");
+        manager
+            .delete_all("customer_id=a%2Fb")
+            .await
+            .assert_error(400, "invalid_customer_id");
+
+        let bobs_listing_rows = match backend {
+            Backend::Table => manager.index_rows("bob").await,
+            Backend::InProcess => Vec::new(),
+        };
+        let deleted = manager.delete_all("customer_id=alice").await;
+        assert_eq!(deleted.status, 200, "{}", deleted.body);
+        assert_eq!(deleted.body, json!({"deleted": 3, "complete": true}));
+        if backend == Backend::Table {
+            // Bob's listing rows (record and sorted entry) are exactly as they were.
+            assert_eq!(bobs_listing_rows.len(), 2);
+            assert_eq!(manager.index_rows("bob").await, bobs_listing_rows);
+        }
+        assert!(manager.listed("alice").await.is_empty());
+        for id in ["alice-1", "alice 2", "o'alice"] {
+            manager
+                .refused(
+                    &format!("/api/sessions/{}?customer_id=alice", encoded(id)),
+                    404,
+                    "not_found",
+                )
+                .await;
+        }
+        assert_eq!(manager.listed("bob").await, ["bob-1"]);
+        assert_eq!(
+            manager.document("bob-1", "bob").await["messages"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            manager.document("open", "anyone").await["messages"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        if backend == Backend::Table {
+            for id in ["alice-1", "alice 2", "o'alice"] {
+                assert!(manager.rows(id).await.is_empty(), "{id}");
+            }
+            assert!(manager.index_rows("alice").await.is_empty());
+            assert_eq!(manager.rows("bob-1").await.len(), 1);
+            assert_eq!(manager.rows("open").await.len(), 2);
+        }
+
+        let again = manager.delete_all("customer_id=alice").await;
+        assert_eq!(again.body, json!({"deleted": 0, "complete": true}));
+        // A deleted id starts again.
+        let fresh = manager
+            .say("What does LONES1 do?", "alice-1", Some("alice"))
+            .await;
+        assert_eq!(fresh["turn"], 0);
+    }
+
+    async fn feedback_is_set_changed_and_removed_on_the_right_turn(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        let session = "rated 1";
+        for question in [
+            "What does LONPF2 do?",
+            "What copybooks does it use?",
+            "Who calls it?",
+        ] {
+            manager.say(question, session, Some("alice")).await;
+        }
+        let path = feedback_path(session, "1", Some("alice"));
+        let up = manager
+            .rate(
+                &path,
+                r#"{"rating": "up", "comment": "Exactly the copybooks.\nThanks, Zoë!"}"#,
+            )
+            .await;
+        assert_eq!(up.status, 200, "{}", up.body);
+        assert_eq!(up.body["rating"], "up");
+        assert_eq!(up.body["comment"], "Exactly the copybooks.\nThanks, Zoë!");
+        let updated_at = up.body["updated_at"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(updated_at).is_ok() && updated_at.ends_with('Z')
+        );
+        assert_eq!(up.body.as_object().unwrap().len(), 3);
+
+        let feedback_of = |document: &Value| -> Vec<Value> {
+            document["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.get("feedback").cloned().unwrap_or(Value::Null))
+                .collect()
+        };
+        let document = manager.document(session, "alice").await;
+        let null = Value::Null;
+        assert_eq!(
+            feedback_of(&document),
+            [
+                null.clone(),
+                null.clone(),
+                null.clone(),
+                up.body.clone(),
+                null.clone(),
+                null.clone()
+            ]
+        );
+        assert_eq!(document["messages"][3]["role"], "assistant");
+        assert_eq!(document["messages"][3]["turn"], 1);
+        let markdown = manager.markdown(session, "alice").await;
+        assert_eq!(markdown.matches("**Feedback:**").count(), 1, "{markdown}");
+        let turn_2 = markdown.find("## Turn 2 ").unwrap();
+        let turn_3 = markdown.find("## Turn 3 ").unwrap();
+        let rated = markdown.find("**Feedback:** 👍 up").unwrap();
+        assert!(turn_2 < rated && rated < turn_3, "{markdown}");
+        assert!(
+            markdown.contains("> Exactly the copybooks.\n> Thanks, Zoë!\n"),
+            "{markdown}"
+        );
+        assert_eq!(manager.json_export(session, "alice").await, document);
+
+        let down = manager
+            .rate(&path, r#"{"rating": "down", "comment": null}"#)
+            .await;
+        assert_eq!(down.status, 200, "{}", down.body);
+        assert_eq!(
+            (&down.body["rating"], &down.body["comment"]),
+            (&json!("down"), &Value::Null)
+        );
+        let document = manager.document(session, "alice").await;
+        assert_eq!(document["messages"][3]["feedback"], down.body);
+        assert_eq!(
+            feedback_of(&document)
+                .iter()
+                .filter(|f| !f.is_null())
+                .count(),
+            1
+        );
+
+        let removed = manager
+            .app
+            .client
+            .delete(manager.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removed.status(), 204);
+        assert!(removed.bytes().await.unwrap().is_empty());
+        let document = manager.document(session, "alice").await;
+        assert!(
+            feedback_of(&document).iter().all(Value::is_null),
+            "{document}"
+        );
+        assert!(!manager
+            .markdown(session, "alice")
+            .await
+            .contains("**Feedback:**"));
+        // Removing again is fine.
+        let again = manager
+            .app
+            .client
+            .delete(manager.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 204);
+        // The turns themselves are untouched.
+        let said: Vec<&str> = document["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .map(|m| m["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "What does LONPF2 do?",
+                "What copybooks does it use?",
+                "Who calls it?"
+            ]
+        );
+    }
+
+    async fn bad_feedback_bodies_are_refused(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "rated", Some("alice"))
+            .await;
+        let path = feedback_path("rated", "0", Some("alice"));
+        let too_long = format!(r#"{{"rating": "up", "comment": "{}"}}"#, "é".repeat(2_001));
+        for body in [
+            "{}",
+            "[]",
+            "\"up\"",
+            r#"{"rating": null}"#,
+            r#"{"rating": "Up"}"#,
+            r#"{"rating": "meh"}"#,
+            r#"{"rating": 1}"#,
+            r#"{"rating": "up", "comment": 7}"#,
+            &too_long,
+        ] {
+            manager
+                .rate(&path, body)
+                .await
+                .assert_error(400, "invalid_feedback");
+        }
+        manager
+            .rate(&path, "{\"rating\"")
+            .await
+            .assert_error(400, "invalid_json");
+        for turn in ["-1", "one", "1.5", "%20"] {
+            manager
+                .rate(
+                    &feedback_path("rated", turn, Some("alice")),
+                    r#"{"rating": "up"}"#,
+                )
+                .await
+                .assert_error(400, "invalid_request");
+        }
+        let longest = format!(r#"{{"rating": "up", "comment": "{}"}}"#, "é".repeat(2_000));
+        assert_eq!(manager.rate(&path, &longest).await.status, 200);
+        assert!(
+            manager.document("rated", "alice").await["messages"][1]["feedback"]["comment"]
+                .as_str()
+                .is_some_and(|c| c.chars().count() == 2_000)
+        );
+    }
+
+    async fn feedback_on_a_missing_turn_or_someone_elses_conversation_is_not_found(
+        backend: Backend,
+    ) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("My secret plan is LONPF2", "private", Some("alice"))
+            .await;
+        let up = r#"{"rating": "up"}"#;
+        let unknown = manager
+            .rate(&feedback_path("private", "1", Some("alice")), up)
+            .await;
+        unknown.assert_error(404, "not_found");
+        for path in [
+            feedback_path("private", "0", Some("mallory")),
+            feedback_path("private", "0", None),
+            feedback_path("private", "99999999999999999999999", Some("alice")),
+            feedback_path("no-such", "0", Some("alice")),
+        ] {
+            manager.rate(&path, up).await.assert_error(404, "not_found");
+            let removed = manager
+                .app
+                .client
+                .delete(manager.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(removed.status(), 404, "{path}");
+        }
+        let mallory = manager
+            .rate(&feedback_path("private", "1", Some("mallory")), up)
+            .await;
+        assert_eq!(
+            mallory.body, unknown.body,
+            "someone else's turn looks like a missing one"
+        );
+        let document = manager.document("private", "alice").await;
+        assert_eq!(document["messages"].as_array().unwrap().len(), 2);
+        assert!(document["messages"][1].get("feedback").is_none());
+        if backend == Backend::Table {
+            assert_eq!(manager.rows("private").await.len(), 1);
+        }
+        let next = manager.say("And then?", "private", Some("alice")).await;
+        assert_eq!(next["turn"], 1);
+    }
+
+    // Table Storage only: rows other programs read and write.
+
+    #[tokio::test]
+    async fn feedback_leaves_the_seeds_properties_untouched() {
+        let manager = Manager::start(Backend::Table).await;
+        insert_seed_conversation(&manager.table, "seeded", 2).await;
+        let before = manager.rows("seeded").await;
+
+        let rated = manager
+            .rate(
+                &feedback_path("seeded", "1", None),
+                r#"{"rating": "down", "comment": "Not LONPF2."}"#,
+            )
+            .await;
+        assert_eq!(rated.status, 200, "{}", rated.body);
+        let after = manager.rows("seeded").await;
+        assert_eq!(after[0], before[0], "the other turn is untouched");
+        for (name, value) in &before[1] {
+            if name != "Timestamp" && name != "odata.etag" {
+                assert_eq!(&after[1][name], value, "{name}");
+            }
+        }
+        assert_eq!(after[1]["feedback_rating"], "down");
+        assert_eq!(after[1]["feedback_comment"], "Not LONPF2.");
+        assert_eq!(after[1]["feedback_updated_at"], rated.body["updated_at"]);
+        let added: BTreeSet<&str> = after[1]
+            .keys()
+            .filter(|name| !before[1].contains_key(*name))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            added,
+            BTreeSet::from(["feedback_comment", "feedback_rating", "feedback_updated_at"])
+        );
+
+        let removed = manager
+            .app
+            .client
+            .delete(manager.url(&feedback_path("seeded", "1", None)));
+        assert_eq!(removed.send().await.unwrap().status(), 204);
+        let cleared = manager.rows("seeded").await;
+        for (name, value) in &before[1] {
+            if name != "Timestamp" && name != "odata.etag" {
+                assert_eq!(&cleared[1][name], value, "{name}");
+            }
+        }
+        assert_eq!(cleared[1]["feedback_rating"], "");
+        let document = manager.get("/api/sessions/seeded").await.body;
+        assert!(
+            document["messages"][3].get("feedback").is_none(),
+            "{document}"
+        );
+        // A turn the seed never wrote is not created.
+        manager
+            .rate(&feedback_path("seeded", "2", None), r#"{"rating": "up"}"#)
+            .await
+            .assert_error(404, "not_found");
+        assert_eq!(manager.rows("seeded").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn delete_all_leaves_a_listed_id_that_someone_else_now_owns() {
+        let manager = Manager::start(Backend::Table).await;
+        manager
+            .say("What does LONPF2 do?", "bobs-now", Some("bob"))
+            .await;
+        manager
+            .say("What does LONPF2 do?", "alices", Some("alice"))
+            .await;
+        // A stale entry in alice's listing (say, left by a failure) names bob's conversation.
+        insert_rows(
+            &sessions_table_for(&manager.table),
+            &[json!({
+                "PartitionKey": "alice", "RowKey": "bobs-now", "title": "old", "turns": 1,
+                "created_at": "2026-11-01T10:00:00Z", "updated_at": "2026-11-01T10:00:00Z",
+            })],
+        )
+        .await;
+        let bobs_rows = manager.rows("bobs-now").await;
+
+        let deleted = manager.delete_all("customer_id=alice").await;
+        assert_eq!(deleted.body, json!({"deleted": 2, "complete": true}));
+        assert_eq!(manager.rows("bobs-now").await, bobs_rows);
+        assert!(manager.rows("alices").await.is_empty());
+        assert!(manager.index_rows("alice").await.is_empty());
+        assert_eq!(manager.listed("bob").await, ["bobs-now"]);
+    }
+
+    /// Not a pass/fail check: prints how long deleting all of one customer's 1,000
+    /// conversations (of three turns) takes against Azurite, in how many calls
+    /// (`cargo test delete_all_latency -- --nocapture`).
+    #[tokio::test]
+    async fn delete_all_latency_for_a_thousand_conversations() {
+        const CONVERSATIONS: usize = 1_000;
+        let manager = Manager::start(Backend::Table).await;
+        let history = raw_table_client(&shared_table_endpoint(), &manager.table);
+        let index = raw_table_client(
+            &shared_table_endpoint(),
+            &sessions_table_for(&manager.table),
+        );
+        // The app's start-up probe may have created it already: the writes below
+        // fail if neither did.
+        history.create().await.ok();
+        index.create().await.unwrap();
+        // What 1,000 conversations of three turns of one customer leave: their turns
+        // (one partition each), and their listing entries, written 100 to a
+        // transaction in the previous format and converted by a first listing.
+        let time = "2026-11-30T10:00:00Z";
+        let sessions: Vec<String> = (0..CONVERSATIONS).map(|n| format!("many-{n:04}")).collect();
+        futures::stream::iter(&sessions)
+            .for_each_concurrent(16, |session| {
+                let history = &history;
+                async move {
+                    let mut batch = history.partition_key_client(session).transaction();
+                    for turn in 0..3 {
+                        batch = batch
+                            .insert(json!({
+                                "PartitionKey": session, "RowKey": format!("{turn:04}"),
+                                "timestamp": time, "user": "What does LONPF2 do?",
+                                "assistant": "It posts payments.", "metadata_json": "{}",
+                                "customer_id": "many",
+                            }))
+                            .unwrap();
+                    }
+                    batch.await.unwrap();
+                }
+            })
+            .await;
+        for chunk in sessions.chunks(100) {
+            let mut batch = index.partition_key_client("many").transaction();
+            for session in chunk {
+                batch = batch
+                    .insert(json!({
+                        "PartitionKey": "many", "RowKey": session, "title": "What does LONPF2 do?",
+                        "turns": 3, "created_at": time, "updated_at": time,
+                    }))
+                    .unwrap();
+            }
+            batch.await.unwrap();
+        }
+        // A conversion cut short by the storage budget (a busy machine) keeps what
+        // it did, and the next listing goes on.
+        let converted = futures::stream::iter(0..5)
+            .then(|_| manager.list("customer_id=many"))
+            .any(|listing| async move { listing.status == 200 })
+            .await;
+        assert!(converted, "the listing was never converted");
+        // A record and a sorted entry per conversation, and the marker.
+        assert_eq!(
+            manager.index_rows("many").await.len(),
+            2 * CONVERSATIONS + 1
+        );
+
+        let started = Instant::now();
+        let mut calls = Vec::new();
+        loop {
+            let call = Instant::now();
+            let response = manager.delete_all("customer_id=many").await;
+            assert_eq!(response.status, 200, "{}", response.body);
+            calls.push((response.body["deleted"].as_u64().unwrap(), call.elapsed()));
+            if response.body["complete"] == true {
+                break;
+            }
+            assert!(calls.len() < 20, "delete-all never completes");
+        }
+        let total = started.elapsed();
+        assert_eq!(
+            calls.iter().map(|(n, _)| n).sum::<u64>(),
+            CONVERSATIONS as u64
+        );
+        assert!(manager.index_rows("many").await.is_empty());
+        assert!(manager.rows("many-0999").await.is_empty());
+        println!(
+            "delete-all of one customer's {CONVERSATIONS} conversations against Azurite: \
+             {total:?} in {} call(s) {calls:?}",
+            calls.len()
+        );
+    }
+}
+
+// Search: `q` on the listing.
+
+mod search {
+    use super::*;
+    use futures::StreamExt;
+
+    on_both_backends!(
+        search_finds_only_the_customers_conversations_holding_every_word,
+        search_parameters_are_checked,
+        search_pages_like_the_listing,
+    );
+
+    impl Manager {
+        async fn search(&self, customer: &str, q: &str) -> TestResponse {
+            let q = utf8_percent_encode(q, NON_ALPHANUMERIC);
+            self.list(&format!("customer_id={customer}&q={q}")).await
+        }
+    }
+
+    async fn search_finds_only_the_customers_conversations_holding_every_word(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do for mango?", "a-posting", Some("alice"))
+            .await;
+        manager
+            .say("What does LONES1 do for kiwi?", "a-escrow", Some("alice"))
+            .await;
+        manager
+            .say(
+                "Which copybooks does lonpf2 use for MANGO papaya?",
+                "a-copybooks",
+                Some("alice"),
+            )
+            .await;
+        manager
+            .say(
+                "Qu'est-ce que le programme de ZOË fait ?",
+                "a-zoe",
+                Some("alice"),
+            )
+            .await;
+        manager
+            .say("What does LONPF2 do for mango?", "b-posting", Some("bob"))
+            .await;
+        manager
+            .say("What does LONPF2 do for mango?", "nobodys", None)
+            .await;
+
+        let found = manager.search("alice", "Mango").await;
+        assert_eq!(found.status, 200, "{}", found.body);
+        let mut ids = session_ids(&found.body["sessions"]);
+        ids.sort();
+        assert_eq!(ids, ["a-copybooks", "a-posting"]);
+        assert_eq!(found.body["continuation"], Value::Null);
+        for entry in found.body["sessions"].as_array().unwrap() {
+            assert_eq!(entry["customer_id"], "alice");
+            let matches = entry["matches"].as_array().unwrap();
+            assert!(!matches.is_empty() && matches.len() <= 3, "{entry}");
+            for m in matches {
+                assert!(
+                    m["snippet"]
+                        .as_str()
+                        .unwrap()
+                        .to_lowercase()
+                        .contains("mango"),
+                    "{m}"
+                );
+                assert!(m["turn"].is_u64());
+                assert!(["user", "assistant"].contains(&m["role"].as_str().unwrap()));
+            }
+        }
+        // Every word must be there.
+        let both = manager.search("alice", "papaya mango").await;
+        assert_eq!(session_ids(&both.body["sessions"]), ["a-copybooks"]);
+        assert_eq!(both.body["sessions"][0]["matches"][0]["turn"], 0);
+        assert_eq!(both.body["sessions"][0]["matches"][0]["role"], "user");
+        let none = manager.search("alice", "mango payroll").await;
+        assert_eq!(none.body, json!({"sessions": [], "continuation": null}));
+        // Unicode words, in any case.
+        let zoe = manager.search("alice", "zoë").await;
+        assert_eq!(session_ids(&zoe.body["sessions"]), ["a-zoe"]);
+        assert_eq!(
+            zoe.body["sessions"][0]["matches"][0]["snippet"],
+            "Qu'est-ce que le programme de ZOË fait ?"
+        );
+        // Never another customer's.
+        assert_eq!(
+            session_ids(&manager.search("bob", "mango").await.body["sessions"]),
+            ["b-posting"]
+        );
+        assert!(manager.search("carol", "mango").await.body["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+
+    async fn search_parameters_are_checked(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "s", Some("alice"))
+            .await;
+        for q in ["", "   ", "?!", "%E2%80%94"] {
+            manager
+                .refused(
+                    &format!("/api/sessions?customer_id=alice&q={q}"),
+                    400,
+                    "invalid_request",
+                )
+                .await;
+        }
+        manager
+            .refused("/api/sessions?q=lonpf2", 400, "invalid_customer_id")
+            .await;
+        manager
+            .refused(
+                "/api/sessions?customer_id=alice&q=lonpf2&limit=0",
+                400,
+                "invalid_request",
+            )
+            .await;
+    }
+
+    async fn search_pages_like_the_listing(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        for n in 0..7 {
+            let question = if n % 3 == 2 {
+                "What does LONES1 do for kiwi?"
+            } else {
+                "What does LONPF2 do for mango?"
+            };
+            manager
+                .say(question, &format!("s-{n}"), Some("pager"))
+                .await;
+        }
+        let mut pages = Vec::new();
+        let mut query = "customer_id=pager&q=mango&limit=2".to_owned();
+        loop {
+            let page = manager.list(&query).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            pages.push(session_ids(&page.body["sessions"]));
+            match page.body["continuation"].as_str() {
+                None => break,
+                Some(token) => {
+                    query = format!("customer_id=pager&q=mango&limit=2&continuation={token}")
+                }
+            }
+            assert!(pages.len() < 6, "the continuation never ends");
+        }
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let found: Vec<String> = pages.concat();
+        let listed: Vec<String> = manager
+            .listed("pager")
+            .await
+            .into_iter()
+            .filter(|id| !["s-2", "s-5"].contains(&id.as_str()))
+            .collect();
+        assert_eq!(found, listed, "in listing order, each once");
+    }
+
+    /// Not a pass/fail check: prints how long one search takes for a customer with
+    /// 100 and with 1,000 conversations of 10 turns against Azurite, when one
+    /// conversation matches, so every one is read
+    /// (`cargo test search_latency -- --nocapture`).
+    #[tokio::test]
+    async fn search_latency_for_100_and_1000_conversations_of_ten_turns() {
+        let manager = Manager::start(Backend::Table).await;
+        let history = raw_table_client(&shared_table_endpoint(), &manager.table);
+        let index = raw_table_client(
+            &shared_table_endpoint(),
+            &sessions_table_for(&manager.table),
+        );
+        // The app's start-up probe may have created it already: the writes below
+        // fail if neither did.
+        history.create().await.ok();
+        index.create().await.unwrap();
+        for conversations in [100, 1_000] {
+            let customer = format!("searcher{conversations}");
+            let time = |n: usize| format!("2026-11-{:02}T10:{:02}:00Z", 1 + n % 28, n % 60);
+            let sessions: Vec<(usize, String)> = (0..conversations)
+                .map(|n| (n, format!("{customer}-{n:04}")))
+                .collect();
+            futures::stream::iter(&sessions)
+                .for_each_concurrent(16, |(n, session)| {
+                    let history = &history;
+                    let customer = &customer;
+                    async move {
+                        let mut batch = history.partition_key_client(session).transaction();
+                        for turn in 0..10 {
+                            // One conversation holds the word searched for.
+                            let word = if *n == conversations / 2 && turn == 7 { "needle" } else { "hay" };
+                            batch = batch
+                                .insert(json!({
+                                    "PartitionKey": session, "RowKey": format!("{turn:04}"),
+                                    "timestamp": time(*n), "customer_id": customer,
+                                    "user": format!("What does program {n}-{turn} do with the {word}?"),
+                                    "assistant": format!("Program {n}-{turn} reads the {word} file and posts it. {}", "More text. ".repeat(40)),
+                                    "metadata_json": "{}",
+                                }))
+                                .unwrap();
+                        }
+                        batch.await.unwrap();
+                    }
+                })
+                .await;
+            for chunk in sessions.chunks(100) {
+                let mut batch = index.partition_key_client(&customer).transaction();
+                for (n, session) in chunk {
+                    batch = batch
+                        .insert(json!({
+                            "PartitionKey": &customer, "RowKey": session, "title": "t", "turns": 10,
+                            "created_at": time(*n), "updated_at": time(*n),
+                        }))
+                        .unwrap();
+                }
+                batch.await.unwrap();
+            }
+            // The first listing converts the entries written in the previous format
+            // (going on from where one cut short by the storage budget stopped).
+            let listing = format!("customer_id={customer}");
+            let converted = futures::stream::iter(0..5)
+                .then(|_| manager.list(&listing))
+                .any(|listing| async move { listing.status == 200 })
+                .await;
+            assert!(converted, "the listing was never converted");
+            let mut calls = Vec::new();
+            let mut searches = Vec::new();
+            for _ in 0..5 {
+                let started = Instant::now();
+                let mut query = format!("customer_id={customer}&q=needle");
+                let mut found = 0;
+                let mut pages = 0;
+                loop {
+                    let call = Instant::now();
+                    let page = manager.list(&query).await;
+                    calls.push(call.elapsed());
+                    pages += 1;
+                    assert_eq!(page.status, 200, "{}", page.body);
+                    found += page.body["sessions"].as_array().unwrap().len();
+                    let Some(token) = page.body["continuation"].as_str() else {
+                        break;
+                    };
+                    query = format!("customer_id={customer}&q=needle&continuation={token}");
+                }
+                searches.push((started.elapsed(), pages));
+                assert_eq!(found, 1);
+            }
+            searches.sort();
+            calls.sort();
+            println!(
+                "search of {conversations} conversations x 10 turns (one match) against Azurite: \
+                 whole search median {:?} in {} call(s); slowest call {:?}",
+                searches[searches.len() / 2].0,
+                searches[searches.len() / 2].1,
+                calls[calls.len() - 1],
+            );
+        }
     }
 }
 

@@ -1147,6 +1147,160 @@ async fn turns_listed_by_two_processes_at_once_leave_one_entry() {
     );
 }
 
+/// A rename is a listing transaction like a turn's, conditional on the record as
+/// read: racing the turns of its conversation recorded by other processes, it never
+/// leaves a second sorted entry, never loses the title, never moves the count back.
+#[tokio::test]
+async fn renames_racing_turns_leave_one_titled_entry() {
+    use session_rag::domain::Title;
+    const ROUNDS: usize = 10;
+    const TURNS: i64 = 6;
+    const RENAMES: usize = 3;
+    let table = unique_table_name("renamerace");
+    let stores: [Arc<dyn ConversationStore>; 3] = [
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+    ];
+    let alice = customer("alice");
+    let title = Title::parse("Loan posting").unwrap();
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        let at = |n: i64| start + TimeDelta::seconds(round as i64 * 100 + n);
+        append_listed(stores[0].as_ref(), &s, Some(&alice), "q", at(0)).await;
+        let mut stored = Vec::new();
+        for n in 1..TURNS {
+            let store = stores[n as usize % 2].clone();
+            let turn = NewTurn {
+                owner: Some(alice.clone()),
+                timestamp: at(n),
+                ..self::turn("q")
+            };
+            let number = append(store.as_ref(), &s, turn.clone()).await.unwrap();
+            stored.push((store, number, turn));
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(stored.len() + RENAMES));
+        let mut racers = Vec::new();
+        for (store, number, turn) in stored {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            racers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_listing(&s, number, &turn).await.unwrap();
+            }));
+        }
+        for n in 0..RENAMES {
+            let store = stores[n % 3].clone();
+            let (s, barrier, alice, title) =
+                (s.clone(), barrier.clone(), alice.clone(), title.clone());
+            racers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let renamed = store.rename(&alice, &s, &title, None).await.unwrap();
+                assert_eq!(renamed.map(|r| r.title), Some("Loan posting".into()));
+            }));
+        }
+        for racer in futures::future::join_all(racers).await {
+            racer.unwrap();
+        }
+        assert_eq!(
+            listing_rows(&table, "alice", s.as_str()).await,
+            (1, 1),
+            "round {round}"
+        );
+        let listed = pages(stores[2].as_ref(), &alice, 100, None).await;
+        let entry = listed.iter().find(|e| e.session_id == s).unwrap();
+        assert_eq!(
+            (entry.title.as_str(), entry.turns, entry.updated_at),
+            ("Loan posting", TURNS as u64, at(TURNS - 1)),
+            "round {round}"
+        );
+        let record = stores[2].summary(&alice, &s).await.unwrap();
+        assert_eq!(record.as_ref(), Some(entry), "round {round}");
+    }
+}
+
+/// Deleting all of alice's conversations while bob starts one of them again (as
+/// after its expiry), from another process: every turn row goes only as it was read,
+/// so either the restart lands first and bob's conversation stays whole, or the
+/// delete does and the restart is refused; alice's listing ends empty either way.
+#[tokio::test]
+async fn delete_all_racing_a_restart_by_someone_else_never_deletes_the_new_conversation() {
+    use tokio::time::Instant;
+    const ROUNDS: usize = 30;
+    let table = unique_table_name("delallrace");
+    let deleter: Arc<dyn ConversationStore> = Arc::new(shared_table_store(&table));
+    let restarter: Arc<dyn ConversationStore> = Arc::new(shared_table_store(&table));
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let mut outcomes = [0; 2];
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        // One turn: the restart replaces that very row (a longer conversation would
+        // also lose rows to it, which fails any delete sent after it whole).
+        append_listed(deleter.as_ref(), &s, Some(&alice), "q", start).await;
+        let seen = restarter.recent(&s, 10).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let deleting = {
+            let (store, barrier, alice) = (deleter.clone(), barrier.clone(), alice.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let until = Instant::now() + std::time::Duration::from_secs(60);
+                store.delete_all(&alice, until).await.unwrap()
+            })
+        };
+        let restarting = {
+            let (store, s, bob) = (restarter.clone(), s.clone(), bob.clone());
+            // Later and later: the restart lands before, during and after the delete.
+            let delay = std::time::Duration::from_micros(500 * round as u64);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokio::time::sleep(delay).await;
+                let turn = NewTurn {
+                    owner: Some(bob),
+                    timestamp: Utc::now(),
+                    ..self::turn("bob's")
+                };
+                match store.append(&s, turn, seen.restart()).await.unwrap() {
+                    Appended::Stored { number: 0, .. } => true,
+                    Appended::Changed => false,
+                    other => panic!("{other:?}"),
+                }
+            })
+        };
+        let deleted = deleting.await.unwrap();
+        let restarted = restarting.await.unwrap();
+        outcomes[usize::from(restarted)] += 1;
+        // A restart that came first removes alice's listing rows itself, before or
+        // after the delete-all does (which then counts them).
+        assert!(deleted.complete, "round {round}");
+        assert!(
+            deleted.deleted == 1 || restarted,
+            "round {round}: {deleted:?}"
+        );
+        let left: Vec<(u64, String, Option<CustomerId>)> = restarter
+            .all(&s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.index, t.user, t.owner))
+            .collect();
+        if restarted {
+            assert_eq!(
+                left,
+                [(0, "bob's".into(), Some(bob.clone()))],
+                "round {round}"
+            );
+        } else {
+            assert_eq!(left, [], "round {round}");
+        }
+        assert_eq!(listing_rows(&table, "alice", s.as_str()).await, (0, 0));
+    }
+    println!(
+        "restarts first / deletes first: {} / {}",
+        outcomes[1], outcomes[0]
+    );
+}
+
 /// Entries of the previous format (RowKey = session id, no sorted entry), as a
 /// handler before the sorted listing wrote them: the owner's first listing
 /// converts them all, a turn converts its own; each is then listed once, in order.
@@ -1257,4 +1411,370 @@ async fn entries_of_the_previous_format_are_converted_on_first_touch() {
         .await
         .is_empty());
     assert!(stored_rows(&index, "nobody").await.is_empty());
+}
+
+// The conversation manager: titles, deleting a customer's conversations, feedback.
+
+mod manager {
+    use super::*;
+    use session_rag::domain::{Feedback, Rating, Title};
+    use session_rag::storage::DeletedAll;
+    use tokio::time::Instant;
+
+    conformance_suite!(
+        a_rename_changes_the_title_in_the_owners_listing_only,
+        delete_all_removes_one_owners_conversations_and_nothing_else,
+        delete_all_stops_at_its_deadline_and_the_next_call_finishes,
+        feedback_is_set_changed_and_removed_on_its_own_turn,
+        feedback_needs_an_existing_turn_the_requester_may_access,
+    );
+
+    fn title(text: &str) -> Title {
+        Title::parse(text).unwrap()
+    }
+
+    /// Plenty of time for one call.
+    fn in_a_minute() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    async fn a_rename_changes_the_title_in_the_owners_listing_only(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (alice, bob) = (customer("alice"), customer("bob"));
+        let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+        let s = session("renamed");
+        append_listed(store, &s, Some(&alice), "What does LONPF2 do?", start).await;
+        append_listed(
+            store,
+            &s,
+            Some(&alice),
+            "Who calls it?",
+            start + TimeDelta::seconds(5),
+        )
+        .await;
+        append_listed(store, &session("open"), None, "Nobody's", start).await;
+
+        let renamed = store
+            .rename(&alice, &s, &title("Loan posting"), None)
+            .await
+            .unwrap()
+            .expect("alice owns it");
+        assert_eq!(renamed.title, "Loan posting");
+        assert_eq!(
+            (renamed.turns, renamed.updated_at),
+            (2, start + TimeDelta::seconds(5))
+        );
+        assert_eq!(listing(store, &alice).await, std::slice::from_ref(&renamed));
+        assert_eq!(
+            store.summary(&alice, &s).await.unwrap(),
+            Some(renamed.clone())
+        );
+
+        // A later turn keeps the title.
+        append_listed(
+            store,
+            &s,
+            Some(&alice),
+            "And then?",
+            start + TimeDelta::seconds(9),
+        )
+        .await;
+        let later = store.summary(&alice, &s).await.unwrap().unwrap();
+        assert_eq!((later.title.as_str(), later.turns), ("Loan posting", 3));
+
+        // Nobody else can rename it, nor anything that is not listed for them.
+        let cutoff_after_last_turn = Some(start + TimeDelta::seconds(10));
+        for (owner, id, cutoff) in [
+            (&bob, "renamed", None),
+            (&alice, "open", None),
+            (&bob, "open", None),
+            (&alice, "never-used", None),
+            (&alice, "renamed", cutoff_after_last_turn),
+        ] {
+            let refused = store
+                .rename(owner, &session(id), &title("Mine now"), cutoff)
+                .await;
+            assert_eq!(refused, Ok(None), "{owner} {id} {cutoff:?}");
+        }
+        assert_eq!(
+            store.summary(&alice, &s).await.unwrap().unwrap().title,
+            "Loan posting"
+        );
+        assert_eq!(store.summary(&bob, &s).await, Ok(None));
+        assert!(listing(store, &bob).await.is_empty());
+        assert_eq!(store.summary(&alice, &session("open")).await, Ok(None));
+    }
+
+    async fn delete_all_removes_one_owners_conversations_and_nothing_else(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (alice, bob) = (customer("o'alice"), customer("bob"));
+        // One conversation longer than a transaction holds.
+        for n in 0..120 {
+            append_listed(
+                store,
+                &session("alice-long"),
+                Some(&alice),
+                &format!("q{n}"),
+                Utc::now(),
+            )
+            .await;
+        }
+        for id in ["alice-1", "alice 2", "o'alice-3"] {
+            append_listed(store, &session(id), Some(&alice), "q", Utc::now()).await;
+        }
+        append_listed(store, &session("bob-1"), Some(&bob), "q", Utc::now()).await;
+        append_listed(store, &session("open"), None, "q", Utc::now()).await;
+
+        let outcome = store.delete_all(&alice, in_a_minute()).await.unwrap();
+        assert_eq!(
+            outcome,
+            DeletedAll {
+                deleted: 4,
+                complete: true
+            }
+        );
+        assert!(listing(store, &alice).await.is_empty());
+        for id in ["alice-long", "alice-1", "alice 2", "o'alice-3"] {
+            assert!(store.all(&session(id)).await.unwrap().is_empty(), "{id}");
+            assert_eq!(
+                store.recent(&session(id), 10).await.unwrap().total,
+                0,
+                "{id}"
+            );
+        }
+        assert_eq!(listed_ids(store, &bob).await, [session("bob-1")]);
+        assert_eq!(store.all(&session("bob-1")).await.unwrap().len(), 1);
+        assert_eq!(store.all(&session("open")).await.unwrap().len(), 1);
+
+        // Again: nothing left to delete.
+        let again = store.delete_all(&alice, in_a_minute()).await.unwrap();
+        assert_eq!(
+            again,
+            DeletedAll {
+                deleted: 0,
+                complete: true
+            }
+        );
+        // A deleted id starts again from turn 0.
+        assert_eq!(append(store, &session("alice-1"), turn("new")).await, Ok(0));
+    }
+
+    /// Table Storage and Cosmos DB work through the listing and stop when their time
+    /// is up; the in-process store deletes under one lock, at once.
+    async fn delete_all_stops_at_its_deadline_and_the_next_call_finishes(backend: Backend) {
+        let store = backend.store.as_ref();
+        let alice = customer("alice");
+        for n in 0..3 {
+            append_listed(
+                store,
+                &session(&format!("a-{n}")),
+                Some(&alice),
+                "q",
+                Utc::now(),
+            )
+            .await;
+        }
+        let out_of_time = store.delete_all(&alice, Instant::now()).await.unwrap();
+        let rest = match backend.kind {
+            Kind::Table | Kind::Cosmos => {
+                assert_eq!(
+                    out_of_time,
+                    DeletedAll {
+                        deleted: 0,
+                        complete: false
+                    }
+                );
+                assert_eq!(listing(store, &alice).await.len(), 3);
+                3
+            }
+            Kind::InProcess => {
+                assert_eq!(
+                    out_of_time,
+                    DeletedAll {
+                        deleted: 3,
+                        complete: true
+                    }
+                );
+                0
+            }
+        };
+        let finished = store.delete_all(&alice, in_a_minute()).await.unwrap();
+        assert_eq!(
+            finished,
+            DeletedAll {
+                deleted: rest,
+                complete: true
+            }
+        );
+        assert!(listing(store, &alice).await.is_empty());
+    }
+
+    fn feedback(rating: Rating, comment: Option<&str>) -> Feedback {
+        Feedback {
+            rating,
+            comment: comment.map(str::to_owned),
+            // Stored to the second.
+            updated_at: Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap(),
+        }
+    }
+
+    async fn feedback_on(store: &dyn ConversationStore, s: &SessionId) -> Vec<Option<Feedback>> {
+        store
+            .all(s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.feedback)
+            .collect()
+    }
+
+    async fn feedback_is_set_changed_and_removed_on_its_own_turn(backend: Backend) {
+        let store = backend.store.as_ref();
+        let alice = customer("alice");
+        let s = session("rated");
+        for n in 0..3 {
+            append_listed(store, &s, Some(&alice), &format!("q{n}"), Utc::now()).await;
+        }
+        let before = store.all(&s).await.unwrap();
+        let up = feedback(Rating::Up, Some("Exactly the copybooks, Zoë. 👍"));
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), Some(&up)).await,
+            Ok(true)
+        );
+        assert_eq!(feedback_on(store, &s).await, [None, Some(up.clone()), None]);
+
+        let down = feedback(Rating::Down, None);
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), Some(&down)).await,
+            Ok(true)
+        );
+        assert_eq!(feedback_on(store, &s).await, [None, Some(down), None]);
+
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), None).await,
+            Ok(true)
+        );
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), None).await,
+            Ok(true)
+        );
+        assert_eq!(feedback_on(store, &s).await, [None, None, None]);
+
+        // Everything else about the turns is as it was.
+        let after = store.all(&s).await.unwrap();
+        assert_eq!(after, before);
+        assert_eq!(store.recent(&s, 10).await.unwrap().total, 3);
+    }
+
+    async fn feedback_needs_an_existing_turn_the_requester_may_access(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (alice, bob) = (customer("alice"), customer("bob"));
+        let owned = session("owned");
+        append_listed(store, &owned, Some(&alice), "q0", Utc::now()).await;
+        append_listed(store, &owned, Some(&alice), "q1", Utc::now()).await;
+        let up = feedback(Rating::Up, None);
+        for (id, turn, requester) in [
+            ("owned", 0, Some(&bob)),
+            ("owned", 1, None),
+            ("owned", 2, Some(&alice)),
+            ("owned", 999_999_999_999, Some(&alice)),
+            ("never-used", 0, Some(&alice)),
+        ] {
+            let refused = store
+                .set_feedback(&session(id), turn, requester, Some(&up))
+                .await;
+            assert_eq!(refused, Ok(false), "{id} turn {turn} by {requester:?}");
+        }
+        assert_eq!(feedback_on(store, &owned).await, [None, None]);
+        // No turn was created by any of that.
+        assert_eq!(store.recent(&owned, 10).await.unwrap().total, 2);
+        assert!(store.all(&session("never-used")).await.unwrap().is_empty());
+        assert_eq!(append(store, &owned, turn("q2")).await, Ok(2));
+
+        // A conversation without an owner takes feedback from whoever knows its id.
+        let open = session("open");
+        append_listed(store, &open, None, "q0", Utc::now()).await;
+        assert_eq!(
+            store.set_feedback(&open, 0, Some(&bob), Some(&up)).await,
+            Ok(true)
+        );
+        assert_eq!(store.set_feedback(&open, 0, None, None).await, Ok(true));
+    }
+}
+
+/// Feedback and renames are Merges guarded by the ETag read when ownership was
+/// checked. Racing a delete, an unguarded Merge (an upsert) would leave behind a
+/// turn row holding nothing but feedback, or a listing entry holding only a title.
+#[tokio::test]
+async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
+    use session_rag::domain::{Feedback, Rating, Title};
+    const ROUNDS: usize = 30;
+    const WRITERS: usize = 4;
+    const WRITES: usize = 5;
+    let table = unique_table_name("racing");
+    let store = Arc::new(shared_table_store(&table));
+    let index = raw_table_client(&shared_table_endpoint(), &sessions_table_for(&table));
+    let alice = customer("alice");
+    let up = Feedback {
+        rating: Rating::Up,
+        comment: None,
+        updated_at: Utc::now(),
+    };
+    let title = Title::parse("Raced").unwrap();
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        append_listed(store.as_ref(), &s, Some(&alice), "q", Utc::now()).await;
+        // Writers keep at it while the delete runs, so some write lands meanwhile.
+        let mut writers = Vec::new();
+        for _ in 0..WRITERS {
+            let (store, s, alice, up, title) = (
+                store.clone(),
+                s.clone(),
+                alice.clone(),
+                up.clone(),
+                title.clone(),
+            );
+            writers.push(tokio::spawn(async move {
+                // Four writers on one turn can wear out each other's attempts: a
+                // write that gives up is fine here, one that fails otherwise is not.
+                let settled = |result: Result<_, StorageError>| {
+                    assert!(
+                        !matches!(result, Err(ref e) if !matches!(e, StorageError::Unavailable(_))),
+                        "{result:?}"
+                    )
+                };
+                for _ in 0..WRITES {
+                    settled(
+                        store
+                            .set_feedback(&s, 0, Some(&alice), Some(&up))
+                            .await
+                            .map(|_| ()),
+                    );
+                    settled(store.rename(&alice, &s, &title, None).await.map(|_| ()));
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // Deletes remove the conversation only as read (feedback meanwhile changes
+        // its turn, so the delete says it changed); asked again once the writers
+        // are done, it ends the conversation.
+        let deleted = delete_as_read(store.as_ref(), &s).await;
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        if deleted != Ok(Deleted::Deleted) {
+            assert_eq!(
+                delete_as_read(store.as_ref(), &s).await,
+                Ok(Deleted::Deleted),
+                "round {round}"
+            );
+        }
+        assert_eq!(
+            store.all(&s).await.unwrap(),
+            [],
+            "round {round}: a row came back"
+        );
+        let entries = stored_rows(&index, "alice").await;
+        assert_eq!(entries, [], "round {round}: a listing entry came back");
+    }
 }

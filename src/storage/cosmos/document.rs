@@ -2,13 +2,17 @@
 //! partition key), `session_id`, `created_at`, `updated_at` and `messages`, a user
 //! message then an assistant message per turn (turn n = message pair n). Our extra
 //! fields go only where seed 000 ignores them: `turn` and `metadata_json` on the
-//! user message, `turn` and `turn_id` on the assistant message. Fields we do not know (seed 000's or anyone's) are kept as found.
+//! user message, `turn`, `turn_id` and `feedback` on the assistant message, and
+//! `title` (a name its owner gave) on the document. Fields we do not know (seed
+//! 000's or anyone's) are kept as found.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::domain::{parse_timestamp, timestamp_text, CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{
+    parse_timestamp, timestamp_text, CustomerId, Feedback, NewTurn, Rating, SessionId, Title, Turn,
+};
 use crate::storage::{StorageError, Version};
 
 /// Cosmos DB's item limit is 2 MB; its own properties (`_rid`, `_etag`, …) take a
@@ -56,6 +60,8 @@ const TURN: &str = "turn";
 const TURN_ID: &str = "turn_id";
 const METADATA_JSON: &str = "metadata_json";
 const ETAG: &str = "_etag";
+const TITLE: &str = "title";
+const FEEDBACK: &str = "feedback";
 
 impl Conversation {
     /// A new conversation in `partition` whose first turn is `turn`.
@@ -128,6 +134,35 @@ impl Conversation {
             .map(|position| (position / 2) as u64)
     }
 
+    /// The name its owner gave it, if renamed.
+    pub fn title(&self) -> Option<&str> {
+        self.extra.get(TITLE).and_then(Value::as_str)
+    }
+
+    pub fn set_title(&mut self, title: &Title) {
+        self.extra.insert(TITLE.into(), title.as_str().into());
+    }
+
+    /// Records (`Some`) or removes (`None`) the feedback on turn `turn`'s answer;
+    /// `false` when there is no such answer (no such turn, or a question seed 000
+    /// saved before its answer).
+    pub fn set_feedback(&mut self, turn: u64, feedback: Option<&Feedback>) -> bool {
+        let answer = usize::try_from(turn)
+            .ok()
+            .and_then(|turn| turn.checked_mul(2)?.checked_add(1))
+            .and_then(|position| self.messages.get_mut(position));
+        let Some(answer) = answer else {
+            return false;
+        };
+        match feedback {
+            Some(feedback) => answer
+                .extra
+                .insert(FEEDBACK.into(), feedback_value(feedback)),
+            None => answer.extra.remove(FEEDBACK),
+        };
+        true
+    }
+
     /// The turns from number `from` on.
     pub fn turns_from(&self, from: u64) -> Vec<Turn> {
         self.turns().skip(from as usize).collect()
@@ -162,6 +197,9 @@ impl Conversation {
                         .or_else(|| answer.and_then(|a| parse_timestamp(&a.timestamp)))
                         .unwrap_or(fallback),
                     owner: owner.clone(),
+                    feedback: answer
+                        .and_then(|a| a.extra.get(FEEDBACK))
+                        .and_then(feedback_of),
                 }
             })
     }
@@ -184,6 +222,31 @@ impl Conversation {
         }
         Ok(body)
     }
+}
+
+/// Feedback as stored: `{rating, comment (when given), updated_at}`.
+fn feedback_value(feedback: &Feedback) -> Value {
+    let mut value = Map::new();
+    value.insert("rating".into(), feedback.rating.as_str().into());
+    if let Some(comment) = &feedback.comment {
+        value.insert("comment".into(), comment.as_str().into());
+    }
+    value.insert(
+        "updated_at".into(),
+        timestamp_text(feedback.updated_at).into(),
+    );
+    Value::Object(value)
+}
+
+fn feedback_of(value: &Value) -> Option<Feedback> {
+    Some(Feedback {
+        rating: Rating::parse(value.get("rating")?.as_str()?)?,
+        comment: value
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        updated_at: parse_timestamp(value.get("updated_at")?.as_str()?)?,
+    })
 }
 
 fn message(role: &str, content: &str, timestamp: &str, turn: u64) -> Message {

@@ -15,6 +15,7 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Deserialize;
 
+use super::document::Conversation;
 use crate::domain::{parse_timestamp, title_of, CustomerId, SessionId};
 use crate::storage::{ListPosition, ListingPage, SessionSummary};
 
@@ -78,10 +79,10 @@ impl ListedRow {
         Some(SessionSummary {
             session_id: SessionId::parse(&self.id).ok()?,
             owner: owner.clone(),
+            // The name its owner gave, else the first question, shortened.
             title: self
                 .title
-                .or(self.first_question)
-                .map(|text| title_of(&text))
+                .or_else(|| self.first_question.map(|text| title_of(&text)))
                 .unwrap_or_default(),
             turns: self.message_count.unwrap_or_default().div_ceil(2),
             created_at: self
@@ -92,6 +93,20 @@ impl ListedRow {
             updated_at,
         })
     }
+}
+
+/// The listing entry of `document`, as `owner`'s; `None` for a document that is
+/// no conversation we can list.
+pub fn summary_of(document: &Conversation, owner: &CustomerId) -> Option<SessionSummary> {
+    ListedRow {
+        id: document.id.clone(),
+        title: document.title().map(str::to_owned),
+        first_question: document.messages.first().map(|m| m.content.clone()),
+        message_count: Some(document.messages.len() as u64),
+        created_at: Some(document.created_at.clone()),
+        updated_at: Some(document.updated_at.clone()),
+    }
+    .summary(owner)
 }
 
 /// Collects a page from the query's rows as they come (latest second first).

@@ -63,12 +63,13 @@ use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosRuntime, FeedScope, Query, RoutingStrategy,
 };
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::num::NonZeroU32;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use self::document::Conversation;
@@ -76,17 +77,26 @@ pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
 use self::listing::{ListedRow, PageBuilder};
 use super::{
-    Appended, ConversationStore, Deleted, Expectation, ListPosition, ListingPage, Seen,
-    StorageError, Version, Window,
+    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
+    SessionSummary, StorageError, Version, Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{parse_timestamp, CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{
+    may_access, parse_timestamp, CustomerId, Feedback, NewTurn, SessionId, Title, Turn,
+};
 use crate::settings::{CosmosAuth, CosmosSettings, SettingsError};
 
 /// Appends from this process to conversations hashing alike take turns.
 const APPEND_LOCK_STRIPES: usize = 64;
 /// Conversations whose partition this process remembers; past this it starts over.
 const MAX_REMEMBERED: usize = 100_000;
+/// Reads and replaces per rename or feedback before giving up on a conversation
+/// that keeps changing.
+const WRITE_ATTEMPTS: usize = 4;
+/// Queries per delete-all: one changed meanwhile is read again in the next.
+const DELETE_ALL_ROUNDS: usize = 4;
+/// Conversations a purge or a delete-all deletes at the same time.
+const REMOVALS_AT_ONCE: usize = 8;
 
 pub struct CosmosStore {
     account: AccountReference,
@@ -120,15 +130,33 @@ struct DirectoryEntry {
     rest: serde_json::Map<String, Value>,
 }
 
-/// A purge candidate, projected by the query.
+/// A conversation's id, partition, last update and version, projected by a query
+/// (for the purge and for delete-all).
 #[derive(Deserialize)]
-struct PurgeRow {
+struct StoredRow {
     id: String,
     customer_id: String,
     #[serde(default)]
     updated_at: Option<String>,
     #[serde(rename = "_etag")]
     etag: String,
+}
+
+/// What a replace under `If-Match` did.
+enum Replaced {
+    /// Stored; the new `_etag`, when the answer gave it.
+    Done(Option<String>),
+    /// The document changed or went since it was read: nothing was written.
+    Changed,
+}
+
+/// What [`CosmosStore::remove_rows`] did.
+struct Removal {
+    /// Conversations it tried to delete (or had to leave, out of time).
+    attempted: u64,
+    removed: u64,
+    /// Whether it left some because its time was up.
+    stopped: bool,
 }
 
 /// Every result of `query` in `scope`; `operation` names it in errors.
@@ -485,6 +513,64 @@ impl CosmosStore {
         }
     }
 
+    /// Replaces `document` (in its partition) only while it is as read: `If-Match`
+    /// on the `_etag` it was read with.
+    async fn replace_as_read(
+        &self,
+        container: &ContainerClient,
+        session: &SessionId,
+        document: &Conversation,
+        operation: &str,
+    ) -> Result<Replaced, StorageError> {
+        let replaced = container
+            .replace_item(
+                document.customer_id.clone(),
+                session.as_str(),
+                document.body()?,
+                if_match(document.etag().unwrap_or_default()),
+            )
+            .await;
+        match replaced {
+            Ok(response) => Ok(Replaced::Done(
+                response.headers().etag().map(|e| e.to_string()),
+            )),
+            Err(e) if is_precondition_failed(&e) || is_not_found(&e) => Ok(Replaced::Changed),
+            Err(e) => Err(storage_error(operation, &e)),
+        }
+    }
+
+    /// Deletes each conversation of `rows` as it was read (with its pointer),
+    /// [`REMOVALS_AT_ONCE`] at a time, starting none once `stop_at` has passed.
+    async fn remove_rows(
+        &self,
+        container: &ContainerClient,
+        rows: Vec<StoredRow>,
+        stop_at: Option<Instant>,
+    ) -> Result<Removal, StorageError> {
+        let doomed: Vec<(SessionId, StoredRow)> = rows
+            .into_iter()
+            .filter_map(|row| Some((SessionId::parse(&row.id).ok()?, row)))
+            .collect();
+        let attempted = doomed.len() as u64;
+        let outcomes: Vec<Option<bool>> = futures::stream::iter(doomed)
+            .map(|(session, row)| async move {
+                if stop_at.is_some_and(|stop_at| Instant::now() >= stop_at) {
+                    return Ok(None);
+                }
+                self.remove(container, &row.customer_id, &session, &row.etag)
+                    .await
+                    .map(Some)
+            })
+            .buffer_unordered(REMOVALS_AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(Removal {
+            attempted,
+            removed: outcomes.iter().filter(|o| **o == Some(true)).count() as u64,
+            stopped: outcomes.contains(&None),
+        })
+    }
+
     /// Starts `session` with `turn` as turn 0, in the partition a directory entry
     /// reserves (`pointer`) or else its owner's: its number and version, or `None`
     /// if another writer started it first.
@@ -552,20 +638,12 @@ impl ConversationStore for CosmosStore {
                 if document.is_as_seen(last, &version) =>
             {
                 let number = document.push(&turn, turn_id);
-                let replaced = container
-                    .replace_item(
-                        document.customer_id.clone(),
-                        session.as_str(),
-                        document.body()?,
-                        if_match(version.as_str()),
-                    )
-                    .await;
-                match replaced {
-                    Ok(response) => {
-                        Some((number, response.headers().etag().map(|e| e.to_string())))
-                    }
-                    Err(e) if is_precondition_failed(&e) || is_not_found(&e) => None,
-                    Err(e) => return Err(storage_error("replacing a conversation", &e)),
+                match self
+                    .replace_as_read(container, session, &document, "replacing a conversation")
+                    .await?
+                {
+                    Replaced::Done(etag) => Some((number, etag)),
+                    Replaced::Changed => None,
                 }
             }
             (Expectation::Restart { last, version }, Found::Conversation(document))
@@ -716,31 +794,140 @@ impl ConversationStore for CosmosStore {
         let container = self.container().await?;
         let query = "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
                      WHERE IS_DEFINED(c.messages)";
-        let rows: Vec<PurgeRow> = query_all(
+        let rows: Vec<StoredRow> = query_all(
             container,
             query,
             FeedScope::full_container(),
             "scanning for expired conversations",
         )
         .await?;
-        let mut purged = 0;
-        for row in rows {
-            let expired = row
-                .updated_at
-                .as_deref()
-                .and_then(parse_timestamp)
-                .is_some_and(|updated_at| updated_at < cutoff);
-            let Ok(session) = SessionId::parse(&row.id) else {
-                continue;
+        let expired = rows
+            .into_iter()
+            .filter(|row| {
+                row.updated_at
+                    .as_deref()
+                    .and_then(parse_timestamp)
+                    .is_some_and(|updated_at| updated_at < cutoff)
+            })
+            .collect();
+        Ok(self.remove_rows(container, expired, None).await?.removed)
+    }
+
+    /// A point read in `owner`'s partition: every document there is theirs.
+    async fn summary(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let container = self.container().await?;
+        Ok(self
+            .read_in(container, owner.as_str(), session)
+            .await?
+            .and_then(|document| listing::summary_of(&document, owner)))
+    }
+
+    /// The document's `title` (seed 000 ignores it), replaced under `If-Match` on
+    /// the `_etag` read; read again when a turn got there first.
+    async fn rename(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let container = self.container().await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(mut document) = self.read_in(container, owner.as_str(), session).await? else {
+                return Ok(None);
             };
-            if expired
-                && self
-                    .remove(container, &row.customer_id, &session, &row.etag)
-                    .await?
+            let live = parse_timestamp(&document.updated_at)
+                .is_some_and(|updated_at| cutoff.is_none_or(|cutoff| updated_at >= cutoff));
+            if !live || document.messages.is_empty() {
+                return Ok(None);
+            }
+            document.set_title(title);
+            if let Replaced::Done(_) = self
+                .replace_as_read(container, session, &document, "renaming a conversation")
+                .await?
             {
-                purged += 1;
+                return Ok(listing::summary_of(&document, owner));
             }
         }
-        Ok(purged)
+        Err(StorageError::Unavailable(
+            "the conversation kept changing while it was renamed".into(),
+        ))
+    }
+
+    /// One query in `owner`'s partition for every conversation's id and `_etag`,
+    /// then a delete of each as read (with its pointer); one changed meanwhile is
+    /// read again in the next round.
+    async fn delete_all(
+        &self,
+        owner: &CustomerId,
+        stop_at: tokio::time::Instant,
+    ) -> Result<DeletedAll, StorageError> {
+        let container = self.container().await?;
+        let mut deleted = 0;
+        for _ in 0..DELETE_ALL_ROUNDS {
+            let query = Query::from(
+                "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
+                 WHERE c.customer_id = @owner AND IS_DEFINED(c.messages)",
+            )
+            .with_parameter("@owner", owner.as_str())
+            .map_err(|e| storage_error("finding a customer's conversations", &e))?;
+            let rows: Vec<StoredRow> = query_all(
+                container,
+                query,
+                FeedScope::partition(owner.as_str().to_owned()),
+                "finding a customer's conversations",
+            )
+            .await?;
+            let removal = self.remove_rows(container, rows, Some(stop_at)).await?;
+            deleted += removal.removed;
+            if removal.attempted == 0 {
+                return Ok(DeletedAll {
+                    deleted,
+                    complete: true,
+                });
+            }
+            if removal.stopped {
+                break;
+            }
+        }
+        Ok(DeletedAll {
+            deleted,
+            complete: false,
+        })
+    }
+
+    /// On the turn's answer message (seed 000 ignores the field), replaced under
+    /// `If-Match` on the `_etag` read; read again when a turn got there first.
+    async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        let container = self.container().await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            let Found::Conversation(mut document) = self.find(container, session).await? else {
+                return Ok(false);
+            };
+            if !may_access(document.owner().as_ref(), requester)
+                || !document.set_feedback(turn, feedback)
+            {
+                return Ok(false);
+            }
+            if let Replaced::Done(_) = self
+                .replace_as_read(container, session, &document, "recording feedback")
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(StorageError::Unavailable(
+            "the conversation kept changing while its feedback was recorded".into(),
+        ))
     }
 }

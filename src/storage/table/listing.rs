@@ -30,7 +30,7 @@
 //! look like any key): sorted entries have `session_id`, records have `updated_at`
 //! and no `session_id`, the marker has `listing_converted`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use azure_core::StatusCode;
@@ -42,10 +42,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::entity::{ascii_json, string, PARTITION_KEY, ROW_KEY};
-use super::error::{has_status, storage_error};
+use super::error::{has_status, status_error, storage_error};
 use super::keys::quoted;
 use super::{committed, lock, Row, TableStore, MAX_BATCH_OPERATIONS};
-use crate::domain::{parse_timestamp, timestamp_text, title_of, CustomerId, NewTurn, SessionId};
+use crate::domain::{
+    parse_timestamp, timestamp_text, title_of, CustomerId, NewTurn, SessionId, Title,
+};
 use crate::storage::{ListPosition, ListingPage, SessionSummary, StorageError};
 
 const TITLE: &str = "title";
@@ -246,6 +248,44 @@ fn sorted_summary(owner: &CustomerId, entity: &Row) -> Option<SessionSummary> {
     Some(Entry::read(entity)?.summary(owner, session_id))
 }
 
+/// A row of an owner's partition as a scan read it.
+pub(super) struct ScannedRow {
+    key: String,
+    etag: String,
+}
+
+/// A conversation in an owner's partition as a scan found it: its record and
+/// sorted entries.
+pub(super) struct Listed {
+    pub session: SessionId,
+    rows: Vec<ScannedRow>,
+}
+
+impl Listed {
+    /// How many operations deleting it takes.
+    pub fn row_count(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// What deleting scanned rows did.
+#[derive(Debug, PartialEq, Eq)]
+enum Removal {
+    Removed,
+    /// A row was gone already (the conversation was deleted, or restarted by
+    /// someone else, by another request): nothing was deleted, nothing is left.
+    Gone,
+    /// A row changed since the scan: nothing was deleted.
+    Changed,
+}
+
+/// What a scan of an owner's partition found.
+pub(super) struct OwnerRows {
+    pub conversations: Vec<Listed>,
+    /// The marker, unless it is also a conversation's record.
+    pub marker: Option<ScannedRow>,
+}
+
 impl TableStore {
     fn owner_partition(&self, owner: &CustomerId) -> PartitionKeyClient {
         self.index.partition_key_client(quoted(owner.as_str()))
@@ -263,18 +303,20 @@ impl TableStore {
         self.relist(owner, session, &|record| {
             Some(Entry::after_turn(record, number, turn))
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Reads `session`'s record, makes the entry `change` asks for, and writes the
     /// record and its sorted entry in one transaction conditional on the record
-    /// being as read; read again and retried when another writer came first.
+    /// being as read; read again and retried when another writer came first. The
+    /// entry written, `None` when `change` left it as it was.
     async fn relist(
         &self,
         owner: &CustomerId,
         session: &SessionId,
         change: &Change<'_>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<Entry>, StorageError> {
         let partition = self.owner_partition(owner);
         let hint = (owner.clone(), session.clone());
         let mut remembered = lock(&self.listing_hints.records).remove(&hint);
@@ -285,7 +327,7 @@ impl TableStore {
                 None => self.read_record(owner, session).await?,
             };
             let Some(entry) = change(record.as_ref()) else {
-                return Ok(());
+                return Ok(None);
             };
             let key = sorted_key(entry.updated_at, session);
             // A transaction that failed although the record had not changed can only
@@ -324,12 +366,12 @@ impl TableStore {
                 {
                     let written = Record {
                         etag: etag.to_string(),
-                        entry: Some(entry),
+                        entry: Some(entry.clone()),
                         listed_as: Some(key),
                     };
                     remember(&mut lock(&self.listing_hints.records), hint, written);
                 }
-                return Ok(());
+                return Ok(Some(entry));
             }
             failed_on = record.map(|r| r.etag);
         }
@@ -411,6 +453,172 @@ impl TableStore {
         Err(StorageError::Unavailable(
             "the listing entry kept changing while it was deleted".into(),
         ))
+    }
+
+    /// `owner`'s record of `session` as a summary; `None` when there is none.
+    pub(super) async fn listed(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let record = self.read_record(owner, session).await?;
+        Ok(record
+            .and_then(|record| record.entry)
+            .map(|entry| entry.summary(owner, session.clone())))
+    }
+
+    /// Names `session` in `owner`'s listing: record and sorted entry in one
+    /// transaction conditional on the record's ETag, like a turn's update, so a page
+    /// shows the title at once. `None`, writing nothing, when `owner` has no record
+    /// of it or its last turn is before `cutoff`.
+    pub(super) async fn retitle(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let renamed = self
+            .relist(owner, session, &|record| {
+                let entry = record?.entry.clone()?;
+                let live = cutoff.is_none_or(|cutoff| entry.updated_at >= cutoff);
+                live.then(|| Entry {
+                    title: title.as_str().to_owned(),
+                    ..entry
+                })
+            })
+            .await?;
+        Ok(renamed.map(|entry| entry.summary(owner, session.clone())))
+    }
+
+    /// Every conversation in `owner`'s partition, with the keys and ETags of its
+    /// rows, and the marker's ETag: one scan of that partition alone.
+    pub(super) async fn scan_owner(&self, owner: &CustomerId) -> Result<OwnerRows, StorageError> {
+        let mut pages = self
+            .index
+            .query()
+            .filter(format!("PartitionKey eq '{}'", quoted(owner.as_str())))
+            .select(format!("{ROW_KEY},{SESSION_ID},{UPDATED_AT},{CONVERTED}"))
+            .into_stream::<Row>();
+        let mut conversations: BTreeMap<SessionId, Vec<ScannedRow>> = BTreeMap::new();
+        let mut marker = None;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| storage_error("reading the listing", &e))?;
+            for entity in &page.entities {
+                let (Some(key), Some(etag)) = (string(entity, ROW_KEY), string(entity, ETAG))
+                else {
+                    continue;
+                };
+                let row = ScannedRow {
+                    key: key.to_owned(),
+                    etag: etag.to_owned(),
+                };
+                // A sorted entry names its conversation; a record is keyed by it.
+                let session = match string(entity, SESSION_ID) {
+                    Some(session) => session,
+                    None if string(entity, UPDATED_AT).is_some() => key,
+                    None => {
+                        if entity.get(CONVERTED) == Some(&Value::Bool(true)) {
+                            marker = Some(row);
+                        }
+                        continue;
+                    }
+                };
+                if let Ok(session) = SessionId::parse(session) {
+                    conversations.entry(session).or_default().push(row);
+                }
+            }
+        }
+        Ok(OwnerRows {
+            conversations: conversations
+                .into_iter()
+                .map(|(session, mut rows)| {
+                    // The record first: a transaction fails on its first refused
+                    // operation, and a changed record says more than a moved entry.
+                    rows.sort_by_key(|row| row.key != session.as_str());
+                    Listed { session, rows }
+                })
+                .collect(),
+            marker,
+        })
+    }
+
+    /// Removes `conversations` (from [`TableStore::scan_owner`], at most
+    /// [`MAX_BATCH_OPERATIONS`] rows in all) from `owner`'s partition, every row
+    /// only as scanned: in one transaction, or, when that is refused because one of
+    /// them changed or went meanwhile, one transaction per conversation. How many
+    /// it removed, and how many changed since the scan (a turn was recorded): those
+    /// are left for the next scan. Conversations already gone count as neither.
+    pub(super) async fn unlist_scanned(
+        &self,
+        owner: &CustomerId,
+        conversations: &[&Listed],
+    ) -> Result<(u64, u64), StorageError> {
+        if conversations.is_empty() {
+            return Ok((0, 0));
+        }
+        {
+            let mut hints = lock(&self.listing_hints.records);
+            for listed in conversations {
+                hints.remove(&(owner.clone(), listed.session.clone()));
+            }
+        }
+        let all = conversations.iter().flat_map(|listed| &listed.rows);
+        if self.delete_scanned(owner, all).await? == Removal::Removed {
+            return Ok((conversations.len() as u64, 0));
+        }
+        // By index: a stream of borrowed items is not `Send` for every lifetime.
+        futures::stream::iter(0..conversations.len())
+            .map(|at| self.delete_scanned(owner, &conversations[at].rows))
+            .buffer_unordered(CONVERSIONS_IN_FLIGHT)
+            .try_fold((0, 0), |(removed, changed), removal| async move {
+                Ok(match removal {
+                    Removal::Removed => (removed + 1, changed),
+                    Removal::Changed => (removed, changed + 1),
+                    Removal::Gone => (removed, changed),
+                })
+            })
+            .await
+    }
+
+    /// Deletes `owner`'s marker as scanned (a later conversion scan of the empty
+    /// partition writes none again); gone or changed meanwhile is fine.
+    pub(super) async fn unmark(
+        &self,
+        owner: &CustomerId,
+        marker: &ScannedRow,
+    ) -> Result<(), StorageError> {
+        self.delete_scanned(owner, [marker]).await?;
+        Ok(())
+    }
+
+    /// One transaction deleting `rows` of `owner`'s partition, each under its ETag.
+    async fn delete_scanned<'a>(
+        &self,
+        owner: &CustomerId,
+        rows: impl IntoIterator<Item = &'a ScannedRow>,
+    ) -> Result<Removal, StorageError> {
+        let error = |e| storage_error("deleting a listing entry", &e);
+        let mut batch = self.owner_partition(owner).transaction();
+        for row in rows {
+            batch = batch
+                .delete(
+                    quoted(&row.key),
+                    Some(IfMatchCondition::Etag(row.etag.clone().into())),
+                )
+                .map_err(error)?;
+        }
+        let response = batch.await.map_err(error)?;
+        // The answer of the operation that failed says why all were rolled back.
+        for operation in &response.operation_responses {
+            match operation.status_code {
+                status if status.is_success() => {}
+                StatusCode::NotFound => return Ok(Removal::Gone),
+                StatusCode::PreconditionFailed => return Ok(Removal::Changed),
+                status => return Err(status_error("deleting a listing entry", status, None)),
+            }
+        }
+        Ok(Removal::Removed)
     }
 
     /// One page of `owner`'s listing: a range query of the sorted entries after

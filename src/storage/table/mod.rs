@@ -40,8 +40,10 @@
 //! never taken in the service's order (Cosmos DB for Table does not sort them).
 
 mod connection;
+mod delete_all;
 mod entity;
 mod error;
+mod feedback;
 mod keys;
 mod listing;
 mod purge;
@@ -64,11 +66,11 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, Deleted, Expectation, ListPosition, ListingPage, Seen,
-    StorageError, Version, Window,
+    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
+    SessionSummary, StorageError, Version, Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -100,6 +102,7 @@ pub struct TableStore {
 }
 
 /// A row to delete, by RowKey, only if it still has this ETag when one is given.
+#[derive(Clone)]
 struct DoomedRow {
     key: String,
     etag: Option<String>,
@@ -356,50 +359,6 @@ impl TableStore {
         Ok(rows)
     }
 
-    /// Runs `changes` on `partition` as one entity-group transaction (at most 100
-    /// operations): the ETag each operation left its row with when all were
-    /// applied (none for a delete), `None` when one found its row changed, gone or
-    /// taken (404, 409, 412) and all were rolled back.
-    async fn transact(
-        &self,
-        partition: &str,
-        changes: Vec<Change>,
-    ) -> Result<Option<Vec<Option<String>>>, StorageError> {
-        debug_assert!(changes.len() <= MAX_BATCH_OPERATIONS);
-        let failed = |e: &azure_core::Error| storage_error("writing a session", e);
-        let if_match = |etag: String| Some(IfMatchCondition::Etag(etag.into()));
-        let mut batch = self
-            .table
-            .partition_key_client(quoted(partition))
-            .transaction();
-        for change in changes {
-            batch = match change {
-                Change::Delete(row) => batch.delete(quoted(&row.key), row.etag.and_then(if_match)),
-                Change::Touch { key, etag } => {
-                    let keys = serde_json::json!({"PartitionKey": partition, "RowKey": key});
-                    batch.merge(quoted(&key), entity::ascii_json(&keys), if_match(etag))
-                }
-                Change::Insert(entity) => batch.insert(entity),
-                Change::Replace { key, etag, entity } => {
-                    batch.update(quoted(&key), entity, if_match(etag))
-                }
-            }
-            .map_err(|e| failed(&e))?;
-        }
-        let response = batch.await.map_err(|e| failed(&e))?;
-        let statuses = response.operation_responses.iter().map(|r| r.status_code);
-        if !committed(statuses, "writing a session")? {
-            return Ok(None);
-        }
-        Ok(Some(
-            response
-                .operation_responses
-                .iter()
-                .map(|operation| operation.etag.as_ref().map(ToString::to_string))
-                .collect(),
-        ))
-    }
-
     /// Deletes `rows` from the partition `partition`, highest turn first, each under
     /// its ETag; `false` if some were already gone or changed (the transaction that
     /// met one was rolled back whole, and the ones after it not sent).
@@ -416,7 +375,7 @@ impl TableStore {
                 .take(MAX_BATCH_OPERATIONS)
                 .map(Change::Delete)
                 .collect();
-            if self.transact(partition, chunk).await?.is_none() {
+            if transact(&self.table, partition, chunk).await?.is_none() {
                 return Ok(false);
             }
         }
@@ -470,7 +429,7 @@ impl TableStore {
             },
             Change::Insert(entity.at(session, number)),
         ];
-        match self.transact(session.as_str(), changes).await? {
+        match transact(&self.table, session.as_str(), changes).await? {
             Some(etags) => stored(number, &etags[1]),
             None => self.ours_or_changed(session, number, turn_id).await,
         }
@@ -517,7 +476,7 @@ impl TableStore {
         }
         let mut changes: Vec<Change> = tail.into_iter().map(Change::Delete).collect();
         changes.push(new_first);
-        let Some(etags) = self.transact(session.as_str(), changes).await? else {
+        let Some(etags) = transact(&self.table, session.as_str(), changes).await? else {
             return self.ours_or_changed(session, 0, turn_id).await;
         };
         let appended = stored(0, etags.last().expect("turn 0 was in the transaction"))?;
@@ -585,6 +544,47 @@ fn stored(number: u64, etag: &Option<String>) -> Result<Appended, StorageError> 
         number,
         version: Version::new(etag.as_str()),
     })
+}
+
+/// Runs `changes` on `partition` of `table` as one entity-group transaction (at most 100
+/// operations): the ETag each operation left its row with when all were
+/// applied (none for a delete), `None` when one found its row changed, gone or
+/// taken (404, 409, 412) and all were rolled back.
+async fn transact(
+    table: &TableClient,
+    partition: &str,
+    changes: Vec<Change>,
+) -> Result<Option<Vec<Option<String>>>, StorageError> {
+    debug_assert!(changes.len() <= MAX_BATCH_OPERATIONS);
+    let failed = |e: &azure_core::Error| storage_error("writing a session", e);
+    let if_match = |etag: String| Some(IfMatchCondition::Etag(etag.into()));
+    let mut batch = table.partition_key_client(quoted(partition)).transaction();
+    for change in changes {
+        batch = match change {
+            Change::Delete(row) => batch.delete(quoted(&row.key), row.etag.and_then(if_match)),
+            Change::Touch { key, etag } => {
+                let keys = serde_json::json!({"PartitionKey": partition, "RowKey": key});
+                batch.merge(quoted(&key), entity::ascii_json(&keys), if_match(etag))
+            }
+            Change::Insert(entity) => batch.insert(entity),
+            Change::Replace { key, etag, entity } => {
+                batch.update(quoted(&key), entity, if_match(etag))
+            }
+        }
+        .map_err(|e| failed(&e))?;
+    }
+    let response = batch.await.map_err(|e| failed(&e))?;
+    let statuses = response.operation_responses.iter().map(|r| r.status_code);
+    if !committed(statuses, "writing a session")? {
+        return Ok(None);
+    }
+    Ok(Some(
+        response
+            .operation_responses
+            .iter()
+            .map(|operation| operation.etag.as_ref().map(ToString::to_string))
+            .collect(),
+    ))
 }
 
 /// Creates `table` unless `ready` says it is known to exist.
@@ -793,5 +793,42 @@ impl ConversationStore for TableStore {
 
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
         self.purge(cutoff).await
+    }
+
+    async fn summary(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.listed(owner, session).await
+    }
+
+    async fn rename(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.retitle(owner, session, title, cutoff).await
+    }
+
+    async fn delete_all(
+        &self,
+        owner: &CustomerId,
+        stop_at: tokio::time::Instant,
+    ) -> Result<DeletedAll, StorageError> {
+        self.delete_all_of(owner, stop_at).await
+    }
+
+    async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        self.merge_feedback(session, turn, requester, feedback)
+            .await
     }
 }
