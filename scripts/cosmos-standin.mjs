@@ -1,18 +1,10 @@
 #!/usr/bin/env node
 // A local Cosmos DB for NoSQL for the tests: npm `@vercel/cosmosdb-server` (in
-// memory, plain HTTP, no auth check, no TTL, no 429s), with the four things that
-// stop the Rust `azure_data_cosmos` 1.x client from working against it papered
-// over (each seen against the unpatched server, see NOTES-dependencies.md):
+// memory, plain HTTP, no auth check, no TTL, no 429s), with two things where it
+// differs from the service papered over (each seen against the unpatched server,
+// see NOTES-dependencies.md):
 //   1. reading a missing item throws inside the server (500): answer 404;
-//   2. partition key ranges carry numeric ids, the SDK wants strings;
-//   3. without TLS the account metadata still advertises https:// endpoints, so
-//      the SDK would switch to TLS: advertise http://;
-//   4. it closes every connection: keep connections alive;
-// and one found while building the Cosmos DB backend:
-//   5. the SDK runs a query across partitions as one query per partition key
-//      range (`x-ms-documentdb-partitionkeyrangeid`), which the service accepts
-//      and the server refuses (400, "missing partition keys") unless the query is
-//      flagged cross-partition: flag it (the server has one range holding all).
+//   2. it closes every connection: keep connections alive, as the service does.
 //
 // Usage: node scripts/cosmos-standin.mjs [--port N]   (127.0.0.1; 0 or none: a free port)
 // Prints one line `cosmos stand-in listening on http://127.0.0.1:PORT/` once ready.
@@ -50,41 +42,6 @@ wrapHandler("read-document", (original) => (account, req, res, params) => {
   return original(account, req, res, params);
 });
 
-// 2. Partition key range ids are strings.
-wrapHandler("read-partition-key-ranges", (original) => async (...args) => {
-  const body = await original(...args);
-  if (body && Array.isArray(body.PartitionKeyRanges)) {
-    body.PartitionKeyRanges = body.PartitionKeyRanges.map((range) => ({
-      ...range,
-      id: String(range.id),
-    }));
-  }
-  return body;
-});
-
-// 3. The account's endpoints are plain HTTP, like the server.
-wrapHandler("read-meta", (original) => (...args) => {
-  const account = original(...args);
-  const toHttp = (locations) =>
-    (locations || []).map((location) => ({
-      ...location,
-      databaseAccountEndpoint: location.databaseAccountEndpoint.replace(/^https:/, "http:"),
-    }));
-  return {
-    ...account,
-    writableLocations: toHttp(account.writableLocations),
-    readableLocations: toHttp(account.readableLocations),
-  };
-});
-
-// 5. A query aimed at a partition key range reads that range, whatever the partition.
-wrapHandler("query-documents", (original) => (account, req, res, params) => {
-  if (req.headers["x-ms-documentdb-partitionkeyrangeid"] !== undefined) {
-    req.headers["x-ms-documentdb-query-enablecrosspartition"] = "true";
-  }
-  return original(account, req, res, params);
-});
-
 const { createHttpServer } = require(lib);
 
 function portArgument(argv) {
@@ -98,7 +55,7 @@ function portArgument(argv) {
   return port;
 }
 
-// 4. Keep-alive, as the service does.
+// 2. Keep-alive, as the service does.
 const server = createHttpServer({ keepAlive: true });
 server.keepAliveTimeout = 60_000;
 server.listen(portArgument(process.argv.slice(2)), "127.0.0.1", () => {

@@ -163,7 +163,7 @@ async fn connect_cosmos(
     settings: &Settings,
     credentials: &Credentials,
 ) -> anyhow::Result<CosmosStore> {
-    let store = CosmosStore::connect(cosmos, credentials)?;
+    let store = CosmosStore::connect(cosmos, credentials, settings.clock.clone())?;
     match tokio::time::timeout(settings.storage_timeout, store.check_container()).await {
         Ok(Ok(())) => {}
         Ok(Err(StorageError::Rejected(problem))) => anyhow::bail!("{problem}"),

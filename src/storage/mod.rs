@@ -2,6 +2,7 @@
 //! Storage backend and a Cosmos DB backend. Every backend maps its failures into [`StorageError`]; nothing
 //! above this module knows which backend it talks to.
 
+mod ascii;
 mod cosmos;
 mod guard;
 mod memory;

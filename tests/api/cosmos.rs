@@ -64,7 +64,7 @@ pub fn cosmos_env(container: &str) -> Vec<(&'static str, String)> {
 /// A store on `container` (created, with the database, on first use).
 pub async fn cosmos_store(container: &str) -> CosmosStore {
     let credentials = Credentials::new(CredentialChoice::DeveloperTools, Clock::system());
-    let store = CosmosStore::connect(&cosmos_settings(container), &credentials)
+    let store = CosmosStore::connect(&cosmos_settings(container), &credentials, Clock::system())
         .expect("the stand-in's settings are usable");
     store
         .check_container()

@@ -1,6 +1,6 @@
 //! Conversations in Azure Cosmos DB for NoSQL, one document per conversation in
 //! seed 000's shape (`document.rs`), partitioned by `/customer_id`. The only module
-//! that imports `azure_data_cosmos`.
+//! that speaks to Cosmos DB, through `rest.rs`.
 //!
 //! # Finding a conversation by its id
 //!
@@ -46,6 +46,7 @@
 mod document;
 mod error;
 mod listing;
+mod rest;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -53,21 +54,10 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use azure_data_cosmos::clients::{ContainerClient, CosmosClient};
-use azure_data_cosmos::models::ContainerProperties;
-use azure_data_cosmos::options::{
-    BinaryEncodingOptions, ConnectionPoolOptions, ItemWriteOptions, MaxItemCountHint, Precondition,
-    QueryOptions,
-};
-use azure_data_cosmos::{
-    AccountEndpoint, AccountReference, CosmosRuntime, FeedScope, Query, RoutingStrategy,
-};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::num::NonZeroU32;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -76,10 +66,12 @@ use self::document::Conversation;
 pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
 use self::listing::{ListedRow, PageBuilder};
+use self::rest::{Container, Query, Scope, Signer};
 use super::{
     Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
     SessionSummary, StorageError, Version, Window,
 };
+use crate::clock::Clock;
 use crate::credential::Credentials;
 use crate::domain::{
     may_access, parse_timestamp, CustomerId, Feedback, NewTurn, SessionId, Title, Turn,
@@ -99,14 +91,11 @@ const DELETE_ALL_ROUNDS: usize = 4;
 const REMOVALS_AT_ONCE: usize = 8;
 
 pub struct CosmosStore {
-    account: AccountReference,
-    /// `http://` (a local emulator): HTTP/1.1 only.
-    account_over_http: bool,
-    database: String,
-    container_name: String,
+    client: Container,
     /// With an account key, a missing database or container is created.
     create_missing: bool,
-    container: OnceCell<ContainerClient>,
+    /// Set once the container is known to exist.
+    container_checked: OnceCell<()>,
     /// Where each conversation seen lives: a hint, checked by every read.
     partitions: Mutex<HashMap<SessionId, String>>,
     append_locks: Vec<tokio::sync::Mutex<()>>,
@@ -159,34 +148,11 @@ struct Removal {
     stopped: bool,
 }
 
-/// Every result of `query` in `scope`; `operation` names it in errors.
-async fn query_all<T: DeserializeOwned + Send + 'static>(
-    container: &ContainerClient,
-    query: impl Into<Query>,
-    scope: FeedScope,
-    operation: &str,
-) -> Result<Vec<T>, StorageError> {
-    container
-        .query_items::<T>(query, scope, None)
-        .await
-        .map_err(|e| storage_error(operation, &e))?
-        .try_collect()
-        .await
-        .map_err(|e| storage_error(operation, &e))
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The partition hints hold no invariant a panic could break.
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn if_match(etag: &str) -> Option<ItemWriteOptions> {
-    Some(
-        ItemWriteOptions::default()
-            .with_precondition(Precondition::IfMatch(etag.to_owned().into())),
-    )
 }
 
 impl CosmosStore {
@@ -196,32 +162,37 @@ impl CosmosStore {
     pub fn connect(
         settings: &CosmosSettings,
         credentials: &Credentials,
+        clock: Clock,
     ) -> Result<Self, SettingsError> {
-        let endpoint: AccountEndpoint = settings
-            .endpoint
-            .parse()
-            .map_err(|_| SettingsError::new("COSMOSDB_ENDPOINT", "is not a valid URL"))?;
-        let account = match &settings.auth {
-            CosmosAuth::Key(key) => {
-                AccountReference::with_authentication_key(endpoint, key.expose().to_owned())
-            }
-            CosmosAuth::Entra => {
-                let tokens = credentials.app_identity().map_err(|e| {
+        let endpoint = settings.endpoint.trim_end_matches('/');
+        let signer = match &settings.auth {
+            CosmosAuth::Key(key) => Signer::Key(rest::decode_key(key.expose()).ok_or_else(|| {
+                SettingsError::new("COSMOSDB_KEY", "is not an account key (base64)")
+            })?),
+            CosmosAuth::Entra => Signer::Entra {
+                tokens: credentials.app_identity().map_err(|e| {
                     SettingsError::new(
                         "COSMOSDB_KEY",
                         format!("is not set, and no Microsoft Entra credential is available: {e}"),
                     )
-                })?;
-                AccountReference::with_credential(endpoint, tokens)
-            }
+                })?,
+                scope: rest::token_scope(endpoint).ok_or_else(|| {
+                    SettingsError::new("COSMOSDB_ENDPOINT", "is not a valid URL")
+                })?,
+            },
         };
+        let client = Container::new(
+            endpoint,
+            &settings.database,
+            &settings.container,
+            signer,
+            clock,
+        )
+        .map_err(|_| SettingsError::new("COSMOSDB_ENDPOINT", "cannot start an HTTP client"))?;
         Ok(Self {
-            account_over_http: settings.endpoint.starts_with("http://"),
-            account,
-            database: settings.database.clone(),
-            container_name: settings.container.clone(),
+            client,
             create_missing: matches!(settings.auth, CosmosAuth::Key(_)),
-            container: OnceCell::new(),
+            container_checked: OnceCell::new(),
             partitions: Mutex::new(HashMap::new()),
             append_locks: (0..APPEND_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -231,81 +202,36 @@ impl CosmosStore {
 
     /// The container, checked (and with an account key created, with its
     /// database) once; a failure is tried again on the next call.
-    async fn container(&self) -> Result<&ContainerClient, StorageError> {
-        self.container
+    async fn container(&self) -> Result<&Container, StorageError> {
+        self.container_checked
             .get_or_try_init(|| async {
-                let client = self.client().await?;
-                let database = client.database_client(&self.database);
-                match database.container_client(&self.container_name, None).await {
-                    Ok(container) => Ok(container),
+                match self.client.read_container().await {
+                    Ok(()) => Ok(()),
                     Err(e) if is_not_found(&e) && self.create_missing => {
-                        self.create_container(&client).await?;
-                        database
-                            .container_client(&self.container_name, None)
-                            .await
-                            .map_err(|e| storage_error("opening the container", &e))
+                        self.create_container().await
                     }
                     Err(e) if is_not_found(&e) => Err(StorageError::Rejected(format!(
-                        "COSMOSDB_AIConversations_CONTAINER: Cosmos DB container {}/{} does not exist (signed in with Microsoft Entra ID, it cannot be created: create it with partition key /customer_id, or set COSMOSDB_KEY)",
-                        self.database, self.container_name
+                        "COSMOSDB_AIConversations_CONTAINER: Cosmos DB container {} does not exist (signed in with Microsoft Entra ID, it cannot be created: create it with partition key /customer_id, or set COSMOSDB_KEY)",
+                        self.client.name()
                     ))),
                     Err(e) => Err(storage_error("opening the container", &e)),
                 }
             })
-            .await
+            .await?;
+        Ok(&self.client)
     }
 
-    /// A client with a runtime (connection pools, caches) of its own, so that it
-    /// lives exactly as long as the store; building it reads the account's
-    /// properties.
-    async fn client(&self) -> Result<CosmosClient, StorageError> {
-        let mut runtime = CosmosRuntime::builder();
-        if self.account_over_http {
-            // A local emulator over plain HTTP speaks HTTP/1.1 only.
-            let http1 = ConnectionPoolOptions::builder()
-                .with_is_http2_allowed(false)
-                .build()
-                .map_err(|e| storage_error("starting the Cosmos DB client", &e))?;
-            runtime = runtime.with_connection_pool(http1);
-        }
-        let runtime = runtime
-            .build()
-            .await
-            .map_err(|e| storage_error("starting the Cosmos DB client", &e))?;
-        CosmosClient::builder()
-            .with_runtime(runtime)
-            // The service's binary encoding: off, as the local stand-in (and the
-            // Linux emulators) cannot read it; JSON works everywhere.
-            .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false))
-            .build(
-                self.account.clone(),
-                RoutingStrategy::PreferredRegions(Vec::new()),
-            )
-            .await
-            .map_err(|e| storage_error("reading the Cosmos DB account", &e))
-    }
-
-    async fn create_container(&self, client: &CosmosClient) -> Result<(), StorageError> {
-        match client.create_database(&self.database, None).await {
+    async fn create_container(&self) -> Result<(), StorageError> {
+        match self.client.create_database().await {
             Err(e) if !is_conflict(&e) => {
                 return Err(storage_error("creating the database", &e));
             }
             _ => {}
         }
-        let properties =
-            ContainerProperties::new(self.container_name.clone(), "/customer_id".into());
-        match client
-            .database_client(&self.database)
-            .create_container(properties, None)
-            .await
-        {
+        match self.client.create_container("/customer_id").await {
             Err(e) if !is_conflict(&e) => Err(storage_error("creating the container", &e)),
             _ => {
-                tracing::info!(
-                    database = %self.database,
-                    container = %self.container_name,
-                    "Cosmos DB container ready"
-                );
+                tracing::info!(container = %self.client.name(), "Cosmos DB container ready");
                 Ok(())
             }
         }
@@ -338,27 +264,20 @@ impl CosmosStore {
     /// The document `session` in `partition`, if there.
     async fn read_in(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         partition: &str,
         session: &SessionId,
     ) -> Result<Option<Conversation>, StorageError> {
-        match container
-            .read_item(partition.to_owned(), session.as_str(), None)
+        container
+            .read_item(partition, session.as_str())
             .await
-        {
-            Ok(response) => response
-                .into_model()
-                .map(Some)
-                .map_err(|e| storage_error("reading a conversation", &e)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(storage_error("reading a conversation", &e)),
-        }
+            .map_err(|e| storage_error("reading a conversation", &e))
     }
 
     /// The conversation `session`, wherever it lives (see the module's notes).
     async fn find(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
     ) -> Result<Found, StorageError> {
         let remembered = lock(&self.partitions).get(session).cloned();
@@ -368,18 +287,10 @@ impl CosmosStore {
             }
             self.forget(session);
         }
-        let entry = match container
-            .read_item(DIRECTORY_PARTITION, session.as_str(), None)
+        let entry: Option<DirectoryEntry> = container
+            .read_item(DIRECTORY_PARTITION, session.as_str())
             .await
-        {
-            Ok(response) => Some(
-                response
-                    .into_model::<DirectoryEntry>()
-                    .map_err(|e| storage_error("reading the directory", &e))?,
-            ),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(storage_error("reading the directory", &e)),
-        };
+            .map_err(|e| storage_error("reading the directory", &e))?;
         match entry {
             Some(DirectoryEntry {
                 owner: Some(owner), ..
@@ -408,21 +319,17 @@ impl CosmosStore {
     /// one query by id across partitions.
     async fn find_unregistered(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
     ) -> Result<Found, StorageError> {
         // Not the directory: an entry written since it was read is no document.
-        let query = Query::from("SELECT * FROM c WHERE c.id = @id AND c.customer_id != @directory")
-            .with_parameter("@id", session.as_str())
-            .and_then(|query| query.with_parameter("@directory", DIRECTORY_PARTITION))
+        let query = Query::new("SELECT * FROM c WHERE c.id = @id AND c.customer_id != @directory")
+            .with("@id", session.as_str())
+            .with("@directory", DIRECTORY_PARTITION);
+        let mut documents: Vec<Conversation> = container
+            .query_all(&query, Scope::AllPartitions)
+            .await
             .map_err(|e| storage_error("finding a conversation", &e))?;
-        let mut documents: Vec<Conversation> = query_all(
-            container,
-            query,
-            FeedScope::full_container(),
-            "finding a conversation",
-        )
-        .await?;
         // Several customers' documents may share an id: the oldest is the one.
         documents
             .sort_by(|a, b| (&a.created_at, &a.customer_id).cmp(&(&b.created_at, &b.customer_id)));
@@ -440,7 +347,7 @@ impl CosmosStore {
     /// another writer started it first.
     async fn create(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
         document: &Conversation,
         pointer_exists: bool,
@@ -453,22 +360,16 @@ impl CosmosStore {
                 "customer_id": DIRECTORY_PARTITION,
                 "owner": partition,
             });
-            match container
-                .create_item(DIRECTORY_PARTITION, session.as_str(), pointer, None)
-                .await
-            {
+            match container.create_item(DIRECTORY_PARTITION, &pointer).await {
                 Ok(_) => {}
                 Err(e) if is_conflict(&e) => return Ok(None),
                 Err(e) => return Err(storage_error("registering a conversation", &e)),
             }
         }
-        match container
-            .create_item(partition.clone(), session.as_str(), body, None)
-            .await
-        {
-            Ok(response) => {
+        match container.create_item(&partition, &body).await {
+            Ok(etag) => {
                 self.remember(session, &partition);
-                Ok(Some(response.headers().etag().map(|e| e.to_string())))
+                Ok(Some(etag))
             }
             Err(e) if is_conflict(&e) => Ok(None),
             Err(e) => Err(storage_error("creating a conversation", &e)),
@@ -479,13 +380,13 @@ impl CosmosStore {
     /// then its directory pointer; whether the document was deleted.
     async fn remove(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         partition: &str,
         session: &SessionId,
         etag: &str,
     ) -> Result<bool, StorageError> {
         let deleted = match container
-            .delete_item(partition.to_owned(), session.as_str(), if_match(etag))
+            .delete_item(partition, session.as_str(), Some(etag))
             .await
         {
             Ok(_) => true,
@@ -501,7 +402,7 @@ impl CosmosStore {
 
     async fn remove_pointer(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
     ) -> Result<(), StorageError> {
         match container
@@ -517,23 +418,21 @@ impl CosmosStore {
     /// on the `_etag` it was read with.
     async fn replace_as_read(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
         document: &Conversation,
         operation: &str,
     ) -> Result<Replaced, StorageError> {
         let replaced = container
             .replace_item(
-                document.customer_id.clone(),
+                &document.customer_id,
                 session.as_str(),
-                document.body()?,
-                if_match(document.etag().unwrap_or_default()),
+                &document.body()?,
+                document.etag().unwrap_or_default(),
             )
             .await;
         match replaced {
-            Ok(response) => Ok(Replaced::Done(
-                response.headers().etag().map(|e| e.to_string()),
-            )),
+            Ok(etag) => Ok(Replaced::Done(etag)),
             Err(e) if is_precondition_failed(&e) || is_not_found(&e) => Ok(Replaced::Changed),
             Err(e) => Err(storage_error(operation, &e)),
         }
@@ -543,7 +442,7 @@ impl CosmosStore {
     /// [`REMOVALS_AT_ONCE`] at a time, starting none once `stop_at` has passed.
     async fn remove_rows(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         rows: Vec<StoredRow>,
         stop_at: Option<Instant>,
     ) -> Result<Removal, StorageError> {
@@ -576,7 +475,7 @@ impl CosmosStore {
     /// if another writer started it first.
     async fn start(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
         turn: &NewTurn,
         turn_id: Uuid,
@@ -598,7 +497,7 @@ impl CosmosStore {
     /// (an earlier attempt whose answer was lost), else `Changed`.
     async fn ours_or_changed(
         &self,
-        container: &ContainerClient,
+        container: &Container,
         session: &SessionId,
         turn_id: Uuid,
     ) -> Result<Appended, StorageError> {
@@ -753,35 +652,32 @@ impl ConversationStore for CosmosStore {
     ) -> Result<ListingPage, StorageError> {
         const OPERATION: &str = "listing conversations";
         let container = self.container().await?;
-        let mut query = Query::from(listing::page_query(after.is_some(), cutoff.is_some()))
-            .with_parameter("@owner", owner.as_str());
+        let mut query = Query::new(listing::page_query(after.is_some(), cutoff.is_some()))
+            .with("@owner", owner.as_str());
         if let Some(after) = after {
-            query = query.and_then(|q| q.with_parameter("@before", listing::before(after)));
+            query = query.with("@before", listing::before(after));
         }
         if let Some(cutoff) = cutoff {
-            query = query.and_then(|q| q.with_parameter("@from", listing::from(cutoff)));
+            query = query.with("@from", listing::from(cutoff));
         }
-        let query = query.map_err(|e| storage_error(OPERATION, &e))?;
-        let piece = u32::try_from(limit + 1)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .map_or(MaxItemCountHint::ServerDecides, MaxItemCountHint::Limit);
-        let mut rows = container
-            .query_items::<ListedRow>(
-                query,
-                FeedScope::partition(owner.as_str().to_owned()),
-                Some(QueryOptions::default().with_max_item_count(piece)),
-            )
-            .await
-            .map_err(|e| storage_error(OPERATION, &e))?;
         let mut page = PageBuilder::new(owner, limit, after, cutoff);
-        while let Some(row) = rows
-            .try_next()
-            .await
-            .map_err(|e| storage_error(OPERATION, &e))?
-        {
-            if !page.take(row) {
+        let mut continuation = None;
+        loop {
+            let rows = container
+                .query_page::<ListedRow>(
+                    &query,
+                    Scope::Partition(owner.as_str()),
+                    Some(limit + 1),
+                    continuation.as_deref(),
+                )
+                .await
+                .map_err(|e| storage_error(OPERATION, &e))?;
+            if !rows.items.into_iter().all(|row| page.take(row)) {
                 break;
+            }
+            match rows.continuation {
+                Some(next) => continuation = Some(next),
+                None => break,
             }
         }
         Ok(page.finish())
@@ -794,13 +690,10 @@ impl ConversationStore for CosmosStore {
         let container = self.container().await?;
         let query = "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
                      WHERE IS_DEFINED(c.messages)";
-        let rows: Vec<StoredRow> = query_all(
-            container,
-            query,
-            FeedScope::full_container(),
-            "scanning for expired conversations",
-        )
-        .await?;
+        let rows: Vec<StoredRow> = container
+            .query_all(&Query::new(query), Scope::AllPartitions)
+            .await
+            .map_err(|e| storage_error("scanning for expired conversations", &e))?;
         let expired = rows
             .into_iter()
             .filter(|row| {
@@ -869,19 +762,15 @@ impl ConversationStore for CosmosStore {
         let container = self.container().await?;
         let mut deleted = 0;
         for _ in 0..DELETE_ALL_ROUNDS {
-            let query = Query::from(
+            let query = Query::new(
                 "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
                  WHERE c.customer_id = @owner AND IS_DEFINED(c.messages)",
             )
-            .with_parameter("@owner", owner.as_str())
-            .map_err(|e| storage_error("finding a customer's conversations", &e))?;
-            let rows: Vec<StoredRow> = query_all(
-                container,
-                query,
-                FeedScope::partition(owner.as_str().to_owned()),
-                "finding a customer's conversations",
-            )
-            .await?;
+            .with("@owner", owner.as_str());
+            let rows: Vec<StoredRow> = container
+                .query_all(&query, Scope::Partition(owner.as_str()))
+                .await
+                .map_err(|e| storage_error("finding a customer's conversations", &e))?;
             let removal = self.remove_rows(container, rows, Some(stop_at)).await?;
             deleted += removal.removed;
             if removal.attempted == 0 {

@@ -6,7 +6,6 @@
 //! A text longer than one string property may hold continues in `user_2`,
 //! `user_3`, … and reads back by concatenation.
 
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
@@ -87,25 +86,7 @@ impl TurnEntity {
     }
 }
 
-/// `value` as JSON with every non-ASCII character written as `\uXXXX` escapes.
-/// Azurite decodes a request body chunk by chunk and garbles a multi-byte character
-/// that straddles two chunks (measured: `é` × 32,767 reads back altered, and a value
-/// can grow past its size limit); an ASCII body has no character to split. Non-ASCII
-/// text only occurs inside JSON strings, where the escapes mean the same.
-pub fn ascii_json(value: &Value) -> Box<RawValue> {
-    let json = value.to_string();
-    let mut ascii = String::with_capacity(json.len());
-    for c in json.chars() {
-        if c.is_ascii() {
-            ascii.push(c);
-        } else {
-            for unit in c.encode_utf16(&mut [0; 2]) {
-                write!(ascii, "\\u{unit:04x}").expect("writing to a String cannot fail");
-            }
-        }
-    }
-    RawValue::from_string(ascii).expect("escaping non-ASCII characters keeps JSON valid")
-}
+pub use crate::storage::ascii::ascii_json;
 
 /// Stores `text` under `name`, continued in `name_2`, `name_3`, … when it is longer
 /// than one property may hold. Split only between characters, so parts concatenate
