@@ -10,8 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::{may_access, owner_of, CustomerId, Retention, SessionId, Turn};
-use crate::storage::{GuardedStore, SessionSummary, StorageBudget, StorageError};
+use crate::domain::{
+    may_access, owner_of, title_of, CustomerId, Feedback, Retention, SessionId, Title, Turn,
+};
+use crate::storage::{DeletedAll, GuardedStore, SessionSummary, StorageBudget, StorageError};
 
 /// How long one purge may take: under the Functions Consumption plan's default
 /// function timeout (5 minutes).
@@ -174,6 +176,69 @@ impl Sessions {
             !self.retention.is_expired(last.timestamp, Utc::now())
                 && may_access(owner_of(turns), requester)
         })
+    }
+
+    /// What `session` (whose turns are `turns`) is called: the title in its owner's
+    /// listing (the first question, unless renamed), else its first question.
+    pub async fn title(&self, session: &SessionId, turns: &[Turn]) -> Result<String, StorageError> {
+        let listed = match owner_of(turns) {
+            Some(owner) => {
+                self.store
+                    .summary(self.store.budget(), owner, session)
+                    .await?
+            }
+            None => None,
+        };
+        Ok(listed
+            .map(|summary| summary.title)
+            .filter(|title| !title.is_empty())
+            .or_else(|| turns.first().map(|first| title_of(&first.user)))
+            .unwrap_or_default())
+    }
+
+    /// Renames `session` for its owner and returns its listing entry; `None`
+    /// (nothing changed) when `requester` is not its owner, or it expired. A
+    /// conversation without an owner is listed for nobody and has no title to change.
+    pub async fn rename(
+        &self,
+        session: &SessionId,
+        requester: Option<&CustomerId>,
+        title: &Title,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let Some(owner) = requester else {
+            return Ok(None);
+        };
+        let cutoff = self.retention.cutoff(Utc::now());
+        self.store
+            .rename(self.store.budget(), owner, session, title, cutoff)
+            .await
+    }
+
+    /// Deletes `owner`'s conversations, as many as one request's storage budget
+    /// allows; see [`DeletedAll::complete`].
+    pub async fn delete_all(&self, owner: &CustomerId) -> Result<DeletedAll, StorageError> {
+        self.store.delete_all(self.store.budget(), owner).await
+    }
+
+    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`;
+    /// `false` (nothing changed) when there is no such turn for `requester`.
+    pub async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        let budget = self.store.budget();
+        // The last turn says whether the conversation has expired. Ownership is
+        // checked again by the store, on the turn it changes.
+        let last = self.store.recent(budget, session, 1).await?;
+        if !self.visible(&last.turns, requester) {
+            return Ok(false);
+        }
+        self.store
+            .set_feedback(budget, session, turn, requester, feedback)
+            .await
     }
 }
 

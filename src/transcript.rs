@@ -5,28 +5,36 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::domain::{owner_of, timestamp_text, SessionId, Turn};
+use crate::domain::{one_line_within, owner_of, timestamp_text, Feedback, Rating, SessionId, Turn};
 
 /// At most this many characters of the session id go into a file name.
 const FILE_NAME_ID_CHARS: usize = 100;
 
 /// The seed's conversation document: `id` (the session id: it names the
-/// conversation), `customer_id` (the owner, `null` when none), `session_id`,
-/// `created_at` and `updated_at` (first and last turn), and `messages`: each turn's
-/// question then answer, stamped with the turn's time.
-pub fn document(session: &SessionId, turns: &[Turn]) -> Value {
+/// conversation), `title`, `customer_id` (the owner, `null` when none),
+/// `session_id`, `created_at` and `updated_at` (first and last turn), and
+/// `messages`: each turn's question then answer, stamped with the turn's time and
+/// number; an answer someone rated carries its `feedback`.
+pub fn document(session: &SessionId, title: &str, turns: &[Turn]) -> Value {
     let messages: Vec<Value> = turns
         .iter()
         .flat_map(|turn| {
             let timestamp = timestamp_text(turn.timestamp);
+            let mut answer = json!({
+                "role": "assistant", "content": turn.assistant, "timestamp": timestamp, "turn": turn.index,
+            });
+            if let Some(feedback) = &turn.feedback {
+                answer["feedback"] = feedback_json(feedback);
+            }
             [
-                json!({"role": "user", "content": turn.user, "timestamp": timestamp}),
-                json!({"role": "assistant", "content": turn.assistant, "timestamp": timestamp}),
+                json!({"role": "user", "content": turn.user, "timestamp": timestamp, "turn": turn.index}),
+                answer,
             ]
         })
         .collect();
     json!({
         "id": session.as_str(),
+        "title": title,
         "customer_id": owner_of(turns).map(|owner| owner.as_str()),
         "session_id": session.as_str(),
         "created_at": turns.first().map(|t| timestamp_text(t.timestamp)),
@@ -35,13 +43,23 @@ pub fn document(session: &SessionId, turns: &[Turn]) -> Value {
     })
 }
 
-/// The conversation for a person to read: a header with its facts, then each turn
-/// under its own heading.
-pub fn markdown(session: &SessionId, turns: &[Turn]) -> String {
-    let mut text = format!("# Conversation {session}\n\n");
+/// Feedback as the API shows it: `{"rating", "comment", "updated_at"}`.
+pub fn feedback_json(feedback: &Feedback) -> Value {
+    json!({
+        "rating": feedback.rating.as_str(),
+        "comment": feedback.comment,
+        "updated_at": timestamp_text(feedback.updated_at),
+    })
+}
+
+/// The conversation for a person to read: its title, a list of its facts, then
+/// each turn under its own heading, with the feedback its answer got.
+pub fn markdown(session: &SessionId, title: &str, turns: &[Turn]) -> String {
+    let mut text = format!("# {}\n\n", one_line_within(title, usize::MAX));
     let mut fact = |name: &str, value: &str| {
         writeln!(text, "- **{name}:** {value}").expect("writing to a String cannot fail")
     };
+    fact("Conversation", session.as_str());
     fact(
         "Owner",
         owner_of(turns).map_or("none", |owner| owner.as_str()),
@@ -60,6 +78,23 @@ pub fn markdown(session: &SessionId, turns: &[Turn]) -> String {
             turn.assistant.trim_end(),
         )
         .expect("writing to a String cannot fail");
+        if let Some(feedback) = &turn.feedback {
+            let thumb = match feedback.rating {
+                Rating::Up => "👍 up",
+                Rating::Down => "👎 down",
+            };
+            write!(
+                text,
+                "\n**Feedback:** {thumb} · {}\n",
+                timestamp_text(feedback.updated_at)
+            )
+            .expect("writing to a String cannot fail");
+            if let Some(comment) = &feedback.comment {
+                for line in comment.trim_end().lines() {
+                    writeln!(text, "> {line}").expect("writing to a String cannot fail");
+                }
+            }
+        }
     }
     text
 }
@@ -100,6 +135,7 @@ mod tests {
                 metadata_json: "{}".into(),
                 timestamp: at(0),
                 owner: owner.clone(),
+                feedback: None,
             },
             Turn {
                 index: 1,
@@ -108,6 +144,11 @@ mod tests {
                 metadata_json: "{}".into(),
                 timestamp: at(15),
                 owner,
+                feedback: Some(Feedback {
+                    rating: Rating::Down,
+                    comment: Some("It also uses DATEWS.\nSee the COPY lines.".into()),
+                    updated_at: at(20),
+                }),
             },
         ]
     }
@@ -119,29 +160,32 @@ mod tests {
     #[test]
     fn the_document_has_the_seed_shape() {
         assert_eq!(
-            document(&session(), &turns()),
+            document(&session(), "Loan posting", &turns()),
             json!({
                 "id": "session_456",
+                "title": "Loan posting",
                 "customer_id": "user_123",
                 "session_id": "session_456",
                 "created_at": "2025-01-24T10:30:00Z",
                 "updated_at": "2025-01-24T10:30:15Z",
                 "messages": [
-                    {"role": "user", "content": "What does LONPF2 do?", "timestamp": "2025-01-24T10:30:00Z"},
-                    {"role": "assistant", "content": "It posts loan payments.", "timestamp": "2025-01-24T10:30:00Z"},
-                    {"role": "user", "content": "Which copybooks?", "timestamp": "2025-01-24T10:30:15Z"},
-                    {"role": "assistant", "content": "LNMASTR.\n", "timestamp": "2025-01-24T10:30:15Z"},
+                    {"role": "user", "content": "What does LONPF2 do?", "timestamp": "2025-01-24T10:30:00Z", "turn": 0},
+                    {"role": "assistant", "content": "It posts loan payments.", "timestamp": "2025-01-24T10:30:00Z", "turn": 0},
+                    {"role": "user", "content": "Which copybooks?", "timestamp": "2025-01-24T10:30:15Z", "turn": 1},
+                    {"role": "assistant", "content": "LNMASTR.\n", "timestamp": "2025-01-24T10:30:15Z", "turn": 1,
+                     "feedback": {"rating": "down", "comment": "It also uses DATEWS.\nSee the COPY lines.", "updated_at": "2025-01-24T10:30:20Z"}},
                 ],
             })
         );
     }
 
     #[test]
-    fn markdown_reads_turn_by_turn() {
-        let text = markdown(&session(), &turns());
-        assert!(text.starts_with("# Conversation session_456\n\n- **Owner:** user_123\n- **Started:** 2025-01-24T10:30:00Z\n- **Last turn:** 2025-01-24T10:30:15Z\n- **Turns:** 2\n"), "{text}");
+    fn markdown_reads_turn_by_turn_under_the_title() {
+        let text = markdown(&session(), "Loan posting", &turns());
+        assert!(text.starts_with("# Loan posting\n\n- **Conversation:** session_456\n- **Owner:** user_123\n- **Started:** 2025-01-24T10:30:00Z\n- **Last turn:** 2025-01-24T10:30:15Z\n- **Turns:** 2\n"), "{text}");
         assert!(text.contains("\n## Turn 2 · 2025-01-24T10:30:15Z\n\n**User:**\n\nWhich copybooks?\n\n**Assistant:**\n\nLNMASTR.\n"), "{text}");
-        assert!(text.ends_with("LNMASTR.\n"), "{text}");
+        assert!(text.ends_with("LNMASTR.\n\n**Feedback:** 👎 down · 2025-01-24T10:30:20Z\n> It also uses DATEWS.\n> See the COPY lines.\n"), "{text}");
+        assert_eq!(text.matches("**Feedback:**").count(), 1, "{text}");
     }
 
     #[test]

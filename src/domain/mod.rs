@@ -2,6 +2,7 @@
 
 mod conversation;
 mod identifiers;
+mod manager;
 mod query;
 mod turn;
 
@@ -9,5 +10,6 @@ pub use conversation::{
     may_access, one_line_within, owner_of, timestamp_text, title_of, Retention,
 };
 pub use identifiers::{CustomerId, SessionId};
+pub use manager::{Feedback, Rating, Title};
 pub use query::{InvalidInput, InvalidQuery, Metadata, QueryRequest, Question};
 pub use turn::{NewTurn, Turn};

@@ -17,6 +17,8 @@ pub enum InvalidInput {
     SessionId,
     CustomerId,
     Metadata,
+    Title,
+    Feedback,
 }
 
 /// A refused request body: what was wrong, and a message for the caller.

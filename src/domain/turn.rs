@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::CustomerId;
+use super::{CustomerId, Feedback};
 
 /// A turn about to be stored: its number is assigned by the store on append.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,8 @@ pub struct Turn {
     pub metadata_json: String,
     pub timestamp: DateTime<Utc>,
     pub owner: Option<CustomerId>,
+    /// What the asker said about the answer, if anything.
+    pub feedback: Option<Feedback>,
 }
 
 impl NewTurn {
@@ -36,6 +38,7 @@ impl NewTurn {
             metadata_json: self.metadata_json,
             timestamp: self.timestamp,
             owner: self.owner,
+            feedback: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl Turn {
             metadata_json: "{}".into(),
             timestamp: chrono::Utc::now(),
             owner: None,
+            feedback: None,
         }
     }
 }

@@ -76,6 +76,8 @@ impl ApiError {
                     InvalidInput::SessionId => "invalid_session_id",
                     InvalidInput::CustomerId => "invalid_customer_id",
                     InvalidInput::Metadata => "invalid_metadata",
+                    InvalidInput::Title => "invalid_title",
+                    InvalidInput::Feedback => "invalid_feedback",
                 },
             ),
             ApiError::PayloadTooLarge { .. } => {

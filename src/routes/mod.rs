@@ -63,11 +63,12 @@ enum Endpoint {
     Export,
     OpenApi,
     Purge,
+    Feedback,
 }
 
 /// A path the handler serves and the methods it accepts there.
 pub struct Route {
-    /// `{session_id}` stands for one path segment.
+    /// `{session_id}` and `{turn}` stand for one path segment each.
     pub path: &'static str,
     /// The methods, as the `Allow` header of a 405 lists them.
     pub allow: &'static str,
@@ -79,16 +80,20 @@ impl Route {
         self.allow.split(", ")
     }
 
-    /// If `path` (without a trailing `/`) is this route: its parameter segment
-    /// (still percent-encoded), or `""` for a route without one.
-    fn parameter<'p>(&self, path: &'p str) -> Option<&'p str> {
-        let mut parameter = "";
+    /// If `path` (without a trailing `/`) is this route: its parameter segments
+    /// (still percent-encoded), in order; none for a route without parameters.
+    fn parameters<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        let mut parameters = Vec::new();
         let mut pattern = self.path.trim_end_matches('/').split('/');
         let mut actual = path.split('/');
         loop {
             match (pattern.next(), actual.next()) {
-                (None, None) => return Some(parameter),
-                (Some("{session_id}"), Some(segment)) if !segment.is_empty() => parameter = segment,
+                (None, None) => return Some(parameters),
+                (Some(expected), Some(segment))
+                    if expected.starts_with('{') && !segment.is_empty() =>
+                {
+                    parameters.push(segment)
+                }
                 (Some(expected), Some(segment)) if expected == segment => {}
                 _ => return None,
             }
@@ -127,12 +132,12 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/api/sessions",
-        allow: "GET",
+        allow: "GET, DELETE",
         endpoint: Endpoint::Sessions,
     },
     Route {
         path: "/api/sessions/{session_id}",
-        allow: "GET, DELETE",
+        allow: "GET, PATCH, DELETE",
         endpoint: Endpoint::Session,
     },
     Route {
@@ -150,6 +155,11 @@ pub const ROUTES: &[Route] = &[
         path: "/purge",
         allow: "POST",
         endpoint: Endpoint::Purge,
+    },
+    Route {
+        path: "/api/sessions/{session_id}/turns/{turn}/feedback",
+        allow: "PUT, DELETE",
+        endpoint: Endpoint::Feedback,
     },
 ];
 
@@ -262,38 +272,49 @@ async fn dispatch(state: &AppState, request: Request) -> Response {
     let path = request.path.trim_end_matches('/');
     let found = ROUTES
         .iter()
-        .find_map(|route| Some((route, route.parameter(path)?)));
+        .find_map(|route| Some((route, route.parameters(path)?)));
     let result = match found {
         None => Err(ApiError::NotFound(format!("no route for {}", request.path))),
         Some((route, _)) if !route.methods().any(|m| m == request.method.as_str()) => {
             Err(ApiError::MethodNotAllowed { allow: route.allow })
         }
-        Some((route, parameter)) => serve(state, route.endpoint, parameter, &request).await,
+        Some((route, parameters)) => serve(state, route.endpoint, &parameters, &request).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// Runs `endpoint` for a request whose method it accepts; `parameter` is the path's
-/// `{session_id}` segment.
+/// Runs `endpoint` for a request whose method it accepts; `parameters` are the
+/// path's `{session_id}` (then `{turn}`) segments.
 async fn serve(
     state: &AppState,
     endpoint: Endpoint,
-    parameter: &str,
+    parameters: &[&str],
     request: &Request,
 ) -> Result<Response, ApiError> {
+    let parameter = parameters.first().copied().unwrap_or_default();
     match endpoint {
         Endpoint::Status => Ok(service_status(state)),
         Endpoint::Query => query::handle(state, request).await,
         Endpoint::ChatPage => Ok(chat::page()),
         Endpoint::WhoAmI => whoami::handle(state, request),
+        Endpoint::Sessions if request.method == Method::DELETE => {
+            sessions::delete_all(state, request).await
+        }
         Endpoint::Sessions => sessions::list(state, request).await,
         Endpoint::Session if request.method == Method::DELETE => {
             sessions::delete(state, parameter, request).await
+        }
+        Endpoint::Session if request.method == Method::PATCH => {
+            sessions::rename(state, parameter, request).await
         }
         Endpoint::Session => sessions::read(state, parameter, request).await,
         Endpoint::Export => sessions::export(state, parameter, request).await,
         Endpoint::OpenApi => Ok(json_response(OPENAPI_DOCUMENT)),
         Endpoint::Purge => Ok(invocation::purge(state).await),
+        Endpoint::Feedback => {
+            let turn = parameters.get(1).copied().unwrap_or_default();
+            sessions::feedback(state, parameter, turn, request).await
+        }
     }
 }
 
@@ -361,12 +382,25 @@ mod tests {
             .iter()
             .find(|r| r.endpoint == Endpoint::Session)
             .unwrap();
-        assert_eq!(session.parameter("/api/sessions/a%20b"), Some("a%20b"));
-        assert_eq!(session.parameter("/api/sessions/"), None);
-        assert_eq!(session.parameter("/api/sessions"), None);
-        assert_eq!(session.parameter("/api/sessions/a/export"), None);
+        assert_eq!(
+            session.parameters("/api/sessions/a%20b"),
+            Some(vec!["a%20b"])
+        );
+        assert_eq!(session.parameters("/api/sessions/"), None);
+        assert_eq!(session.parameters("/api/sessions"), None);
+        assert_eq!(session.parameters("/api/sessions/a/export"), None);
         let probe = &ROUTES[0];
-        assert_eq!(probe.parameter(""), Some(""));
-        assert_eq!(probe.parameter("/api"), None);
+        assert_eq!(probe.parameters(""), Some(vec![]));
+        assert_eq!(probe.parameters("/api"), None);
+        let feedback = ROUTES
+            .iter()
+            .find(|r| r.endpoint == Endpoint::Feedback)
+            .unwrap();
+        assert_eq!(
+            feedback.parameters("/api/sessions/s%201/turns/3/feedback"),
+            Some(vec!["s%201", "3"])
+        );
+        assert_eq!(feedback.parameters("/api/sessions/s/turns//feedback"), None);
+        assert_eq!(feedback.parameters("/api/sessions/s/turns/3"), None);
     }
 }

@@ -1,5 +1,7 @@
-//! The sessions API: `GET /api/sessions`, `GET` and `DELETE /api/sessions/{session_id}`,
-//! `GET /api/sessions/{session_id}/export`; and who is asking, for every route.
+//! The sessions API: `GET` and `DELETE /api/sessions`, `GET`, `PATCH` and `DELETE
+//! /api/sessions/{session_id}`, `GET /api/sessions/{session_id}/export`, `PUT` and
+//! `DELETE /api/sessions/{session_id}/turns/{turn}/feedback`; and who is asking,
+//! for every route.
 
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
@@ -8,8 +10,9 @@ use warp::reply::Response;
 use warp::Reply;
 
 use super::{ApiError, AppState, Request};
-use crate::domain::{timestamp_text, CustomerId, InvalidInput, SessionId, Turn};
+use crate::domain::{timestamp_text, CustomerId, Feedback, InvalidInput, SessionId, Title, Turn};
 use crate::sessions::ListPosition;
+use crate::storage::SessionSummary;
 use crate::transcript;
 
 /// Set by App Service Authentication (Easy Auth) to the signed-in user's id.
@@ -78,6 +81,12 @@ impl Parameters {
         requester(state, &request.headers, stated)
     }
 
+    /// The customer whose conversations the request is about: required.
+    fn owner(&self, state: &AppState, request: &Request) -> Result<CustomerId, ApiError> {
+        self.requester(state, request)?
+            .ok_or_else(|| ApiError::invalid(InvalidInput::CustomerId, "customer_id is required"))
+    }
+
     /// `limit`: 20 when absent; a whole number from 1, above 100 taken as 100.
     fn limit(&self) -> Result<usize, ApiError> {
         let Some(raw) = self.get("limit") else {
@@ -118,26 +127,11 @@ impl Parameters {
 /// `GET /api/sessions`: a page of the customer's conversations, latest first.
 pub async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let parameters = Parameters::of(request);
-    let owner = parameters
-        .requester(state, request)?
-        .ok_or_else(|| ApiError::invalid(InvalidInput::CustomerId, "customer_id is required"))?;
+    let owner = parameters.owner(state, request)?;
     let limit = parameters.limit()?;
     let after = parameters.continuation()?;
     let page = state.sessions.list(&owner, limit, after.as_ref()).await?;
-    let sessions: Vec<Value> = page
-        .sessions
-        .iter()
-        .map(|s| {
-            json!({
-                "session_id": s.session_id.as_str(),
-                "customer_id": s.owner.as_str(),
-                "title": s.title,
-                "turns": s.turns,
-                "created_at": timestamp_text(s.created_at),
-                "updated_at": timestamp_text(s.updated_at),
-            })
-        })
-        .collect();
+    let sessions: Vec<Value> = page.sessions.iter().map(listing_entry).collect();
     let body = json!({
         "sessions": sessions,
         "continuation": page.next.map(|position| position.token()),
@@ -145,10 +139,23 @@ pub async fn list(state: &AppState, request: &Request) -> Result<Response, ApiEr
     Ok(warp::reply::json(&body).into_response())
 }
 
+/// A conversation as a listing shows it.
+fn listing_entry(summary: &SessionSummary) -> Value {
+    json!({
+        "session_id": summary.session_id.as_str(),
+        "customer_id": summary.owner.as_str(),
+        "title": summary.title,
+        "turns": summary.turns,
+        "created_at": timestamp_text(summary.created_at),
+        "updated_at": timestamp_text(summary.updated_at),
+    })
+}
+
 /// `GET /api/sessions/{session_id}`: the conversation document.
 pub async fn read(state: &AppState, raw_id: &str, request: &Request) -> Result<Response, ApiError> {
     let (session, turns) = conversation(state, raw_id, request).await?;
-    Ok(warp::reply::json(&transcript::document(&session, &turns)).into_response())
+    let title = state.sessions.title(&session, &turns).await?;
+    Ok(warp::reply::json(&transcript::document(&session, &title, &turns)).into_response())
 }
 
 /// `DELETE /api/sessions/{session_id}`: 204, then 404.
@@ -188,14 +195,15 @@ pub async fn export(
         }
     };
     let (session, turns) = conversation(state, raw_id, request).await?;
+    let title = state.sessions.title(&session, &turns).await?;
     let (body, content_type, extension) = match format {
         Format::Markdown => (
-            transcript::markdown(&session, &turns),
+            transcript::markdown(&session, &title, &turns),
             "text/markdown; charset=utf-8",
             "md",
         ),
         Format::Json => (
-            transcript::document(&session, &turns).to_string(),
+            transcript::document(&session, &title, &turns).to_string(),
             "application/json",
             "json",
         ),
@@ -242,4 +250,70 @@ fn session_in_path(raw: &str) -> Result<SessionId, ApiError> {
         )
     })?;
     SessionId::parse(&decoded).map_err(|e| ApiError::invalid(InvalidInput::SessionId, e.0))
+}
+
+/// `DELETE /api/sessions?customer_id=…`: every conversation of the customer, as
+/// many as fit in one request's storage budget. `{"deleted": n, "complete": true}`
+/// once none is left; `complete: false` asks for another call, which goes on
+/// where this one stopped.
+pub async fn delete_all(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let owner = Parameters::of(request).owner(state, request)?;
+    let outcome = state.sessions.delete_all(&owner).await?;
+    let body = json!({"deleted": outcome.deleted, "complete": outcome.complete});
+    Ok(warp::reply::json(&body).into_response())
+}
+
+/// `PATCH /api/sessions/{session_id}` `{"title": "…"}`: the renamed listing entry.
+pub async fn rename(
+    state: &AppState,
+    raw_id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let session = session_in_path(raw_id)?;
+    let title = Title::from_body(&request.body)?;
+    let requester = Parameters::of(request).requester(state, request)?;
+    match state
+        .sessions
+        .rename(&session, requester.as_ref(), &title)
+        .await?
+    {
+        Some(summary) => Ok(warp::reply::json(&listing_entry(&summary)).into_response()),
+        None => Err(not_found(&session)),
+    }
+}
+
+/// `PUT` (`{"rating", "comment"}` → 200 with the feedback) and `DELETE` (→ 204)
+/// `/api/sessions/{session_id}/turns/{turn}/feedback`.
+pub async fn feedback(
+    state: &AppState,
+    raw_id: &str,
+    raw_turn: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let session = session_in_path(raw_id)?;
+    if raw_turn.is_empty() || !raw_turn.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(
+            InvalidInput::Request,
+            format!("turn must be a turn number: 0, 1, 2, … (got {raw_turn:?})"),
+        ));
+    }
+    let feedback = match request.method {
+        warp::http::Method::PUT => Some(Feedback::from_body(&request.body, chrono::Utc::now())?),
+        _ => None,
+    };
+    let requester = Parameters::of(request).requester(state, request)?;
+    let missing = || ApiError::NotFound(format!("no turn {raw_turn} in conversation {session}"));
+    // More digits than any turn number has: certainly not a turn.
+    let turn: u64 = raw_turn.parse().map_err(|_| missing())?;
+    let recorded = state
+        .sessions
+        .set_feedback(&session, turn, requester.as_ref(), feedback.as_ref())
+        .await?;
+    match (recorded, feedback) {
+        (false, _) => Err(missing()),
+        (true, Some(feedback)) => {
+            Ok(warp::reply::json(&transcript::feedback_json(&feedback)).into_response())
+        }
+        (true, None) => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
-use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
+use super::{ConversationStore, DeletedAll, SessionSummary, StorageError, Window};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -160,6 +160,56 @@ impl GuardedStore {
         self.call(budget, self.inner.purge_before(cutoff)).await
     }
 
+    pub async fn summary(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.call(budget, self.inner.summary(owner, session)).await
+    }
+
+    pub async fn rename(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.call(budget, self.inner.rename(owner, session, title, cutoff))
+            .await
+    }
+
+    /// Starts no new work after half of what is left of `budget`, so that the work
+    /// under way still ends within it and the call reports what it did instead of
+    /// timing out.
+    pub async fn delete_all(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+    ) -> Result<DeletedAll, StorageError> {
+        let now = Instant::now();
+        let stop_at = now + budget.deadline.saturating_duration_since(now) / 2;
+        self.call(budget, self.inner.delete_all(owner, stop_at))
+            .await
+    }
+
+    pub async fn set_feedback(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        self.call(
+            budget,
+            self.inner.set_feedback(session, turn, requester, feedback),
+        )
+        .await
+    }
+
     async fn call<T>(
         &self,
         budget: StorageBudget,
@@ -272,6 +322,38 @@ mod tests {
             std::future::pending().await
         }
         async fn purge_before(&self, _: DateTime<Utc>) -> Result<u64, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn summary(
+            &self,
+            _: &CustomerId,
+            _: &SessionId,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn rename(
+            &self,
+            _: &CustomerId,
+            _: &SessionId,
+            _: &Title,
+            _: Option<DateTime<Utc>>,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn delete_all(&self, _: &CustomerId, _: Instant) -> Result<DeletedAll, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn set_feedback(
+            &self,
+            _: &SessionId,
+            _: u64,
+            _: Option<&CustomerId>,
+            _: Option<&Feedback>,
+        ) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

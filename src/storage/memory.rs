@@ -7,8 +7,10 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, SessionSummary, StorageError, Window};
-use crate::domain::{owner_of, title_of, CustomerId, NewTurn, SessionId, Turn};
+use super::{ConversationStore, DeletedAll, SessionSummary, StorageError, Window};
+use crate::domain::{
+    may_access, owner_of, title_of, CustomerId, Feedback, NewTurn, SessionId, Title, Turn,
+};
 
 /// Keeps every turn of every session in memory. When the turns held exceed
 /// `max_bytes`, the least recently used sessions are dropped whole, so a flood of
@@ -31,6 +33,26 @@ struct Session {
     turns: Vec<Turn>,
     last_use: u64,
     bytes: usize,
+    /// The title its owner gave it, if renamed.
+    title: Option<String>,
+}
+
+impl Session {
+    /// The conversation as `owner`'s listing shows it; `None` if it is not theirs.
+    fn summary(&self, id: &SessionId, owner: &CustomerId) -> Option<SessionSummary> {
+        if owner_of(&self.turns) != Some(owner) {
+            return None;
+        }
+        let (first, last) = (self.turns.first()?, self.turns.last()?);
+        Some(SessionSummary {
+            session_id: id.clone(),
+            owner: owner.clone(),
+            title: self.title.clone().unwrap_or_else(|| title_of(&first.user)),
+            turns: self.turns.len() as u64,
+            created_at: first.timestamp,
+            updated_at: last.timestamp,
+        })
+    }
 }
 
 /// Per-session bookkeeping counted against the cap besides the turns' text.
@@ -111,6 +133,7 @@ impl ConversationStore for InProcessStore {
                     turns: Vec::new(),
                     last_use: tick,
                     bytes: SESSION_OVERHEAD_BYTES,
+                    title: None,
                 },
             );
             state.by_last_use.insert(tick, session.clone());
@@ -162,18 +185,7 @@ impl ConversationStore for InProcessStore {
         Ok(state
             .sessions
             .iter()
-            .filter(|(_, session)| owner_of(&session.turns) == Some(owner))
-            .filter_map(|(id, session)| {
-                let (first, last) = (session.turns.first()?, session.turns.last()?);
-                Some(SessionSummary {
-                    session_id: id.clone(),
-                    owner: owner.clone(),
-                    title: title_of(&first.user),
-                    turns: session.turns.len() as u64,
-                    created_at: first.timestamp,
-                    updated_at: last.timestamp,
-                })
-            })
+            .filter_map(|(id, session)| session.summary(id, owner))
             .collect())
     }
 
@@ -189,6 +201,96 @@ impl ConversationStore for InProcessStore {
             state.remove(id);
         }
         Ok(expired.len() as u64)
+    }
+
+    async fn summary(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .get(session)
+            .and_then(|held| held.summary(session, owner)))
+    }
+
+    async fn rename(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        let mut state = self.lock();
+        let Some(held) = state.sessions.get_mut(session) else {
+            return Ok(None);
+        };
+        let live = held
+            .turns
+            .last()
+            .is_some_and(|last| cutoff.is_none_or(|cutoff| last.timestamp >= cutoff));
+        if !live || owner_of(&held.turns) != Some(owner) {
+            return Ok(None);
+        }
+        let added = title.as_str().len();
+        let removed = held
+            .title
+            .replace(title.as_str().to_owned())
+            .map_or(0, |t| t.len());
+        held.bytes = held.bytes + added - removed;
+        state.bytes = state.bytes + added - removed;
+        Ok(state.sessions[session].summary(session, owner))
+    }
+
+    /// Everything happens under one lock: always complete.
+    async fn delete_all(
+        &self,
+        owner: &CustomerId,
+        _stop_at: tokio::time::Instant,
+    ) -> Result<DeletedAll, StorageError> {
+        let mut state = self.lock();
+        let owned: Vec<SessionId> = state
+            .sessions
+            .iter()
+            .filter(|(_, session)| owner_of(&session.turns) == Some(owner))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &owned {
+            state.remove(id);
+        }
+        Ok(DeletedAll {
+            deleted: owned.len() as u64,
+            complete: true,
+        })
+    }
+
+    async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        let mut state = self.lock();
+        let Some(held) = state.sessions.get_mut(session) else {
+            return Ok(false);
+        };
+        if !may_access(owner_of(&held.turns), requester) {
+            return Ok(false);
+        }
+        let Some(stored) = usize::try_from(turn)
+            .ok()
+            .and_then(|index| held.turns.get_mut(index))
+        else {
+            return Ok(false);
+        };
+        let size = |f: Option<&Feedback>| f.and_then(|f| f.comment.as_ref()).map_or(0, String::len);
+        let (added, removed) = (size(feedback), size(stored.feedback.as_ref()));
+        stored.feedback = feedback.cloned();
+        held.bytes = held.bytes + added - removed;
+        state.bytes = state.bytes + added - removed;
+        Ok(true)
     }
 }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 
 /// The most recent turns of a session, oldest first, and how many turns it has in all.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -35,6 +35,16 @@ pub struct SessionSummary {
     pub created_at: DateTime<Utc>,
     /// When the last turn was asked.
     pub updated_at: DateTime<Utc>,
+}
+
+/// What one call of [`ConversationStore::delete_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedAll {
+    /// Conversations removed (turns and listing entry) by this call.
+    pub deleted: u64,
+    /// `false` when the call stopped at its deadline with conversations left to
+    /// delete: the next call goes on from there.
+    pub complete: bool,
 }
 
 /// Why a storage call failed, whatever the backend.
@@ -93,4 +103,43 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Deletes every session whose last turn is older than `cutoff`, with its listing
     /// entry, and returns how many it deleted.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError>;
+
+    /// `owner`'s listing entry for `session`; `None` when it has none.
+    async fn summary(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError>;
+
+    /// Names `session` in `owner`'s listing and returns the entry as it now is;
+    /// `None`, changing nothing, when `owner` has no entry for it or its last turn is
+    /// before `cutoff` (expired). Never creates an entry.
+    async fn rename(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError>;
+
+    /// Deletes every conversation listed for `owner` (turns and listing entries),
+    /// and no one else's: a listed session whose turns belong to someone else only
+    /// loses its entry in `owner`'s listing. Starts no more work after `stop_at`.
+    async fn delete_all(
+        &self,
+        owner: &CustomerId,
+        stop_at: tokio::time::Instant,
+    ) -> Result<DeletedAll, StorageError>;
+
+    /// Records (`Some`) or removes (`None`) the feedback on turn `turn` of
+    /// `session`; `false`, changing nothing, when the turn does not exist or
+    /// `requester` may not access its conversation. Only the feedback changes: the
+    /// turn's other properties stay as they are, and no turn is ever created.
+    async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError>;
 }

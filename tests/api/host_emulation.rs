@@ -157,9 +157,14 @@ fn sample_request(function: &str, method: &reqwest::Method) -> (String, Value, u
             200,
         ),
         ("health" | "chat" | "openapi" | "whoami", _) => (String::new(), Value::Null, 200),
-        ("sessions", _) | ("session", "GET") => (owner, Value::Null, 200),
+        ("sessions" | "session", "GET") => (owner, Value::Null, 200),
         ("export", _) => (format!("{owner}&format=json"), Value::Null, 200),
+        ("feedback", "PUT") => (owner, json!({"rating": "up"}), 200),
+        ("feedback", "DELETE") => (owner, Value::Null, 204),
+        ("session", "PATCH") => (owner, json!({"title": "Renamed by the host"}), 200),
         ("session", "DELETE") => (owner, Value::Null, 204),
+        // After `session`'s DELETE: nothing of the customer's is left.
+        ("sessions", "DELETE") => (owner, Value::Null, 200),
         (other, method) => {
             panic!("add a sample request for {method} of the new function {other:?} to this test")
         }
@@ -303,7 +308,8 @@ async fn the_handler_serves_every_function_as_the_host_would() {
             let route = trigger["route"]
                 .as_str()
                 .unwrap_or(&name)
-                .replace("{session_id}", SESSION);
+                .replace("{session_id}", SESSION)
+                .replace("{turn}", "0");
             for method in trigger["methods"].as_array().expect("methods are declared") {
                 let method =
                     reqwest::Method::from_bytes(method.as_str().unwrap().to_uppercase().as_bytes())

@@ -358,6 +358,7 @@ async fn a_conversation_reads_back_as_the_seed_document(backend: Backend) {
         keys,
         BTreeSet::from([
             "id",
+            "title",
             "customer_id",
             "session_id",
             "created_at",
@@ -368,6 +369,7 @@ async fn a_conversation_reads_back_as_the_seed_document(backend: Backend) {
     assert_eq!(document["id"], session);
     assert_eq!(document["session_id"], session);
     assert_eq!(document["customer_id"], "user_123");
+    assert_eq!(document["title"], "What does LONPF2 do?");
     let messages = document["messages"].as_array().unwrap();
     let said: Vec<(&str, &str)> = messages
         .iter()
@@ -388,8 +390,10 @@ async fn a_conversation_reads_back_as_the_seed_document(backend: Backend) {
             chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
             "{timestamp}"
         );
-        assert_eq!(message.as_object().unwrap().len(), 3);
+        assert_eq!(message.as_object().unwrap().len(), 4, "{message}");
     }
+    let turns: Vec<&Value> = messages.iter().map(|m| &m["turn"]).collect();
+    assert_eq!(turns, [&json!(0), &json!(0), &json!(1), &json!(1)]);
     assert_eq!(document["created_at"], messages[0]["timestamp"]);
     assert_eq!(document["updated_at"], messages[3]["timestamp"]);
 
@@ -480,7 +484,10 @@ async fn a_conversation_exports_as_markdown_or_json(backend: Backend) {
         "attachment; filename=\"conversation-report_1.md\""
     );
     let text = markdown.text().await.unwrap();
-    assert!(text.starts_with("# Conversation report 1\n"), "{text}");
+    assert!(
+        text.starts_with("# What does LONPF2 do?\n\n- **Conversation:** report 1\n"),
+        "{text}"
+    );
     assert!(text.contains("- **Owner:** exporter\n"), "{text}");
     assert!(text.contains("\n## Turn 2 · "), "{text}");
     assert!(text.contains("\n\nWhat copybooks does it use?\n"), "{text}");
@@ -920,6 +927,14 @@ async fn unreachable_storage_is_a_503_for_the_sessions_api_only() {
         get("/api/sessions/s1/export"),
         app.client
             .delete(format!("{}/api/sessions/s1", app.address)),
+        app.client
+            .delete(format!("{}/api/sessions?customer_id=alice", app.address)),
+        app.client
+            .patch(format!("{}/api/sessions/s1?customer_id=alice", app.address))
+            .json(&json!({"title": "t"})),
+        app.client
+            .put(format!("{}/api/sessions/s1/turns/0/feedback", app.address))
+            .json(&json!({"rating": "up"})),
     ] {
         app.send(request)
             .await
@@ -1107,8 +1122,17 @@ async fn every_documented_operation_is_served_and_the_document_is_the_repos() {
 async fn wrong_methods_are_405_with_the_allowed_ones() {
     let app = spawn_app_with(|_| {}).await;
     for (method, path, allow) in [
-        (reqwest::Method::POST, "/api/sessions", "GET"),
-        (reqwest::Method::PUT, "/api/sessions/s1", "GET, DELETE"),
+        (reqwest::Method::POST, "/api/sessions", "GET, DELETE"),
+        (
+            reqwest::Method::PUT,
+            "/api/sessions/s1",
+            "GET, PATCH, DELETE",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/sessions/s1/turns/0/feedback",
+            "PUT, DELETE",
+        ),
         (reqwest::Method::DELETE, "/api/sessions/s1/export", "GET"),
         (reqwest::Method::GET, "/purge", "POST"),
         (reqwest::Method::POST, "/api/openapi.json", "GET"),
@@ -1129,5 +1153,706 @@ async fn wrong_methods_are_405_with_the_allowed_ones() {
             .send(app.client.get(format!("{}{path}", app.address)))
             .await;
         response.assert_error(404, "not_found");
+    }
+}
+
+// The conversation manager: rename, delete all, feedback.
+
+mod manager {
+    use super::*;
+    use futures::StreamExt;
+
+    on_both_backends!(
+        a_renamed_conversation_shows_its_title_in_listing_document_and_export,
+        bad_titles_are_refused_and_change_nothing,
+        someone_elses_rename_is_not_found_and_changes_nothing,
+        delete_all_removes_exactly_one_customers_conversations,
+        feedback_is_set_changed_and_removed_on_the_right_turn,
+        bad_feedback_bodies_are_refused,
+        feedback_on_a_missing_turn_or_someone_elses_conversation_is_not_found,
+    );
+
+    impl Manager {
+        async fn rename(&self, path_and_query: &str, body: Value) -> TestResponse {
+            let request = self.app.client.patch(self.url(path_and_query)).json(&body);
+            self.app.send(request).await
+        }
+
+        async fn delete_all(&self, query: &str) -> TestResponse {
+            let request = self
+                .app
+                .client
+                .delete(self.url(&format!("/api/sessions?{query}")));
+            self.app.send(request).await
+        }
+
+        async fn rate(&self, path_and_query: &str, body: &str) -> TestResponse {
+            let request = self
+                .app
+                .client
+                .put(self.url(path_and_query))
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            self.app.send(request).await
+        }
+
+        /// The listing entries of `customer`, by session id.
+        async fn entries(&self, customer: &str) -> Vec<Value> {
+            let page = self
+                .list(&format!("customer_id={customer}&limit=100"))
+                .await;
+            let mut entries = page.body["sessions"].as_array().unwrap().clone();
+            entries.sort_by_key(|e| e["session_id"].as_str().unwrap().to_owned());
+            entries
+        }
+
+        async fn document(&self, session: &str, customer: &str) -> Value {
+            let read = self
+                .get(&format!(
+                    "/api/sessions/{}?customer_id={customer}",
+                    encoded(session)
+                ))
+                .await;
+            assert_eq!(read.status, 200, "{}", read.body);
+            read.body
+        }
+
+        async fn markdown(&self, session: &str, customer: &str) -> String {
+            let url = self.url(&format!(
+                "/api/sessions/{}/export?customer_id={customer}",
+                encoded(session)
+            ));
+            let response = self.app.client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+
+        /// Every listing entry of `customer` in the listing table (Table backend).
+        async fn index_rows(&self, customer: &str) -> Vec<Map<String, Value>> {
+            let index =
+                raw_table_client(&shared_table_endpoint(), &sessions_table_for(&self.table));
+            stored_rows(&index, customer).await
+        }
+    }
+
+    fn feedback_path(session: &str, turn: &str, customer: Option<&str>) -> String {
+        let query = customer.map_or(String::new(), |c| format!("?customer_id={c}"));
+        format!(
+            "/api/sessions/{}/turns/{turn}/feedback{query}",
+            encoded(session)
+        )
+    }
+
+    async fn a_renamed_conversation_shows_its_title_in_listing_document_and_export(
+        backend: Backend,
+    ) {
+        let manager = Manager::start(backend).await;
+        let session = "Zoë's loans";
+        manager
+            .say("What does LONPF2 do?", session, Some("alice"))
+            .await;
+        manager.say("Who calls it?", session, Some("alice")).await;
+
+        let path = format!("/api/sessions/{}?customer_id=alice", encoded(session));
+        let renamed = manager
+            .rename(&path, json!({"title": "  Loan posting, Zoë's 会话  "}))
+            .await;
+        assert_eq!(renamed.status, 200, "{}", renamed.body);
+        let listed = manager.entries("alice").await;
+        assert_eq!(listed, std::slice::from_ref(&renamed.body));
+        assert_eq!(renamed.body["title"], "Loan posting, Zoë's 会话");
+        assert_eq!(renamed.body["session_id"], session);
+        assert_eq!(renamed.body["customer_id"], "alice");
+        assert_eq!(renamed.body["turns"], 2);
+
+        let document = manager.document(session, "alice").await;
+        assert_eq!(document["title"], "Loan posting, Zoë's 会话");
+        let markdown = manager.markdown(session, "alice").await;
+        assert!(
+            markdown.starts_with("# Loan posting, Zoë's 会话\n\n- **Conversation:** Zoë's loans\n"),
+            "{markdown}"
+        );
+        let json_export = manager
+            .get(&format!(
+                "/api/sessions/{}/export?customer_id=alice&format=json",
+                encoded(session)
+            ))
+            .await;
+        assert_eq!(json_export.body, document);
+
+        // Renamed again, and continued: the latest title stays.
+        let again = manager.rename(&path, json!({"title": "LONPF2"})).await;
+        assert_eq!(again.body["title"], "LONPF2");
+        manager.say("And then?", session, Some("alice")).await;
+        let listed = manager.entries("alice").await;
+        assert_eq!(
+            (listed[0]["title"].as_str(), listed[0]["turns"].as_u64()),
+            (Some("LONPF2"), Some(3))
+        );
+        assert_eq!(manager.document(session, "alice").await["title"], "LONPF2");
+    }
+
+    async fn bad_titles_are_refused_and_change_nothing(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "named", Some("alice"))
+            .await;
+        let before = manager.entries("alice").await;
+        let path = "/api/sessions/named?customer_id=alice";
+        for body in [
+            json!({}),
+            json!({"title": null}),
+            json!({"title": ""}),
+            json!({"title": " \t "}),
+            json!({"title": "x".repeat(201)}),
+            json!({"title": "two\nlines"}),
+            json!({"title": "bell\u{7}"}),
+            json!({"title": "c1 \u{85} control"}),
+            json!({"title": 42}),
+            json!({"title": ["a"]}),
+            json!(["title"]),
+            json!("title"),
+        ] {
+            manager
+                .rename(path, body.clone())
+                .await
+                .assert_error(400, "invalid_title");
+        }
+        let not_json = manager
+            .app
+            .client
+            .patch(manager.url(path))
+            .header("content-type", "application/json")
+            .body("{\"title\": ");
+        manager
+            .app
+            .send(not_json)
+            .await
+            .assert_error(400, "invalid_json");
+        // Exactly 200 characters (not bytes) is fine.
+        let longest = "é".repeat(200);
+        let renamed = manager.rename(path, json!({"title": longest})).await;
+        assert_eq!(renamed.status, 200, "{}", renamed.body);
+        let after = manager.entries("alice").await;
+        assert_eq!(after[0]["title"], longest);
+        assert_eq!(after[0]["updated_at"], before[0]["updated_at"]);
+        manager
+            .rename(
+                "/api/sessions/a%2Fb?customer_id=alice",
+                json!({"title": "t"}),
+            )
+            .await
+            .assert_error(400, "invalid_session_id");
+    }
+
+    async fn someone_elses_rename_is_not_found_and_changes_nothing(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("My secret plan is LONPF2", "private", Some("alice"))
+            .await;
+        manager.say("What does LONPF2 do?", "open", None).await;
+        let rows_before = match backend {
+            Backend::Table => Some(manager.rows("private").await),
+            Backend::InProcess => None,
+        };
+        let title = json!({"title": "Mallory was here"});
+        let unknown = manager
+            .rename("/api/sessions/no-such?customer_id=mallory", title.clone())
+            .await;
+        unknown.assert_error(404, "not_found");
+        for path in [
+            "/api/sessions/private?customer_id=mallory",
+            "/api/sessions/private",
+            // Without an owner a conversation is listed for nobody: no title to change.
+            "/api/sessions/open?customer_id=mallory",
+            "/api/sessions/open",
+        ] {
+            let refused = manager.rename(path, title.clone()).await;
+            refused.assert_error(404, "not_found");
+        }
+        let told_apart = manager
+            .rename("/api/sessions/private?customer_id=mallory", title.clone())
+            .await;
+        assert_eq!(
+            told_apart.body["error"]["message"].as_str().unwrap(),
+            unknown.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("no-such", "private"),
+        );
+        assert_eq!(
+            manager.entries("alice").await[0]["title"],
+            "My secret plan is LONPF2"
+        );
+        assert_eq!(
+            manager.document("private", "alice").await["title"],
+            "My secret plan is LONPF2"
+        );
+        assert_eq!(
+            manager.document("open", "anyone").await["title"],
+            "What does LONPF2 do?"
+        );
+        assert!(manager.listed("mallory").await.is_empty());
+        if let Some(rows_before) = rows_before {
+            assert_eq!(manager.rows("private").await, rows_before);
+        }
+    }
+
+    async fn delete_all_removes_exactly_one_customers_conversations(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        for id in ["alice-1", "alice 2", "o'alice"] {
+            manager.say("What does LONPF2 do?", id, Some("alice")).await;
+        }
+        manager.say("Who calls it?", "alice-1", Some("alice")).await;
+        manager
+            .say("What does LONPF2 do?", "bob-1", Some("bob"))
+            .await;
+        manager.say("What does LONPF2 do?", "open", None).await;
+        // Seed conversations have no owner: not alice's, even when she continues one.
+        manager.say("Who calls it?", "open", Some("alice")).await;
+
+        manager
+            .delete_all("")
+            .await
+            .assert_error(400, "invalid_customer_id");
+        manager
+            .delete_all("customer_id=a%2Fb")
+            .await
+            .assert_error(400, "invalid_customer_id");
+
+        let deleted = manager.delete_all("customer_id=alice").await;
+        assert_eq!(deleted.status, 200, "{}", deleted.body);
+        assert_eq!(deleted.body, json!({"deleted": 3, "complete": true}));
+        assert!(manager.listed("alice").await.is_empty());
+        for id in ["alice-1", "alice 2", "o'alice"] {
+            manager
+                .refused(
+                    &format!("/api/sessions/{}?customer_id=alice", encoded(id)),
+                    404,
+                    "not_found",
+                )
+                .await;
+        }
+        assert_eq!(manager.listed("bob").await, ["bob-1"]);
+        assert_eq!(
+            manager.document("bob-1", "bob").await["messages"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            manager.document("open", "anyone").await["messages"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        if backend == Backend::Table {
+            for id in ["alice-1", "alice 2", "o'alice"] {
+                assert!(manager.rows(id).await.is_empty(), "{id}");
+            }
+            assert!(manager.index_rows("alice").await.is_empty());
+            assert_eq!(manager.rows("bob-1").await.len(), 1);
+            assert_eq!(manager.index_rows("bob").await.len(), 1);
+            assert_eq!(manager.rows("open").await.len(), 2);
+        }
+
+        let again = manager.delete_all("customer_id=alice").await;
+        assert_eq!(again.body, json!({"deleted": 0, "complete": true}));
+        // A deleted id starts again.
+        let fresh = manager
+            .say("What does LONES1 do?", "alice-1", Some("alice"))
+            .await;
+        assert_eq!(fresh["turn"], 0);
+    }
+
+    async fn feedback_is_set_changed_and_removed_on_the_right_turn(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        let session = "rated 1";
+        for question in [
+            "What does LONPF2 do?",
+            "What copybooks does it use?",
+            "Who calls it?",
+        ] {
+            manager.say(question, session, Some("alice")).await;
+        }
+        let path = feedback_path(session, "1", Some("alice"));
+        let up = manager
+            .rate(
+                &path,
+                r#"{"rating": "up", "comment": "Exactly the copybooks.\nThanks, Zoë!"}"#,
+            )
+            .await;
+        assert_eq!(up.status, 200, "{}", up.body);
+        assert_eq!(up.body["rating"], "up");
+        assert_eq!(up.body["comment"], "Exactly the copybooks.\nThanks, Zoë!");
+        let updated_at = up.body["updated_at"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(updated_at).is_ok() && updated_at.ends_with('Z')
+        );
+        assert_eq!(up.body.as_object().unwrap().len(), 3);
+
+        let feedback_of = |document: &Value| -> Vec<Value> {
+            document["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.get("feedback").cloned().unwrap_or(Value::Null))
+                .collect()
+        };
+        let document = manager.document(session, "alice").await;
+        let null = Value::Null;
+        assert_eq!(
+            feedback_of(&document),
+            [
+                null.clone(),
+                null.clone(),
+                null.clone(),
+                up.body.clone(),
+                null.clone(),
+                null.clone()
+            ]
+        );
+        assert_eq!(document["messages"][3]["role"], "assistant");
+        assert_eq!(document["messages"][3]["turn"], 1);
+        let markdown = manager.markdown(session, "alice").await;
+        assert_eq!(markdown.matches("**Feedback:**").count(), 1, "{markdown}");
+        let turn_2 = markdown.find("## Turn 2 ").unwrap();
+        let turn_3 = markdown.find("## Turn 3 ").unwrap();
+        let rated = markdown.find("**Feedback:** 👍 up").unwrap();
+        assert!(turn_2 < rated && rated < turn_3, "{markdown}");
+        assert!(
+            markdown.contains("> Exactly the copybooks.\n> Thanks, Zoë!\n"),
+            "{markdown}"
+        );
+        let json_export = manager
+            .get(&format!(
+                "/api/sessions/{}/export?customer_id=alice&format=json",
+                encoded(session)
+            ))
+            .await;
+        assert_eq!(json_export.body, document);
+
+        let down = manager
+            .rate(&path, r#"{"rating": "down", "comment": null}"#)
+            .await;
+        assert_eq!(down.status, 200, "{}", down.body);
+        assert_eq!(
+            (&down.body["rating"], &down.body["comment"]),
+            (&json!("down"), &Value::Null)
+        );
+        let document = manager.document(session, "alice").await;
+        assert_eq!(document["messages"][3]["feedback"], down.body);
+        assert_eq!(
+            feedback_of(&document)
+                .iter()
+                .filter(|f| !f.is_null())
+                .count(),
+            1
+        );
+
+        let removed = manager
+            .app
+            .client
+            .delete(manager.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removed.status(), 204);
+        assert!(removed.bytes().await.unwrap().is_empty());
+        let document = manager.document(session, "alice").await;
+        assert!(
+            feedback_of(&document).iter().all(Value::is_null),
+            "{document}"
+        );
+        assert!(!manager
+            .markdown(session, "alice")
+            .await
+            .contains("**Feedback:**"));
+        // Removing again is fine.
+        let again = manager
+            .app
+            .client
+            .delete(manager.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 204);
+        // The turns themselves are untouched.
+        let said: Vec<&str> = document["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .map(|m| m["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "What does LONPF2 do?",
+                "What copybooks does it use?",
+                "Who calls it?"
+            ]
+        );
+    }
+
+    async fn bad_feedback_bodies_are_refused(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "rated", Some("alice"))
+            .await;
+        let path = feedback_path("rated", "0", Some("alice"));
+        let too_long = format!(r#"{{"rating": "up", "comment": "{}"}}"#, "é".repeat(2_001));
+        for body in [
+            "{}",
+            "[]",
+            "\"up\"",
+            r#"{"rating": null}"#,
+            r#"{"rating": "Up"}"#,
+            r#"{"rating": "meh"}"#,
+            r#"{"rating": 1}"#,
+            r#"{"rating": "up", "comment": 7}"#,
+            &too_long,
+        ] {
+            manager
+                .rate(&path, body)
+                .await
+                .assert_error(400, "invalid_feedback");
+        }
+        manager
+            .rate(&path, "{\"rating\"")
+            .await
+            .assert_error(400, "invalid_json");
+        for turn in ["-1", "one", "1.5", "%20"] {
+            manager
+                .rate(
+                    &feedback_path("rated", turn, Some("alice")),
+                    r#"{"rating": "up"}"#,
+                )
+                .await
+                .assert_error(400, "invalid_request");
+        }
+        let longest = format!(r#"{{"rating": "up", "comment": "{}"}}"#, "é".repeat(2_000));
+        assert_eq!(manager.rate(&path, &longest).await.status, 200);
+        assert!(
+            manager.document("rated", "alice").await["messages"][1]["feedback"]["comment"]
+                .as_str()
+                .is_some_and(|c| c.chars().count() == 2_000)
+        );
+    }
+
+    async fn feedback_on_a_missing_turn_or_someone_elses_conversation_is_not_found(
+        backend: Backend,
+    ) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("My secret plan is LONPF2", "private", Some("alice"))
+            .await;
+        let up = r#"{"rating": "up"}"#;
+        let unknown = manager
+            .rate(&feedback_path("private", "1", Some("alice")), up)
+            .await;
+        unknown.assert_error(404, "not_found");
+        for path in [
+            feedback_path("private", "0", Some("mallory")),
+            feedback_path("private", "0", None),
+            feedback_path("private", "99999999999999999999999", Some("alice")),
+            feedback_path("no-such", "0", Some("alice")),
+        ] {
+            manager.rate(&path, up).await.assert_error(404, "not_found");
+            let removed = manager
+                .app
+                .client
+                .delete(manager.url(&path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(removed.status(), 404, "{path}");
+        }
+        let mallory = manager
+            .rate(&feedback_path("private", "1", Some("mallory")), up)
+            .await;
+        assert_eq!(
+            mallory.body, unknown.body,
+            "someone else's turn looks like a missing one"
+        );
+        let document = manager.document("private", "alice").await;
+        assert_eq!(document["messages"].as_array().unwrap().len(), 2);
+        assert!(document["messages"][1].get("feedback").is_none());
+        if backend == Backend::Table {
+            assert_eq!(manager.rows("private").await.len(), 1);
+        }
+        let next = manager.say("And then?", "private", Some("alice")).await;
+        assert_eq!(next["turn"], 1);
+    }
+
+    // Table Storage only: rows other programs read and write.
+
+    #[tokio::test]
+    async fn feedback_leaves_the_seeds_properties_untouched() {
+        let manager = Manager::start(Backend::Table).await;
+        let now = chrono::Utc::now()
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string();
+        insert_rows(
+            &manager.table,
+            &[
+                seed_turn("seeded", 0, &now, None),
+                seed_turn("seeded", 1, &now, None),
+            ],
+        )
+        .await;
+        let before = manager.rows("seeded").await;
+
+        let rated = manager
+            .rate(
+                &feedback_path("seeded", "1", None),
+                r#"{"rating": "down", "comment": "Not LONPF2."}"#,
+            )
+            .await;
+        assert_eq!(rated.status, 200, "{}", rated.body);
+        let after = manager.rows("seeded").await;
+        assert_eq!(after[0], before[0], "the other turn is untouched");
+        for (name, value) in &before[1] {
+            if name != "Timestamp" && name != "odata.etag" {
+                assert_eq!(&after[1][name], value, "{name}");
+            }
+        }
+        assert_eq!(after[1]["feedback_rating"], "down");
+        assert_eq!(after[1]["feedback_comment"], "Not LONPF2.");
+        assert_eq!(after[1]["feedback_updated_at"], rated.body["updated_at"]);
+        let added: BTreeSet<&str> = after[1]
+            .keys()
+            .filter(|name| !before[1].contains_key(*name))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            added,
+            BTreeSet::from(["feedback_comment", "feedback_rating", "feedback_updated_at"])
+        );
+
+        let removed = manager
+            .app
+            .client
+            .delete(manager.url(&feedback_path("seeded", "1", None)));
+        assert_eq!(removed.send().await.unwrap().status(), 204);
+        let cleared = manager.rows("seeded").await;
+        for (name, value) in &before[1] {
+            if name != "Timestamp" && name != "odata.etag" {
+                assert_eq!(&cleared[1][name], value, "{name}");
+            }
+        }
+        assert_eq!(cleared[1]["feedback_rating"], "");
+        let document = manager.get("/api/sessions/seeded").await.body;
+        assert!(
+            document["messages"][3].get("feedback").is_none(),
+            "{document}"
+        );
+        // A turn the seed never wrote is not created.
+        manager
+            .rate(&feedback_path("seeded", "2", None), r#"{"rating": "up"}"#)
+            .await
+            .assert_error(404, "not_found");
+        assert_eq!(manager.rows("seeded").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn delete_all_leaves_a_listed_id_that_someone_else_now_owns() {
+        let manager = Manager::start(Backend::Table).await;
+        manager
+            .say("What does LONPF2 do?", "bobs-now", Some("bob"))
+            .await;
+        manager
+            .say("What does LONPF2 do?", "alices", Some("alice"))
+            .await;
+        // A stale entry in alice's listing (say, left by a failure) names bob's conversation.
+        insert_rows(
+            &sessions_table_for(&manager.table),
+            &[json!({
+                "PartitionKey": "alice", "RowKey": "bobs-now", "title": "old", "turns": 1,
+                "created_at": "2026-11-01T10:00:00Z", "updated_at": "2026-11-01T10:00:00Z",
+            })],
+        )
+        .await;
+        let bobs_rows = manager.rows("bobs-now").await;
+
+        let deleted = manager.delete_all("customer_id=alice").await;
+        assert_eq!(deleted.body, json!({"deleted": 2, "complete": true}));
+        assert_eq!(manager.rows("bobs-now").await, bobs_rows);
+        assert!(manager.rows("alices").await.is_empty());
+        assert!(manager.index_rows("alice").await.is_empty());
+        assert_eq!(manager.listed("bob").await, ["bobs-now"]);
+    }
+
+    /// Not a pass/fail check: prints how long deleting all of one customer's 1,000
+    /// conversations takes against Azurite, in how many calls
+    /// (`cargo test delete_all_latency -- --nocapture`).
+    #[tokio::test]
+    async fn delete_all_latency_for_a_thousand_conversations() {
+        const CONVERSATIONS: usize = 1_000;
+        let manager = Manager::start(Backend::Table).await;
+        let history = raw_table_client(&shared_table_endpoint(), &manager.table);
+        let index = raw_table_client(
+            &shared_table_endpoint(),
+            &sessions_table_for(&manager.table),
+        );
+        history.create().await.unwrap();
+        index.create().await.unwrap();
+        // What 1,000 one-turn conversations of one customer leave: a turn each (one
+        // partition each), and their listing entries, 100 to a transaction.
+        let time = "2026-11-30T10:00:00Z";
+        let sessions: Vec<String> = (0..CONVERSATIONS).map(|n| format!("many-{n:04}")).collect();
+        futures::stream::iter(&sessions)
+            .for_each_concurrent(16, |session| {
+                let history = &history;
+                async move {
+                    let row = json!({
+                        "PartitionKey": session, "RowKey": "0000", "timestamp": time,
+                        "user": "What does LONPF2 do?", "assistant": "It posts payments.",
+                        "metadata_json": "{}", "customer_id": "many",
+                    });
+                    history.insert::<_, Value>(&row).unwrap().await.unwrap();
+                }
+            })
+            .await;
+        for chunk in sessions.chunks(100) {
+            let mut batch = index.partition_key_client("many").transaction();
+            for session in chunk {
+                batch = batch
+                    .insert(json!({
+                        "PartitionKey": "many", "RowKey": session, "title": "What does LONPF2 do?",
+                        "turns": 1, "created_at": time, "updated_at": time,
+                    }))
+                    .unwrap();
+            }
+            batch.await.unwrap();
+        }
+
+        let started = Instant::now();
+        let mut calls = Vec::new();
+        loop {
+            let call = Instant::now();
+            let response = manager.delete_all("customer_id=many").await;
+            assert_eq!(response.status, 200, "{}", response.body);
+            calls.push((response.body["deleted"].as_u64().unwrap(), call.elapsed()));
+            if response.body["complete"] == true {
+                break;
+            }
+            assert!(calls.len() < 20, "delete-all never completes");
+        }
+        let total = started.elapsed();
+        assert_eq!(
+            calls.iter().map(|(n, _)| n).sum::<u64>(),
+            CONVERSATIONS as u64
+        );
+        assert!(manager.index_rows("many").await.is_empty());
+        assert!(manager.rows("many-0999").await.is_empty());
+        println!(
+            "delete-all of one customer's {CONVERSATIONS} conversations against Azurite: \
+             {total:?} in {} call(s) {calls:?}",
+            calls.len()
+        );
     }
 }

@@ -510,3 +510,292 @@ async fn a_session_longer_than_one_page_is_found_by_probing() {
     let cold_appender = shared_table_store(&table);
     assert_eq!(cold_appender.append(&s, turn("after")).await, Ok(151));
 }
+
+// The conversation manager: titles, deleting a customer's conversations, feedback.
+
+mod manager {
+    use super::*;
+    use session_rag::domain::{Feedback, Rating, Title};
+    use session_rag::storage::DeletedAll;
+    use tokio::time::Instant;
+
+    conformance_suite!(
+        a_rename_changes_the_title_in_the_owners_listing_only,
+        delete_all_removes_one_owners_conversations_and_nothing_else,
+        delete_all_stops_at_its_deadline_and_the_next_call_finishes,
+        feedback_is_set_changed_and_removed_on_its_own_turn,
+        feedback_needs_an_existing_turn_the_requester_may_access,
+    );
+
+    fn title(text: &str) -> Title {
+        Title::parse(text).unwrap()
+    }
+
+    /// Plenty of time for one call.
+    fn in_a_minute() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    async fn a_rename_changes_the_title_in_the_owners_listing_only(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (alice, bob) = (customer("alice"), customer("bob"));
+        let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+        let s = session("renamed");
+        append_listed(store, &s, Some(&alice), "What does LONPF2 do?", start).await;
+        append_listed(
+            store,
+            &s,
+            Some(&alice),
+            "Who calls it?",
+            start + TimeDelta::seconds(5),
+        )
+        .await;
+        append_listed(store, &session("open"), None, "Nobody's", start).await;
+
+        let renamed = store
+            .rename(&alice, &s, &title("Loan posting"), None)
+            .await
+            .unwrap()
+            .expect("alice owns it");
+        assert_eq!(renamed.title, "Loan posting");
+        assert_eq!(
+            (renamed.turns, renamed.updated_at),
+            (2, start + TimeDelta::seconds(5))
+        );
+        assert_eq!(listing(store, &alice).await, std::slice::from_ref(&renamed));
+        assert_eq!(
+            store.summary(&alice, &s).await.unwrap(),
+            Some(renamed.clone())
+        );
+
+        // A later turn keeps the title.
+        append_listed(
+            store,
+            &s,
+            Some(&alice),
+            "And then?",
+            start + TimeDelta::seconds(9),
+        )
+        .await;
+        let later = store.summary(&alice, &s).await.unwrap().unwrap();
+        assert_eq!((later.title.as_str(), later.turns), ("Loan posting", 3));
+
+        // Nobody else can rename it, nor anything that is not listed for them.
+        let cutoff_after_last_turn = Some(start + TimeDelta::seconds(10));
+        for (owner, id, cutoff) in [
+            (&bob, "renamed", None),
+            (&alice, "open", None),
+            (&bob, "open", None),
+            (&alice, "never-used", None),
+            (&alice, "renamed", cutoff_after_last_turn),
+        ] {
+            let refused = store
+                .rename(owner, &session(id), &title("Mine now"), cutoff)
+                .await;
+            assert_eq!(refused, Ok(None), "{owner} {id} {cutoff:?}");
+        }
+        assert_eq!(
+            store.summary(&alice, &s).await.unwrap().unwrap().title,
+            "Loan posting"
+        );
+        assert_eq!(store.summary(&bob, &s).await, Ok(None));
+        assert!(listing(store, &bob).await.is_empty());
+        assert_eq!(store.summary(&alice, &session("open")).await, Ok(None));
+    }
+
+    async fn delete_all_removes_one_owners_conversations_and_nothing_else(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (alice, bob) = (customer("o'alice"), customer("bob"));
+        // One conversation longer than a transaction holds.
+        for n in 0..120 {
+            append_listed(
+                store,
+                &session("alice-long"),
+                Some(&alice),
+                &format!("q{n}"),
+                Utc::now(),
+            )
+            .await;
+        }
+        for id in ["alice-1", "alice 2", "o'alice-3"] {
+            append_listed(store, &session(id), Some(&alice), "q", Utc::now()).await;
+        }
+        append_listed(store, &session("bob-1"), Some(&bob), "q", Utc::now()).await;
+        append_listed(store, &session("open"), None, "q", Utc::now()).await;
+
+        let outcome = store.delete_all(&alice, in_a_minute()).await.unwrap();
+        assert_eq!(
+            outcome,
+            DeletedAll {
+                deleted: 4,
+                complete: true
+            }
+        );
+        assert!(listing(store, &alice).await.is_empty());
+        for id in ["alice-long", "alice-1", "alice 2", "o'alice-3"] {
+            assert!(store.all(&session(id)).await.unwrap().is_empty(), "{id}");
+            assert_eq!(
+                store.recent(&session(id), 10).await.unwrap().total,
+                0,
+                "{id}"
+            );
+        }
+        assert_eq!(listed_ids(store, &bob).await, [session("bob-1")]);
+        assert_eq!(store.all(&session("bob-1")).await.unwrap().len(), 1);
+        assert_eq!(store.all(&session("open")).await.unwrap().len(), 1);
+
+        // Again: nothing left to delete.
+        let again = store.delete_all(&alice, in_a_minute()).await.unwrap();
+        assert_eq!(
+            again,
+            DeletedAll {
+                deleted: 0,
+                complete: true
+            }
+        );
+        // A deleted id starts again from turn 0.
+        assert_eq!(store.append(&session("alice-1"), turn("new")).await, Ok(0));
+    }
+
+    /// Table Storage works through the listing and stops when its time is up; the
+    /// in-process store deletes under one lock, at once.
+    async fn delete_all_stops_at_its_deadline_and_the_next_call_finishes(backend: Backend) {
+        let store = backend.store.as_ref();
+        let alice = customer("alice");
+        for n in 0..3 {
+            append_listed(
+                store,
+                &session(&format!("a-{n}")),
+                Some(&alice),
+                "q",
+                Utc::now(),
+            )
+            .await;
+        }
+        let out_of_time = store.delete_all(&alice, Instant::now()).await.unwrap();
+        let rest = match backend.kind {
+            Kind::Table => {
+                assert_eq!(
+                    out_of_time,
+                    DeletedAll {
+                        deleted: 0,
+                        complete: false
+                    }
+                );
+                assert_eq!(listing(store, &alice).await.len(), 3);
+                3
+            }
+            Kind::InProcess => {
+                assert_eq!(
+                    out_of_time,
+                    DeletedAll {
+                        deleted: 3,
+                        complete: true
+                    }
+                );
+                0
+            }
+        };
+        let finished = store.delete_all(&alice, in_a_minute()).await.unwrap();
+        assert_eq!(
+            finished,
+            DeletedAll {
+                deleted: rest,
+                complete: true
+            }
+        );
+        assert!(listing(store, &alice).await.is_empty());
+    }
+
+    fn feedback(rating: Rating, comment: Option<&str>) -> Feedback {
+        Feedback {
+            rating,
+            comment: comment.map(str::to_owned),
+            // Stored to the second.
+            updated_at: Utc.with_ymd_and_hms(2026, 12, 1, 20, 0, 0).unwrap(),
+        }
+    }
+
+    async fn feedback_on(store: &dyn ConversationStore, s: &SessionId) -> Vec<Option<Feedback>> {
+        store
+            .all(s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.feedback)
+            .collect()
+    }
+
+    async fn feedback_is_set_changed_and_removed_on_its_own_turn(backend: Backend) {
+        let store = backend.store.as_ref();
+        let alice = customer("alice");
+        let s = session("rated");
+        for n in 0..3 {
+            append_listed(store, &s, Some(&alice), &format!("q{n}"), Utc::now()).await;
+        }
+        let before = store.all(&s).await.unwrap();
+        let up = feedback(Rating::Up, Some("Exactly the copybooks, Zoë. 👍"));
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), Some(&up)).await,
+            Ok(true)
+        );
+        assert_eq!(feedback_on(store, &s).await, [None, Some(up.clone()), None]);
+
+        let down = feedback(Rating::Down, None);
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), Some(&down)).await,
+            Ok(true)
+        );
+        assert_eq!(feedback_on(store, &s).await, [None, Some(down), None]);
+
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), None).await,
+            Ok(true)
+        );
+        assert_eq!(
+            store.set_feedback(&s, 1, Some(&alice), None).await,
+            Ok(true)
+        );
+        assert_eq!(feedback_on(store, &s).await, [None, None, None]);
+
+        // Everything else about the turns is as it was.
+        let after = store.all(&s).await.unwrap();
+        assert_eq!(after, before);
+        assert_eq!(store.recent(&s, 10).await.unwrap().total, 3);
+    }
+
+    async fn feedback_needs_an_existing_turn_the_requester_may_access(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (alice, bob) = (customer("alice"), customer("bob"));
+        let owned = session("owned");
+        append_listed(store, &owned, Some(&alice), "q0", Utc::now()).await;
+        append_listed(store, &owned, Some(&alice), "q1", Utc::now()).await;
+        let up = feedback(Rating::Up, None);
+        for (id, turn, requester) in [
+            ("owned", 0, Some(&bob)),
+            ("owned", 1, None),
+            ("owned", 2, Some(&alice)),
+            ("owned", 999_999_999_999, Some(&alice)),
+            ("never-used", 0, Some(&alice)),
+        ] {
+            let refused = store
+                .set_feedback(&session(id), turn, requester, Some(&up))
+                .await;
+            assert_eq!(refused, Ok(false), "{id} turn {turn} by {requester:?}");
+        }
+        assert_eq!(feedback_on(store, &owned).await, [None, None]);
+        // No turn was created by any of that.
+        assert_eq!(store.recent(&owned, 10).await.unwrap().total, 2);
+        assert!(store.all(&session("never-used")).await.unwrap().is_empty());
+        assert_eq!(store.append(&owned, turn("q2")).await, Ok(2));
+
+        // A conversation without an owner takes feedback from whoever knows its id.
+        let open = session("open");
+        append_listed(store, &open, None, "q0", Utc::now()).await;
+        assert_eq!(
+            store.set_feedback(&open, 0, Some(&bob), Some(&up)).await,
+            Ok(true)
+        );
+        assert_eq!(store.set_feedback(&open, 0, None, None).await, Ok(true));
+    }
+}

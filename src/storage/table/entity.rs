@@ -179,6 +179,7 @@ pub fn to_turn(entity: &Map<String, Value>) -> Option<Turn> {
         },
         timestamp: turn_time(entity),
         owner: owner(entity),
+        feedback: super::feedback::read(entity),
     })
 }
 

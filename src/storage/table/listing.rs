@@ -13,7 +13,7 @@ use super::entity::{ascii_json, parse_timestamp, string, ROW_KEY};
 use crate::domain::{timestamp_text, title_of, CustomerId, NewTurn, SessionId};
 use crate::storage::SessionSummary;
 
-const TITLE: &str = "title";
+pub const TITLE: &str = "title";
 const TURNS: &str = "turns";
 const CREATED_AT: &str = "created_at";
 const UPDATED_AT: &str = "updated_at";

@@ -28,12 +28,15 @@
 //! its old number; it is adopted by the next turns written to the session.
 
 mod connection;
+mod delete_all;
 mod entity;
 mod error;
+mod feedback;
 mod keys;
 mod listing;
 mod managed_identity;
 mod purge;
+mod titles;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -51,8 +54,8 @@ use uuid::Uuid;
 use self::entity::{TurnEntity, CUSTOMER_ID, ROW_KEY, TURN_ID};
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
-use super::{ConversationStore, SessionSummary, StorageError, Window};
-use crate::domain::{CustomerId, NewTurn, SessionId, Turn};
+use super::{ConversationStore, DeletedAll, SessionSummary, StorageError, Window};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -310,38 +313,10 @@ impl TableStore {
         Ok(rows)
     }
 
-    /// Deletes `rows` from the partition `partition` in entity-group transactions;
-    /// `false` if some were already gone or changed (that transaction was rolled
-    /// back whole).
+    /// Deletes `rows` from the partition `partition` of the history table; see
+    /// [`delete_in_batches`].
     async fn delete_rows(&self, partition: &str, rows: &[DoomedRow]) -> Result<bool, StorageError> {
-        let mut all_deleted = true;
-        for chunk in rows.chunks(MAX_BATCH_OPERATIONS) {
-            let mut batch = self
-                .table
-                .partition_key_client(quoted(partition))
-                .transaction();
-            for row in chunk {
-                let condition = row
-                    .etag
-                    .clone()
-                    .map(|etag| IfMatchCondition::Etag(etag.into()));
-                batch = batch
-                    .delete(quoted(&row.key), condition)
-                    .map_err(|e| storage_error("deleting a session", &e))?;
-            }
-            let response = batch
-                .await
-                .map_err(|e| storage_error("deleting a session", &e))?;
-            // The transaction answers 202 even when an operation in it failed.
-            for operation in &response.operation_responses {
-                match operation.status_code {
-                    status if status.is_success() => {}
-                    StatusCode::NotFound | StatusCode::PreconditionFailed => all_deleted = false,
-                    status => return Err(status_error("deleting a session", status, None)),
-                }
-            }
-        }
-        Ok(all_deleted)
+        delete_in_batches(&self.table, partition, rows).await
     }
 
     /// Removes `session` (a partition key of the history table) from the listings of
@@ -384,6 +359,41 @@ async fn ensure_exists(table: &TableClient, ready: &OnceCell<()>) -> Result<(), 
         })
         .await
         .map(|_| ())
+}
+
+/// Deletes `rows` from the partition `partition` of `table` in entity-group
+/// transactions of up to 100; `false` if some were already gone or changed (that
+/// transaction was rolled back whole).
+async fn delete_in_batches(
+    table: &TableClient,
+    partition: &str,
+    rows: &[DoomedRow],
+) -> Result<bool, StorageError> {
+    let mut all_deleted = true;
+    for chunk in rows.chunks(MAX_BATCH_OPERATIONS) {
+        let mut batch = table.partition_key_client(quoted(partition)).transaction();
+        for row in chunk {
+            let condition = row
+                .etag
+                .clone()
+                .map(|etag| IfMatchCondition::Etag(etag.into()));
+            batch = batch
+                .delete(quoted(&row.key), condition)
+                .map_err(|e| storage_error("deleting a session", &e))?;
+        }
+        let response = batch
+            .await
+            .map_err(|e| storage_error("deleting a session", &e))?;
+        // The transaction answers 202 even when an operation in it failed.
+        for operation in &response.operation_responses {
+            match operation.status_code {
+                status if status.is_success() => {}
+                StatusCode::NotFound | StatusCode::PreconditionFailed => all_deleted = false,
+                status => return Err(status_error("deleting a session", status, None)),
+            }
+        }
+    }
+    Ok(all_deleted)
 }
 
 /// The owners the rows carry (one for every conversation written by this handler).
@@ -575,5 +585,42 @@ impl ConversationStore for TableStore {
 
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
         self.purge(cutoff).await
+    }
+
+    async fn summary(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.summary_of(owner, session).await
+    }
+
+    async fn rename(
+        &self,
+        owner: &CustomerId,
+        session: &SessionId,
+        title: &Title,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionSummary>, StorageError> {
+        self.retitle(owner, session, title, cutoff).await
+    }
+
+    async fn delete_all(
+        &self,
+        owner: &CustomerId,
+        stop_at: tokio::time::Instant,
+    ) -> Result<DeletedAll, StorageError> {
+        self.delete_all_of(owner, stop_at).await
+    }
+
+    async fn set_feedback(
+        &self,
+        session: &SessionId,
+        turn: u64,
+        requester: Option<&CustomerId>,
+        feedback: Option<&Feedback>,
+    ) -> Result<bool, StorageError> {
+        self.merge_feedback(session, turn, requester, feedback)
+            .await
     }
 }

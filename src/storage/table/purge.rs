@@ -21,7 +21,7 @@ use crate::domain::{CustomerId, SessionId};
 use crate::storage::StorageError;
 
 /// The entity's ETag, as the service reports it in query results.
-const ETAG: &str = "odata.etag";
+pub(super) const ETAG: &str = "odata.etag";
 
 /// The turn rows of one session, as scanned.
 struct ScannedSession {
