@@ -11,8 +11,8 @@ use session_rag::storage::{
     ConversationStore, InProcessStore, SessionSummary, StorageError, TableStore,
 };
 
-use crate::azurite::unique_table_name;
-use crate::helpers::shared_table_store;
+use crate::azurite::{shared_table_endpoint, unique_table_name};
+use crate::helpers::{raw_table_client, sessions_table_for, shared_table_store, stored_rows};
 
 /// A fresh, empty store of one kind.
 struct Backend {
@@ -797,5 +797,66 @@ mod manager {
             Ok(true)
         );
         assert_eq!(store.set_feedback(&open, 0, None, None).await, Ok(true));
+    }
+}
+
+/// Feedback and renames are Merges guarded by the ETag read when ownership was
+/// checked. Racing a delete, an unguarded Merge (an upsert) would leave behind a
+/// turn row holding nothing but feedback, or a listing entry holding only a title.
+#[tokio::test]
+async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
+    use session_rag::domain::{Feedback, Rating, Title};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const ROUNDS: usize = 30;
+    const WRITERS: usize = 4;
+    let table = unique_table_name("racing");
+    let store = Arc::new(shared_table_store(&table));
+    let index = raw_table_client(&shared_table_endpoint(), &sessions_table_for(&table));
+    let alice = customer("alice");
+    let up = Feedback {
+        rating: Rating::Up,
+        comment: None,
+        updated_at: Utc::now(),
+    };
+    let title = Title::parse("Raced").unwrap();
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        append_listed(store.as_ref(), &s, Some(&alice), "q", Utc::now()).await;
+        // Writers keep at it until the delete is over, so some write lands while
+        // it runs.
+        let deleted = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for _ in 0..WRITERS {
+            let (store, s, alice, up, title, deleted) = (
+                store.clone(),
+                s.clone(),
+                alice.clone(),
+                up.clone(),
+                title.clone(),
+                deleted.clone(),
+            );
+            writers.push(tokio::spawn(async move {
+                while !deleted.load(Ordering::SeqCst) {
+                    store
+                        .set_feedback(&s, 0, Some(&alice), Some(&up))
+                        .await
+                        .unwrap();
+                    store.rename(&alice, &s, &title, None).await.unwrap();
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(store.delete(&s).await, Ok(true));
+        deleted.store(true, Ordering::SeqCst);
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        assert_eq!(
+            store.all(&s).await.unwrap(),
+            [],
+            "round {round}: a row came back"
+        );
+        let entries = stored_rows(&index, "alice").await;
+        assert_eq!(entries, [], "round {round}: a listing entry came back");
     }
 }
