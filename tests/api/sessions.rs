@@ -813,21 +813,22 @@ fn seed_turn(session: &str, n: usize, timestamp: &str, owner: Option<&str>) -> V
     row
 }
 
-#[tokio::test]
-async fn seed_written_conversations_are_open_to_anyone_with_their_id() {
-    let manager = Manager::start(Backend::Table).await;
+/// A conversation of `turns` turns the seed wrote just now (no owner), in `table`.
+async fn insert_seed_conversation(table: &str, session: &str, turns: usize) {
     let now = chrono::Utc::now()
         .naive_utc()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
         .to_string();
-    insert_rows(
-        &manager.table,
-        &[
-            seed_turn("seeded", 0, &now, None),
-            seed_turn("seeded", 1, &now, None),
-        ],
-    )
-    .await;
+    let rows: Vec<Value> = (0..turns)
+        .map(|n| seed_turn(session, n, &now, None))
+        .collect();
+    insert_rows(table, &rows).await;
+}
+
+#[tokio::test]
+async fn seed_written_conversations_are_open_to_anyone_with_their_id() {
+    let manager = Manager::start(Backend::Table).await;
+    insert_seed_conversation(&manager.table, "seeded", 2).await;
     let document = manager.get("/api/sessions/seeded?customer_id=anyone").await;
     assert_eq!(document.status, 200, "{}", document.body);
     assert_eq!(document.body["customer_id"], Value::Null);
@@ -1692,18 +1693,7 @@ mod manager {
     #[tokio::test]
     async fn feedback_leaves_the_seeds_properties_untouched() {
         let manager = Manager::start(Backend::Table).await;
-        let now = chrono::Utc::now()
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M:%S%.6f")
-            .to_string();
-        insert_rows(
-            &manager.table,
-            &[
-                seed_turn("seeded", 0, &now, None),
-                seed_turn("seeded", 1, &now, None),
-            ],
-        )
-        .await;
+        insert_seed_conversation(&manager.table, "seeded", 2).await;
         let before = manager.rows("seeded").await;
 
         let rated = manager

@@ -3,21 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
-  connectionString, freePort, launchBrowser, sharedTableEndpoint, startHandler, uniqueTable,
+  browserDuring, connectionString, freePort, handlerDuring, sharedStorage,
 } from './harness.mjs';
 
 const TIMEOUT = { timeout: 60_000 };
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
+const browser = browserDuring();
 
 /** Opens the page; records dialogs (dismissing them) and Content-Security-Policy violations. */
 async function openChat(base, suffix = '') {
@@ -49,27 +43,6 @@ async function ask(page, question) {
   await next.waitFor();
   return next;
 }
-
-/**
- * The handler with the settings `settings()` gives, running for the tests of the
- * enclosing `describe`; its `base` URL is there once they start.
- */
-function handlerDuring(settings) {
-  const handler = {};
-  before(async () => {
-    Object.assign(handler, await startHandler(await settings()));
-  });
-  after(async () => {
-    await handler.stop?.();
-  });
-  return handler;
-}
-
-/** Durable storage in a table of its own in the shared Azurite. */
-const sharedStorage = (prefix) => ({
-  AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
-  CHAT_HISTORY_TABLE: uniqueTable(prefix),
-});
 
 describe('the chat page with durable storage', () => {
   const handler = handlerDuring(() => sharedStorage('chate2e'));

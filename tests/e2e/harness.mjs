@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -108,4 +109,37 @@ export async function launchBrowser() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The handler with the settings `settings()` gives, running for the tests of the
+ * enclosing `describe`; its `base` URL is there once they start.
+ */
+export function handlerDuring(settings) {
+  const handler = {};
+  before(async () => {
+    Object.assign(handler, await startHandler(await settings()));
+  });
+  after(async () => {
+    await handler.stop?.();
+  });
+  return handler;
+}
+
+/** Durable storage in a table of its own in the shared Azurite. */
+export const sharedStorage = (prefix) => ({
+  AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
+  CHAT_HISTORY_TABLE: uniqueTable(prefix),
+});
+
+/** Chromium for the tests of the enclosing file or `describe`: `context` once they start. */
+export function browserDuring() {
+  const browser = {};
+  before(async () => {
+    Object.assign(browser, await launchBrowser());
+  });
+  after(async () => {
+    await browser.close?.();
+  });
+  return browser;
 }

@@ -4,35 +4,13 @@
 // it to someone else's conversations.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
-import { connectionString, launchBrowser, sharedTableEndpoint, startHandler, uniqueTable } from './harness.mjs';
+import { browserDuring, handlerDuring, sharedStorage } from './harness.mjs';
 
 const TIMEOUT = { timeout: 60_000 };
 
-let browser;
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-});
-
-/** The handler with durable storage in a table of its own, for the enclosing `describe`. */
-function handlerDuring(extra = {}) {
-  const handler = {};
-  before(async () => {
-    Object.assign(handler, await startHandler({
-      AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
-      CHAT_HISTORY_TABLE: uniqueTable('managere2e'),
-      ...extra,
-    }));
-  });
-  after(async () => {
-    await handler.stop?.();
-  });
-  return handler;
-}
+const browser = browserDuring();
 
 /** Opens the chat page; dialogs are recorded and answered by `page.answerDialogs`. */
 async function openChat(base, { headers, suffix = '' } = {}) {
@@ -74,7 +52,7 @@ async function apiJson(base, path, { method = 'GET', headers = {}, body } = {}) 
 }
 
 describe('the conversation manager on the chat page', () => {
-  const handler = handlerDuring();
+  const handler = handlerDuring(() => sharedStorage('managere2e'));
 
   test('the open conversation is renamed from its header: Enter saves, Escape cancels', TIMEOUT, async () => {
     const page = await openChat(handler.base);
@@ -197,7 +175,7 @@ describe('the conversation manager on the chat page', () => {
 });
 
 describe('the conversation manager for two signed-in customers', () => {
-  const handler = handlerDuring({ TRUST_EASY_AUTH_HEADERS: 'true' });
+  const handler = handlerDuring(() => ({ ...sharedStorage('managerauth'), TRUST_EASY_AUTH_HEADERS: 'true' }));
   const alice = { 'X-MS-CLIENT-PRINCIPAL-ID': 'e2e-alice' };
   const mallory = { 'X-MS-CLIENT-PRINCIPAL-ID': 'e2e-mallory' };
 
