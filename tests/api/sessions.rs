@@ -1218,6 +1218,17 @@ mod manager {
             read.body
         }
 
+        async fn json_export(&self, session: &str, customer: &str) -> Value {
+            let export = self
+                .get(&format!(
+                    "/api/sessions/{}/export?customer_id={customer}&format=json",
+                    encoded(session)
+                ))
+                .await;
+            assert_eq!(export.status, 200, "{}", export.body);
+            export.body
+        }
+
         async fn markdown(&self, session: &str, customer: &str) -> String {
             let url = self.url(&format!(
                 "/api/sessions/{}/export?customer_id={customer}",
@@ -1273,13 +1284,7 @@ mod manager {
             markdown.starts_with("# Loan posting, Zoë's 会话\n\n- **Conversation:** Zoë's loans\n"),
             "{markdown}"
         );
-        let json_export = manager
-            .get(&format!(
-                "/api/sessions/{}/export?customer_id=alice&format=json",
-                encoded(session)
-            ))
-            .await;
-        assert_eq!(json_export.body, document);
+        assert_eq!(manager.json_export(session, "alice").await, document);
 
         // Renamed again, and continued: the latest title stays.
         let again = manager.rename(&path, json!({"title": "LONPF2"})).await;
@@ -1527,13 +1532,7 @@ mod manager {
             markdown.contains("> Exactly the copybooks.\n> Thanks, Zoë!\n"),
             "{markdown}"
         );
-        let json_export = manager
-            .get(&format!(
-                "/api/sessions/{}/export?customer_id=alice&format=json",
-                encoded(session)
-            ))
-            .await;
-        assert_eq!(json_export.body, document);
+        assert_eq!(manager.json_export(session, "alice").await, document);
 
         let down = manager
             .rate(&path, r#"{"rating": "down", "comment": null}"#)
