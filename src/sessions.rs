@@ -10,8 +10,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use futures::StreamExt;
+
 use crate::domain::{
-    may_access, owner_of, title_of, CustomerId, Feedback, Retention, SessionId, Title, Turn,
+    may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
+    Title, Turn,
 };
 use crate::storage::{DeletedAll, GuardedStore, SessionSummary, StorageBudget, StorageError};
 
@@ -87,6 +90,24 @@ pub struct Page {
     pub next: Option<ListPosition>,
 }
 
+/// How many conversations a search reads at the same time.
+const SEARCH_PARALLELISM: usize = 8;
+
+/// A conversation a search found, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub summary: SessionSummary,
+    pub matches: Vec<Match>,
+}
+
+/// One page of a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// Where the next page starts; `None` once every conversation was read.
+    pub next: Option<ListPosition>,
+}
+
 /// What a purge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurgeOutcome {
@@ -118,16 +139,27 @@ impl Sessions {
         limit: usize,
         after: Option<&ListPosition>,
     ) -> Result<Page, StorageError> {
-        let mut sessions = self.store.sessions_of(self.store.budget(), owner).await?;
+        let mut sessions = self.listed_after(self.store.budget(), owner, after).await?;
+        let next = (sessions.len() > limit).then(|| ListPosition::of(&sessions[limit - 1]));
+        sessions.truncate(limit);
+        Ok(Page { sessions, next })
+    }
+
+    /// `owner`'s live conversations in listing order, from after `after`.
+    async fn listed_after(
+        &self,
+        budget: StorageBudget,
+        owner: &CustomerId,
+        after: Option<&ListPosition>,
+    ) -> Result<Vec<SessionSummary>, StorageError> {
+        let mut sessions = self.store.sessions_of(budget, owner).await?;
         let cutoff = self.retention.cutoff(Utc::now());
         sessions.retain(|s| {
             cutoff.is_none_or(|cutoff| s.updated_at >= cutoff)
                 && after.is_none_or(|after| sort_key(s) > after.sort_key())
         });
         sessions.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-        let next = (sessions.len() > limit).then(|| ListPosition::of(&sessions[limit - 1]));
-        sessions.truncate(limit);
-        Ok(Page { sessions, next })
+        Ok(sessions)
     }
 
     /// Every turn of `session`, or `None` when `requester` may not see it: unknown,
@@ -239,6 +271,53 @@ impl Sessions {
         self.store
             .set_feedback(budget, session, turn, requester, feedback)
             .await
+    }
+
+    /// Up to `limit` of `owner`'s conversations after `after` that hold every word
+    /// of `query`, in listing order, each with where. It reads the conversations
+    /// listed for `owner` one after another, [`SEARCH_PARALLELISM`] at a time, and
+    /// stops when the page is full or half of the request's storage budget is
+    /// spent: then `next` says where the next page goes on.
+    pub async fn search(
+        &self,
+        owner: &CustomerId,
+        query: &SearchQuery,
+        limit: usize,
+        after: Option<&ListPosition>,
+    ) -> Result<SearchPage, StorageError> {
+        let budget = self.store.budget();
+        let stop_at = budget.halfway();
+        let candidates = self.listed_after(budget, owner, after).await?;
+        let remaining = candidates.len();
+        let mut reads = futures::stream::iter(candidates)
+            .map(|summary| async move {
+                let turns = self.store.all(budget, &summary.session_id).await?;
+                Ok::<_, StorageError>((summary, turns))
+            })
+            .buffered(SEARCH_PARALLELISM);
+        let mut hits = Vec::new();
+        let mut scanned = 0;
+        while let Some(read) = reads.next().await {
+            let (summary, turns) = read?;
+            scanned += 1;
+            // An entry left behind in the listing can name a conversation that is no
+            // longer the owner's: it is not shown.
+            let found = (owner_of(&turns) == Some(owner))
+                .then(|| query.matches(&turns))
+                .flatten();
+            let position = ListPosition::of(&summary);
+            if let Some(matches) = found {
+                hits.push(SearchHit { summary, matches });
+            }
+            let more = scanned < remaining;
+            if more && (hits.len() == limit || tokio::time::Instant::now() >= stop_at) {
+                return Ok(SearchPage {
+                    hits,
+                    next: Some(position),
+                });
+            }
+        }
+        Ok(SearchPage { hits, next: None })
     }
 }
 

@@ -4,6 +4,7 @@ mod conversation;
 mod identifiers;
 mod manager;
 mod query;
+mod search;
 mod turn;
 
 pub use conversation::{
@@ -12,4 +13,5 @@ pub use conversation::{
 pub use identifiers::{CustomerId, SessionId};
 pub use manager::{Feedback, Rating, Title};
 pub use query::{InvalidInput, InvalidQuery, Metadata, QueryRequest, Question};
+pub use search::{Match, Role, SearchQuery};
 pub use turn::{NewTurn, Turn};

@@ -10,7 +10,9 @@ use warp::reply::Response;
 use warp::Reply;
 
 use super::{ApiError, AppState, Request};
-use crate::domain::{timestamp_text, CustomerId, Feedback, InvalidInput, SessionId, Title, Turn};
+use crate::domain::{
+    timestamp_text, CustomerId, Feedback, InvalidInput, SearchQuery, SessionId, Title, Turn,
+};
 use crate::sessions::ListPosition;
 use crate::storage::SessionSummary;
 use crate::transcript;
@@ -130,6 +132,9 @@ pub async fn list(state: &AppState, request: &Request) -> Result<Response, ApiEr
     let owner = parameters.owner(state, request)?;
     let limit = parameters.limit()?;
     let after = parameters.continuation()?;
+    if let Some(q) = parameters.get("q") {
+        return search(state, &owner, q, limit, after.as_ref()).await;
+    }
     let page = state.sessions.list(&owner, limit, after.as_ref()).await?;
     let sessions: Vec<Value> = page.sessions.iter().map(listing_entry).collect();
     let body = json!({
@@ -316,4 +321,36 @@ pub async fn feedback(
         }
         (true, None) => Ok(StatusCode::NO_CONTENT.into_response()),
     }
+}
+
+/// `GET /api/sessions?customer_id=…&q=…`: the listing, narrowed to conversations
+/// holding every word of `q`, each entry with up to three `matches`.
+async fn search(
+    state: &AppState,
+    owner: &CustomerId,
+    q: &str,
+    limit: usize,
+    after: Option<&ListPosition>,
+) -> Result<Response, ApiError> {
+    let query = SearchQuery::parse(q)
+        .map_err(|message| ApiError::invalid(InvalidInput::Request, message))?;
+    let page = state.sessions.search(owner, &query, limit, after).await?;
+    let sessions: Vec<Value> = page
+        .hits
+        .iter()
+        .map(|hit| {
+            let mut entry = listing_entry(&hit.summary);
+            entry["matches"] = hit
+                .matches
+                .iter()
+                .map(|m| json!({"turn": m.turn, "role": m.role.as_str(), "snippet": m.snippet}))
+                .collect();
+            entry
+        })
+        .collect();
+    let body = json!({
+        "sessions": sessions,
+        "continuation": page.next.map(|position| position.token()),
+    });
+    Ok(warp::reply::json(&body).into_response())
 }

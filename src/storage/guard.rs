@@ -31,6 +31,14 @@ impl StorageBudget {
             deadline: Instant::now() + total,
         }
     }
+
+    /// Half of what is left of the budget from now: work that may stop early and
+    /// report what it did starts nothing new after this, so that what is under way
+    /// still ends within the budget.
+    pub fn halfway(&self) -> Instant {
+        let now = Instant::now();
+        now + self.deadline.saturating_duration_since(now) / 2
+    }
 }
 
 /// Clones share the store and its circuit breaker.
@@ -181,17 +189,14 @@ impl GuardedStore {
             .await
     }
 
-    /// Starts no new work after half of what is left of `budget`, so that the work
-    /// under way still ends within it and the call reports what it did instead of
-    /// timing out.
+    /// Starts no new work after [`StorageBudget::halfway`], so that the call reports
+    /// what it did instead of timing out.
     pub async fn delete_all(
         &self,
         budget: StorageBudget,
         owner: &CustomerId,
     ) -> Result<DeletedAll, StorageError> {
-        let now = Instant::now();
-        let stop_at = now + budget.deadline.saturating_duration_since(now) / 2;
-        self.call(budget, self.inner.delete_all(owner, stop_at))
+        self.call(budget, self.inner.delete_all(owner, budget.halfway()))
             .await
     }
 

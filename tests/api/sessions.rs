@@ -1845,3 +1845,252 @@ mod manager {
         );
     }
 }
+
+// Search: `q` on the listing.
+
+mod search {
+    use super::*;
+    use futures::StreamExt;
+
+    on_both_backends!(
+        search_finds_only_the_customers_conversations_holding_every_word,
+        search_parameters_are_checked,
+        search_pages_like_the_listing,
+    );
+
+    impl Manager {
+        async fn search(&self, customer: &str, q: &str) -> TestResponse {
+            let q = utf8_percent_encode(q, NON_ALPHANUMERIC);
+            self.list(&format!("customer_id={customer}&q={q}")).await
+        }
+    }
+
+    async fn search_finds_only_the_customers_conversations_holding_every_word(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do for mango?", "a-posting", Some("alice"))
+            .await;
+        manager
+            .say("What does LONES1 do for kiwi?", "a-escrow", Some("alice"))
+            .await;
+        manager
+            .say(
+                "Which copybooks does lonpf2 use for MANGO papaya?",
+                "a-copybooks",
+                Some("alice"),
+            )
+            .await;
+        manager
+            .say(
+                "Qu'est-ce que le programme de ZOË fait ?",
+                "a-zoe",
+                Some("alice"),
+            )
+            .await;
+        manager
+            .say("What does LONPF2 do for mango?", "b-posting", Some("bob"))
+            .await;
+        manager
+            .say("What does LONPF2 do for mango?", "nobodys", None)
+            .await;
+
+        let found = manager.search("alice", "Mango").await;
+        assert_eq!(found.status, 200, "{}", found.body);
+        let mut ids = session_ids(&found.body["sessions"]);
+        ids.sort();
+        assert_eq!(ids, ["a-copybooks", "a-posting"]);
+        assert_eq!(found.body["continuation"], Value::Null);
+        for entry in found.body["sessions"].as_array().unwrap() {
+            assert_eq!(entry["customer_id"], "alice");
+            let matches = entry["matches"].as_array().unwrap();
+            assert!(!matches.is_empty() && matches.len() <= 3, "{entry}");
+            for m in matches {
+                assert!(
+                    m["snippet"]
+                        .as_str()
+                        .unwrap()
+                        .to_lowercase()
+                        .contains("mango"),
+                    "{m}"
+                );
+                assert!(m["turn"].is_u64());
+                assert!(["user", "assistant"].contains(&m["role"].as_str().unwrap()));
+            }
+        }
+        // Every word must be there.
+        let both = manager.search("alice", "papaya mango").await;
+        assert_eq!(session_ids(&both.body["sessions"]), ["a-copybooks"]);
+        assert_eq!(both.body["sessions"][0]["matches"][0]["turn"], 0);
+        assert_eq!(both.body["sessions"][0]["matches"][0]["role"], "user");
+        let none = manager.search("alice", "mango payroll").await;
+        assert_eq!(none.body, json!({"sessions": [], "continuation": null}));
+        // Unicode words, in any case.
+        let zoe = manager.search("alice", "zoë").await;
+        assert_eq!(session_ids(&zoe.body["sessions"]), ["a-zoe"]);
+        assert_eq!(
+            zoe.body["sessions"][0]["matches"][0]["snippet"],
+            "Qu'est-ce que le programme de ZOË fait ?"
+        );
+        // Never another customer's.
+        assert_eq!(
+            session_ids(&manager.search("bob", "mango").await.body["sessions"]),
+            ["b-posting"]
+        );
+        assert!(manager.search("carol", "mango").await.body["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+
+    async fn search_parameters_are_checked(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "s", Some("alice"))
+            .await;
+        for q in ["", "   ", "?!", "%E2%80%94"] {
+            manager
+                .refused(
+                    &format!("/api/sessions?customer_id=alice&q={q}"),
+                    400,
+                    "invalid_request",
+                )
+                .await;
+        }
+        manager
+            .refused("/api/sessions?q=lonpf2", 400, "invalid_customer_id")
+            .await;
+        manager
+            .refused(
+                "/api/sessions?customer_id=alice&q=lonpf2&limit=0",
+                400,
+                "invalid_request",
+            )
+            .await;
+    }
+
+    async fn search_pages_like_the_listing(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        for n in 0..7 {
+            let question = if n % 3 == 2 {
+                "What does LONES1 do for kiwi?"
+            } else {
+                "What does LONPF2 do for mango?"
+            };
+            manager
+                .say(question, &format!("s-{n}"), Some("pager"))
+                .await;
+        }
+        let mut pages = Vec::new();
+        let mut query = "customer_id=pager&q=mango&limit=2".to_owned();
+        loop {
+            let page = manager.list(&query).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            pages.push(session_ids(&page.body["sessions"]));
+            match page.body["continuation"].as_str() {
+                None => break,
+                Some(token) => {
+                    query = format!("customer_id=pager&q=mango&limit=2&continuation={token}")
+                }
+            }
+            assert!(pages.len() < 6, "the continuation never ends");
+        }
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let found: Vec<String> = pages.concat();
+        let listed: Vec<String> = manager
+            .listed("pager")
+            .await
+            .into_iter()
+            .filter(|id| !["s-2", "s-5"].contains(&id.as_str()))
+            .collect();
+        assert_eq!(found, listed, "in listing order, each once");
+    }
+
+    /// Not a pass/fail check: prints how long one search takes for a customer with
+    /// 100 and with 1,000 conversations of 10 turns against Azurite, when one
+    /// conversation matches, so every one is read
+    /// (`cargo test search_latency -- --nocapture`).
+    #[tokio::test]
+    async fn search_latency_for_100_and_1000_conversations_of_ten_turns() {
+        let manager = Manager::start(Backend::Table).await;
+        let history = raw_table_client(&shared_table_endpoint(), &manager.table);
+        let index = raw_table_client(
+            &shared_table_endpoint(),
+            &sessions_table_for(&manager.table),
+        );
+        history.create().await.unwrap();
+        index.create().await.unwrap();
+        for conversations in [100, 1_000] {
+            let customer = format!("searcher{conversations}");
+            let time = |n: usize| format!("2026-11-{:02}T10:{:02}:00Z", 1 + n % 28, n % 60);
+            let sessions: Vec<(usize, String)> = (0..conversations)
+                .map(|n| (n, format!("{customer}-{n:04}")))
+                .collect();
+            futures::stream::iter(&sessions)
+                .for_each_concurrent(16, |(n, session)| {
+                    let history = &history;
+                    let customer = &customer;
+                    async move {
+                        let mut batch = history.partition_key_client(session).transaction();
+                        for turn in 0..10 {
+                            // One conversation holds the word searched for.
+                            let word = if *n == conversations / 2 && turn == 7 { "needle" } else { "hay" };
+                            batch = batch
+                                .insert(json!({
+                                    "PartitionKey": session, "RowKey": format!("{turn:04}"),
+                                    "timestamp": time(*n), "customer_id": customer,
+                                    "user": format!("What does program {n}-{turn} do with the {word}?"),
+                                    "assistant": format!("Program {n}-{turn} reads the {word} file and posts it. {}", "More text. ".repeat(40)),
+                                    "metadata_json": "{}",
+                                }))
+                                .unwrap();
+                        }
+                        batch.await.unwrap();
+                    }
+                })
+                .await;
+            for chunk in sessions.chunks(100) {
+                let mut batch = index.partition_key_client(&customer).transaction();
+                for (n, session) in chunk {
+                    batch = batch
+                        .insert(json!({
+                            "PartitionKey": &customer, "RowKey": session, "title": "t", "turns": 10,
+                            "created_at": time(*n), "updated_at": time(*n),
+                        }))
+                        .unwrap();
+                }
+                batch.await.unwrap();
+            }
+            let mut calls = Vec::new();
+            let mut searches = Vec::new();
+            for _ in 0..5 {
+                let started = Instant::now();
+                let mut query = format!("customer_id={customer}&q=needle");
+                let mut found = 0;
+                let mut pages = 0;
+                loop {
+                    let call = Instant::now();
+                    let page = manager.list(&query).await;
+                    calls.push(call.elapsed());
+                    pages += 1;
+                    assert_eq!(page.status, 200, "{}", page.body);
+                    found += page.body["sessions"].as_array().unwrap().len();
+                    let Some(token) = page.body["continuation"].as_str() else {
+                        break;
+                    };
+                    query = format!("customer_id={customer}&q=needle&continuation={token}");
+                }
+                searches.push((started.elapsed(), pages));
+                assert_eq!(found, 1);
+            }
+            searches.sort();
+            calls.sort();
+            println!(
+                "search of {conversations} conversations x 10 turns (one match) against Azurite: \
+                 whole search median {:?} in {} call(s); slowest call {:?}",
+                searches[searches.len() / 2].0,
+                searches[searches.len() / 2].1,
+                calls[calls.len() - 1],
+            );
+        }
+    }
+}
