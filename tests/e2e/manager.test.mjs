@@ -1,7 +1,7 @@
 // The conversation manager on the chat page, in headless Chromium against the real
-// handler and Azurite: renaming from the header, deleting every conversation, and
-// thumbs up / down with a comment; and that another customer's page can do none of
-// it to someone else's conversations.
+// handler and Azurite: renaming from the header, deleting every conversation,
+// thumbs up / down with a comment, and searching; and that another customer's page
+// can do none of it to someone else's conversations.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -144,6 +144,43 @@ describe('the conversation manager on the chat page', () => {
     await page.close();
   });
 
+  test('the search box narrows Recent conversations to those holding every word, with snippets', TIMEOUT, async () => {
+    const page = await openChat(handler.base);
+    await ask(page, 'What does LONPF2 do for the mango harvest?');
+    const mango = sessionOf(page);
+    await page.getByRole('button', { name: 'New conversation' }).click();
+    await ask(page, 'What does LONES1 do for the kiwi harvest?');
+    await page.locator('#recent-list button').nth(1).waitFor();
+
+    const box = page.getByRole('searchbox', { name: 'Search your conversations' });
+    await box.fill('MANGO harvest');
+    await box.press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#recent-list button').length === 1);
+    const result = page.locator('#recent-list button');
+    assert.equal(await result.getAttribute('data-session'), mango);
+    assert.match(await result.locator('.recent-snippet').first().innerText(), /mango harvest/);
+
+    await box.fill('mango kiwi');
+    await box.press('Enter');
+    await page.locator('#recent-status', { hasText: 'No conversation holds every word' }).waitFor();
+    assert.equal(await page.locator('#recent-list button').count(), 0);
+
+    await box.fill('mango');
+    await box.press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#recent-list button').length === 1);
+    await result.click();
+    await answers(page).first().waitFor();
+    assert.equal(sessionOf(page), mango);
+    assert.equal(await page.locator('#transcript article.user .bubble').first().innerText(), 'What does LONPF2 do for the mango harvest?');
+
+    // Emptied, the box shows every conversation again.
+    await box.fill('');
+    await box.press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('#recent-list button').length >= 2);
+    assert.equal(await page.locator('#recent-list .recent-snippet').count(), 0);
+    await page.close();
+  });
+
   test('"Delete all conversations" asks first, then removes every conversation of this customer only', TIMEOUT, async () => {
     const page = await openChat(handler.base);
     await ask(page, 'What does LONPF2 do?');
@@ -201,6 +238,11 @@ describe('the conversation manager for two signed-in customers', () => {
     assert.equal(await intruder.locator('#conversation-title').textContent(), 'New conversation');
     assert.equal(await intruder.locator('#rename-conversation').isDisabled(), true);
     assert.doesNotMatch(await intruder.locator('body').innerText(), /Alice's loans|LONPF2 reads|posts/);
+    const search = intruder.getByRole('searchbox', { name: 'Search your conversations' });
+    await search.fill('LONPF2');
+    await search.press('Enter');
+    await intruder.locator('#recent-status', { hasText: 'No conversation holds every word' }).waitFor();
+    assert.equal(await intruder.locator('#recent-list button').count(), 0);
 
     // Her "Delete all" deletes only her own (none).
     intruder.answerDialogs = true;
