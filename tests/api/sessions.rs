@@ -1207,26 +1207,24 @@ mod manager {
             entries
         }
 
+        /// The JSON body of a `GET` that must succeed.
+        async fn fetched(&self, path_and_query: &str) -> Value {
+            let response = self.get(path_and_query).await;
+            assert_eq!(response.status, 200, "{}", response.body);
+            response.body
+        }
+
         async fn document(&self, session: &str, customer: &str) -> Value {
-            let read = self
-                .get(&format!(
-                    "/api/sessions/{}?customer_id={customer}",
-                    encoded(session)
-                ))
-                .await;
-            assert_eq!(read.status, 200, "{}", read.body);
-            read.body
+            let path = format!("/api/sessions/{}?customer_id={customer}", encoded(session));
+            self.fetched(&path).await
         }
 
         async fn json_export(&self, session: &str, customer: &str) -> Value {
-            let export = self
-                .get(&format!(
-                    "/api/sessions/{}/export?customer_id={customer}&format=json",
-                    encoded(session)
-                ))
-                .await;
-            assert_eq!(export.status, 200, "{}", export.body);
-            export.body
+            let path = format!(
+                "/api/sessions/{}/export?customer_id={customer}&format=json",
+                encoded(session)
+            );
+            self.fetched(&path).await
         }
 
         async fn markdown(&self, session: &str, customer: &str) -> String {
