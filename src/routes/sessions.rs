@@ -1,7 +1,8 @@
-//! The sessions API: `GET` and `DELETE /api/sessions`, `GET`, `PATCH` and `DELETE
-//! /api/sessions/{session_id}`, `GET /api/sessions/{session_id}/export`, `PUT` and
-//! `DELETE /api/sessions/{session_id}/turns/{turn}/feedback`; and who is asking,
-//! for every route.
+//! The sessions API: `GET` (a listing, or with `q` a search) and `DELETE
+//! /api/sessions`, `GET`, `PATCH` and `DELETE /api/sessions/{session_id}`,
+//! `GET /api/sessions/{session_id}/export`, `PUT` and `DELETE
+//! /api/sessions/{session_id}/turns/{turn}/feedback`; and who is asking, for
+//! every route.
 
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
@@ -126,7 +127,8 @@ impl Parameters {
     }
 }
 
-/// `GET /api/sessions`: a page of the customer's conversations, latest first.
+/// `GET /api/sessions`: a page of the customer's conversations, latest first; with
+/// `q`, of those holding its words.
 pub async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let parameters = Parameters::of(request);
     let owner = parameters.owner(state, request)?;
