@@ -18,8 +18,9 @@ use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_storage::{CloudLocation, StorageCredentials};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use session_rag::credential::Credentials;
 use session_rag::domain::SessionId;
-use session_rag::settings::StorageConnection;
+use session_rag::settings::{CredentialChoice, StorageConnection};
 use session_rag::storage::{ConversationStore, TableStore};
 
 const STARTUP_RUNS: usize = 20;
@@ -241,12 +242,12 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
     let table_name = format!("window{}", std::process::id());
     let raw = azurite_table(endpoint, &table_name);
     raw.create().await.unwrap();
-    let connection = StorageConnection::ConnectionString {
-        setting: "AZURE_STORAGE_CONNECTION_STRING",
-        value: format!(
+    let connection = StorageConnection::connection_string(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        format!(
             "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};TableEndpoint={endpoint};"
         ),
-    };
+    );
     let mut figures = Vec::new();
     for turns in [10usize, 1_000, 10_000] {
         let session = format!("long{turns}");
@@ -268,9 +269,14 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
         let mut cold = Vec::new();
         let mut warm = Vec::new();
         for _ in 0..20 {
-            let store =
-                TableStore::connect(&connection, &table_name, &format!("{table_name}Sessions"))
-                    .unwrap();
+            let store = TableStore::connect(
+                &connection,
+                &table_name,
+                &format!("{table_name}Sessions"),
+                &Credentials::new(CredentialChoice::DeveloperTools),
+                &[],
+            )
+            .unwrap();
             let started = Instant::now();
             let window = store.recent(&id, 10).await.unwrap();
             cold.push(started.elapsed());

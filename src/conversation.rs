@@ -99,8 +99,9 @@ impl Conversations {
         }
     }
 
-    pub fn has_durable_storage(&self) -> bool {
-        self.durable.is_some()
+    /// The durable store, when storage is configured.
+    pub fn durable_storage(&self) -> Option<&GuardedStore> {
+        self.durable.as_ref()
     }
 
     /// Answers `request`. A session owned by someone other than the request's

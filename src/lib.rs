@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod conversation;
+pub mod credential;
 pub mod domain;
 pub mod routes;
 pub mod sessions;

@@ -5,11 +5,13 @@ use session_rag::{startup, startup::Application, telemetry};
 /// expired conversations once and prints how many.
 #[tokio::main]
 async fn main() {
-    telemetry::init();
+    // Settings first (a bad one is reported on stderr without logging), then
+    // logging as they say.
     let settings = match Settings::from_environment() {
         Ok(settings) => settings,
         Err(error) => configuration_error(&error),
     };
+    telemetry::init(&settings.log);
     match std::env::args().nth(1).as_deref() {
         None => serve(settings).await,
         Some("purge") => match startup::purge_once(&settings).await {

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod answering;
+mod identity;
 
 pub use answering::{
     ApiKey, AzureOpenAi, AzureSearch, Generator, OpenAiCompatible, Retrieval, UpstreamPolicy,
 };
+pub use identity::{ClientId, CredentialChoice};
 
 const LOCAL_SETTINGS_FILE: &str = "local.settings.json";
 
@@ -34,20 +36,120 @@ impl SettingsError {
     }
 }
 
+/// How settings are looked up: by name, trimmed, with empty values as unset.
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Whether a bad value may be quoted back in the error.
+#[derive(Clone, Copy)]
+pub(crate) enum Echo {
+    Value,
+    /// Keys, secrets and URLs (a pasted URL may carry a key) are never quoted.
+    Hidden,
+}
+
+/// The one way a setting is read: `None` when unset, `parse`'s value when it has
+/// one, else an error naming the setting and what it `must_be`.
+pub(crate) fn parse_setting<T>(
+    get: Lookup,
+    name: &str,
+    must_be: &str,
+    echo: Echo,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, SettingsError> {
+    let Some(value) = get(name) else {
+        return Ok(None);
+    };
+    parse(&value).map(Some).ok_or_else(|| {
+        SettingsError::new(
+            name,
+            match echo {
+                Echo::Value => format!("must be {must_be} (got {value:?})"),
+                Echo::Hidden => format!("must be {must_be} (the value is not shown)"),
+            },
+        )
+    })
+}
+
+/// A number within `range`; `must_be` describes it.
+pub(crate) fn number_setting<T: std::str::FromStr + PartialOrd>(
+    get: Lookup,
+    name: &str,
+    range: std::ops::RangeInclusive<T>,
+    must_be: &str,
+) -> Result<Option<T>, SettingsError> {
+    parse_setting(get, name, must_be, Echo::Value, |v| {
+        v.parse().ok().filter(|n| range.contains(n))
+    })
+}
+
+/// A valid Azure table name (3-63 letters and digits, starting with a letter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName(String);
+
+impl TableName {
+    pub fn new(name: &str) -> Option<Self> {
+        is_valid_table_name(name).then(|| Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A storage connection string. It carries account keys or SAS tokens, so its
+/// `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionString(String);
+
+impl ConnectionString {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 /// How to reach Table Storage, as found in the settings (first match wins).
 #[derive(Clone, PartialEq, Eq)]
 pub enum StorageConnection {
     /// A connection string, and the setting it came from (for error messages).
     ConnectionString {
         setting: &'static str,
-        value: String,
+        value: ConnectionString,
     },
     /// Identity-based: `AzureWebJobsStorage__tableServiceUri` or `__accountName`.
     Identity {
         table_service_uri: Option<String>,
         account_name: Option<String>,
-        client_id: Option<String>,
+        /// `AzureWebJobsStorage__clientId`: a user-assigned managed identity for storage.
+        client_id: Option<ClientId>,
     },
+}
+
+impl StorageConnection {
+    /// The setting this connection came from (the first one, for identity).
+    pub fn setting(&self) -> &'static str {
+        match self {
+            Self::ConnectionString { setting, .. } => setting,
+            Self::Identity {
+                table_service_uri: Some(_),
+                ..
+            } => "AzureWebJobsStorage__tableServiceUri",
+            Self::Identity { .. } => "AzureWebJobsStorage__accountName",
+        }
+    }
+
+    /// The connection string `value`, as if read from the setting `setting`.
+    pub fn connection_string(setting: &'static str, value: impl Into<String>) -> Self {
+        Self::ConnectionString {
+            setting,
+            value: ConnectionString(value.into()),
+        }
+    }
 }
 
 impl std::fmt::Debug for StorageConnection {
@@ -69,6 +171,34 @@ impl std::fmt::Debug for StorageConnection {
     }
 }
 
+/// `LOG_FORMAT`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line of text per event (no colours unless stderr is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where and how the handler logs (`RUST_LOG`, `LOG_FORMAT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `RUST_LOG`: a tracing filter directive.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            // tantivy reports every index commit at info.
+            filter: "info,tantivy=warn".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`; 7071 when run outside the host, 0 in tests.
@@ -78,7 +208,7 @@ pub struct Settings {
     /// `RAG_DOCS_DIR`; `None` serves the embedded sample corpus.
     pub docs_dir: Option<PathBuf>,
     /// `CHAT_HISTORY_TABLE`.
-    pub chat_history_table: String,
+    pub chat_history_table: TableName,
     /// `CHAT_SESSIONS_TABLE`, the listing index; `None`: [`Settings::sessions_table`]
     /// derives it from `CHAT_HISTORY_TABLE`.
     pub chat_sessions_table: Option<String>,
@@ -91,6 +221,10 @@ pub struct Settings {
     pub storage: Option<StorageConnection>,
     /// `STORAGE_TIMEOUT_SECONDS`: the most one request waits on storage in total.
     pub storage_timeout: Duration,
+    /// `STORAGE_TRUSTED_CA_FILE`: certificate authorities that storage
+    /// connections trust besides the public ones (Azurite over HTTPS with a
+    /// certificate of your own, a storage endpoint behind a private CA).
+    pub storage_trusted_cas: Vec<reqwest::Certificate>,
     /// `SESSION_MEMORY_MAX_MB`: cap on in-process conversation memory.
     pub session_memory_max_bytes: usize,
     /// `AZURE_OPENAI_*` or `OPENAI_*`: which model writes answers; offline when neither.
@@ -101,6 +235,12 @@ pub struct Settings {
     pub model_context_tokens: usize,
     /// `MODEL_TIMEOUT_SECONDS`, `MODEL_MAX_RETRIES`: bounds on model and search calls.
     pub upstream: UpstreamPolicy,
+    /// `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`, `IDENTITY_ENDPOINT`: which Microsoft Entra
+    /// credential authenticates to Azure services that get no key.
+    pub credential: CredentialChoice,
+    /// `RUST_LOG`, `LOG_FORMAT`.
+    pub log: LogSettings,
 }
 
 impl Settings {
@@ -110,17 +250,20 @@ impl Settings {
             port: 7071,
             max_turns: 10,
             docs_dir: None,
-            chat_history_table: "OTISChatHistory".into(),
+            chat_history_table: TableName("OTISChatHistory".into()),
             chat_sessions_table: None,
             session_ttl: None,
             trust_easy_auth_headers: false,
             storage: None,
             storage_timeout: Duration::from_secs(10),
+            storage_trusted_cas: Vec::new(),
             session_memory_max_bytes: 256 * 1024 * 1024,
             generator: Generator::Offline,
             retrieval: Retrieval::LocalIndex,
             model_context_tokens: 6000,
             upstream: UpstreamPolicy::default(),
+            credential: CredentialChoice::DeveloperTools,
+            log: LogSettings::default(),
         }
     }
 
@@ -141,115 +284,109 @@ impl Settings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let get: Lookup = &get;
         let defaults = Self::defaults();
 
-        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
-            None => defaults.port,
-            Some(v) => v.parse::<u16>().map_err(|_| {
-                SettingsError::new(
-                    "FUNCTIONS_CUSTOMHANDLER_PORT",
-                    format!("must be a port number from 0 to 65535 (got {v:?})"),
-                )
-            })?,
-        };
-        let max_turns = match get("MAX_TURNS") {
-            None => defaults.max_turns,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    return Err(SettingsError::new(
-                        "MAX_TURNS",
-                        format!("must be a whole number from 1 to 1000 (got {v:?})"),
-                    ))
-                }
+        let port = number_setting(
+            get,
+            "FUNCTIONS_CUSTOMHANDLER_PORT",
+            0..=u16::MAX,
+            "a port number from 0 to 65535",
+        )?;
+        let max_turns =
+            number_setting(get, "MAX_TURNS", 1..=1000, "a whole number from 1 to 1000")?;
+        let docs_dir = parse_setting(get, "RAG_DOCS_DIR", "a readable folder", Echo::Value, |v| {
+            Path::new(v).is_dir().then(|| PathBuf::from(v))
+        })?;
+        let table_name = "a valid table name (3-63 letters and digits, starting with a letter)";
+        let chat_history_table = parse_setting(
+            get,
+            "CHAT_HISTORY_TABLE",
+            table_name,
+            Echo::Value,
+            TableName::new,
+        )?;
+        let session_ttl = number_setting(
+            get,
+            "SESSION_TTL_DAYS",
+            f64::MIN_POSITIVE..=MAX_TTL_DAYS,
+            &format!("a number of days above 0 and at most {MAX_TTL_DAYS}; fractions are allowed"),
+        )?;
+        let trust_easy_auth_headers = parse_setting(
+            get,
+            "TRUST_EASY_AUTH_HEADERS",
+            "true or false",
+            Echo::Value,
+            boolean,
+        )?;
+        let storage_timeout = number_setting(
+            get,
+            "STORAGE_TIMEOUT_SECONDS",
+            f64::MIN_POSITIVE..=230.0,
+            "a number of seconds above 0 and at most 230",
+        )?;
+        let storage_trusted_cas = parse_setting(
+            get,
+            "STORAGE_TRUSTED_CA_FILE",
+            "a readable file of PEM certificates",
+            Echo::Value,
+            |path| {
+                let pem = std::fs::read(path).ok()?;
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|certificates| !certificates.is_empty())
             },
+        )?;
+        let session_memory_max_mb = number_setting(
+            get,
+            "SESSION_MEMORY_MAX_MB",
+            1..=1 << 20,
+            "a whole number of MiB from 1 to 1048576",
+        )?;
+        let log = LogSettings {
+            filter: parse_setting(
+                get,
+                "RUST_LOG",
+                "a log filter such as info or info,session_rag=debug",
+                Echo::Value,
+                |v| {
+                    tracing_subscriber::EnvFilter::try_new(v)
+                        .ok()
+                        .map(|_| v.to_owned())
+                },
+            )?
+            .unwrap_or(defaults.log.filter),
+            format: parse_setting(get, "LOG_FORMAT", "text or json", Echo::Value, |v| match v
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            })?
+            .unwrap_or_default(),
         };
-        let docs_dir = match get("RAG_DOCS_DIR") {
-            None => None,
-            Some(v) if Path::new(&v).is_dir() => Some(PathBuf::from(v)),
-            Some(v) => {
-                return Err(SettingsError::new(
-                    "RAG_DOCS_DIR",
-                    format!("{v:?} is not a readable folder"),
-                ))
-            }
-        };
-        let chat_history_table = match get("CHAT_HISTORY_TABLE") {
-            None => defaults.chat_history_table,
-            Some(v) if is_valid_table_name(&v) => v,
-            Some(v) => {
-                return Err(SettingsError::new(
-                    "CHAT_HISTORY_TABLE",
-                    format!("{v:?} is not a valid table name (3-63 letters and digits, starting with a letter)"),
-                ))
-            }
-        };
-        let chat_sessions_table = get("CHAT_SESSIONS_TABLE");
-        let session_ttl = match get("SESSION_TTL_DAYS") {
-            None => None,
-            Some(v) => match v.parse::<f64>() {
-                Ok(days) if days > 0.0 && days <= MAX_TTL_DAYS => {
-                    Some(Duration::from_secs_f64(days * SECONDS_PER_DAY))
-                }
-                _ => {
-                    return Err(SettingsError::new(
-                        "SESSION_TTL_DAYS",
-                        format!("must be a number of days above 0 and at most {MAX_TTL_DAYS}; fractions are allowed (got {v:?})"),
-                    ))
-                }
-            },
-        };
-        let trust_easy_auth_headers = match get("TRUST_EASY_AUTH_HEADERS") {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(v) => {
-                return Err(SettingsError::new(
-                    "TRUST_EASY_AUTH_HEADERS",
-                    format!("must be true or false (got {v:?})"),
-                ))
-            }
-        };
-        let storage_timeout = match get("STORAGE_TIMEOUT_SECONDS") {
-            None => defaults.storage_timeout,
-            Some(v) => match v.parse::<f64>() {
-                Ok(s) if s > 0.0 && s <= 230.0 => Duration::from_secs_f64(s),
-                _ => {
-                    return Err(SettingsError::new(
-                        "STORAGE_TIMEOUT_SECONDS",
-                        format!("must be a number of seconds above 0 and at most 230 (got {v:?})"),
-                    ))
-                }
-            },
-        };
-        let session_memory_max_bytes = match get("SESSION_MEMORY_MAX_MB") {
-            None => defaults.session_memory_max_bytes,
-            Some(v) => match v.parse::<usize>() {
-                Ok(mb) if (1..=1 << 20).contains(&mb) => mb * 1024 * 1024,
-                _ => {
-                    return Err(SettingsError::new(
-                        "SESSION_MEMORY_MAX_MB",
-                        format!("must be a whole number of MiB from 1 to 1048576 (got {v:?})"),
-                    ))
-                }
-            },
-        };
-        let generator = answering::generator(&get)?;
+        let generator = answering::generator(get)?;
         let settings = Self {
-            port,
-            max_turns,
+            port: port.unwrap_or(defaults.port),
+            max_turns: max_turns.unwrap_or(defaults.max_turns),
             docs_dir,
-            chat_history_table,
-            chat_sessions_table,
-            session_ttl,
-            trust_easy_auth_headers,
-            storage: storage_connection(&get),
-            storage_timeout,
-            session_memory_max_bytes,
-            retrieval: answering::retrieval(&get, &generator)?,
+            chat_history_table: chat_history_table.unwrap_or(defaults.chat_history_table),
+            chat_sessions_table: get("CHAT_SESSIONS_TABLE"),
+            session_ttl: session_ttl.map(|days| Duration::from_secs_f64(days * SECONDS_PER_DAY)),
+            trust_easy_auth_headers: trust_easy_auth_headers.unwrap_or(false),
+            storage: storage_connection(get)?,
+            storage_timeout: storage_timeout
+                .map_or(defaults.storage_timeout, Duration::from_secs_f64),
+            storage_trusted_cas: storage_trusted_cas.unwrap_or_default(),
+            session_memory_max_bytes: session_memory_max_mb
+                .map_or(defaults.session_memory_max_bytes, |mb| mb * 1024 * 1024),
+            retrieval: answering::retrieval(get, &generator)?,
             generator,
-            model_context_tokens: answering::context_tokens(&get, defaults.model_context_tokens)?,
-            upstream: answering::upstream_policy(&get)?,
+            model_context_tokens: answering::context_tokens(get, defaults.model_context_tokens)?,
+            upstream: answering::upstream_policy(get)?,
+            credential: identity::credential_choice(get)?,
+            log,
         };
         settings.check_sessions_table()?;
         Ok(settings)
@@ -259,7 +396,7 @@ impl Settings {
     /// followed by `Sessions` (`OTISChatSessions` by default).
     pub fn sessions_table(&self) -> String {
         self.chat_sessions_table.clone().unwrap_or_else(|| {
-            let history = &self.chat_history_table;
+            let history = self.chat_history_table.as_str();
             format!(
                 "{}Sessions",
                 history.strip_suffix("History").unwrap_or(history)
@@ -272,7 +409,7 @@ impl Settings {
         let name = self.sessions_table();
         let problem = if !is_valid_table_name(&name) {
             format!("{name:?} is not a valid table name (3-63 letters and digits, starting with a letter); set CHAT_SESSIONS_TABLE to one")
-        } else if name.eq_ignore_ascii_case(&self.chat_history_table) {
+        } else if name.eq_ignore_ascii_case(self.chat_history_table.as_str()) {
             format!("{name:?} is the history table; the listing needs a table of its own")
         } else {
             return Ok(());
@@ -281,24 +418,35 @@ impl Settings {
     }
 }
 
+/// `true` or `false`, in any case.
+fn boolean(value: &str) -> Option<bool> {
+    if value.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// PRODUCT.md's order: our own connection string, then the Functions storage
 /// connection string, then its identity-based form.
-fn storage_connection(get: &dyn Fn(&str) -> Option<String>) -> Option<StorageConnection> {
+fn storage_connection(get: Lookup) -> Result<Option<StorageConnection>, SettingsError> {
     for setting in ["AZURE_STORAGE_CONNECTION_STRING", "AzureWebJobsStorage"] {
         if let Some(value) = get(setting) {
-            return Some(StorageConnection::ConnectionString { setting, value });
+            return Ok(Some(StorageConnection::connection_string(setting, value)));
         }
     }
     let table_service_uri = get("AzureWebJobsStorage__tableServiceUri");
     let account_name = get("AzureWebJobsStorage__accountName");
     if table_service_uri.is_none() && account_name.is_none() {
-        return None;
+        return Ok(None);
     }
-    Some(StorageConnection::Identity {
+    Ok(Some(StorageConnection::Identity {
         table_service_uri,
         account_name,
-        client_id: get("AzureWebJobsStorage__clientId"),
-    })
+        client_id: identity::client_id(get, "AzureWebJobsStorage__clientId")?,
+    }))
 }
 
 /// Azure table names: 3-63 alphanumeric characters, starting with a letter.
@@ -349,7 +497,7 @@ mod tests {
         let s = from(&[]).unwrap();
         assert_eq!(s.port, 7071);
         assert_eq!(s.max_turns, 10);
-        assert_eq!(s.chat_history_table, "OTISChatHistory");
+        assert_eq!(s.chat_history_table.as_str(), "OTISChatHistory");
         assert!(s.storage.is_none());
         assert_eq!(s.storage_timeout, Duration::from_secs(10));
     }
@@ -371,6 +519,10 @@ mod tests {
             ("TRUST_EASY_AUTH_HEADERS", "yes"),
             ("CHAT_SESSIONS_TABLE", "chat-sessions"),
             ("CHAT_SESSIONS_TABLE", "OTISChatHistory"),
+            ("RUST_LOG", "session_rag=verbose"),
+            ("LOG_FORMAT", "xml"),
+            ("STORAGE_TRUSTED_CA_FILE", "/no/such/ca.pem"),
+            ("STORAGE_TRUSTED_CA_FILE", "Cargo.toml"),
         ] {
             let err = from(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name);
@@ -423,7 +575,10 @@ mod tests {
         ));
         let s = from(&[
             ("AzureWebJobsStorage__accountName", "acct"),
-            ("AzureWebJobsStorage__clientId", "cid"),
+            (
+                "AzureWebJobsStorage__clientId",
+                "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+            ),
         ])
         .unwrap();
         assert_eq!(
@@ -431,7 +586,7 @@ mod tests {
             Some(StorageConnection::Identity {
                 table_service_uri: None,
                 account_name: Some("acct".into()),
-                client_id: Some("cid".into()),
+                client_id: ClientId::new("6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"),
             })
         );
     }

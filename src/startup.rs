@@ -9,15 +9,18 @@ use tokio::net::TcpListener;
 
 use crate::answer::{answerer_for, load_documents, DocumentIndex};
 use crate::conversation::Conversations;
+use crate::credential::Credentials;
 use crate::domain::Retention;
 use crate::routes::{router, AppState};
 use crate::sessions::{PurgeOutcome, Sessions};
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{Settings, SettingsError, StorageConnection};
 use crate::storage::{GuardedStore, InProcessStore, TableStore};
 
 pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// Where durable storage was configured, for the start-up probe's message.
+    storage_setting: &'static str,
 }
 
 impl Application {
@@ -39,8 +42,10 @@ impl Application {
             ms = started.elapsed().as_millis() as u64,
             "documents indexed"
         );
-        let answerer = answerer_for(&settings, Arc::new(index))?;
-        let stores = Stores::connect(&settings)?;
+        // One credential per process: model, search and storage calls share its tokens.
+        let credentials = Credentials::new(settings.credential.clone());
+        let answerer = answerer_for(&settings, Arc::new(index), &credentials)?;
+        let stores = Stores::connect(&settings, &credentials)?;
         let retention = retention(&settings);
         let sessions = Sessions::new(stores.managed(), retention);
         let conversations = Conversations::new(
@@ -61,7 +66,14 @@ impl Application {
             documents_indexed: documents.len(),
             trust_easy_auth_headers: settings.trust_easy_auth_headers,
         });
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            storage_setting: settings
+                .storage
+                .as_ref()
+                .map_or("", StorageConnection::setting),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -74,6 +86,9 @@ impl Application {
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(port = self.port(), "listening");
+        if let Some(store) = self.state.conversations.durable_storage() {
+            tokio::spawn(probe_storage(store.clone(), self.storage_setting));
+        }
         warp::serve(router(self.state))
             .incoming(self.listener)
             .graceful(shutdown)
@@ -92,7 +107,7 @@ struct Stores {
 
 impl Stores {
     /// Makes no request: storage may be down at start-up.
-    fn connect(settings: &Settings) -> Result<Self, SettingsError> {
+    fn connect(settings: &Settings, credentials: &Credentials) -> Result<Self, SettingsError> {
         let in_process = GuardedStore::new(
             Arc::new(InProcessStore::new(settings.session_memory_max_bytes)),
             settings.storage_timeout,
@@ -104,8 +119,10 @@ impl Stores {
                 Some(GuardedStore::new(
                     Arc::new(TableStore::connect(
                         connection,
-                        &settings.chat_history_table,
+                        settings.chat_history_table.as_str(),
                         &settings.sessions_table(),
+                        credentials,
+                        &settings.storage_trusted_cas,
                     )?),
                     settings.storage_timeout,
                 ))
@@ -125,6 +142,21 @@ impl Stores {
     }
 }
 
+/// Tries durable storage once, so that `/api/health` and the log tell at once
+/// when it cannot be reached, and how to fix that locally.
+async fn probe_storage(store: GuardedStore, setting: &'static str) {
+    match store.probe().await {
+        Ok(()) => tracing::info!(setting, "durable storage reachable"),
+        Err(error) => tracing::warn!(
+            setting,
+            %error,
+            "durable storage is configured but unreachable: turns with enable_persistence are answered but not saved. \
+             Locally, start Azurite with scripts/azurite (or run scripts/dev, which starts both); \
+             or remove the setting to keep conversations in memory"
+        ),
+    }
+}
+
 fn retention(settings: &Settings) -> Retention {
     settings
         .session_ttl
@@ -134,7 +166,8 @@ fn retention(settings: &Settings) -> Retention {
 /// One purge of durable storage with these settings, as the timer function runs
 /// it (`handler purge`).
 pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
-    let stores = Stores::connect(settings)?;
+    let credentials = Credentials::new(settings.credential.clone());
+    let stores = Stores::connect(settings, &credentials)?;
     let Some(durable) = stores.durable else {
         anyhow::bail!(
             "no durable storage is configured (AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"

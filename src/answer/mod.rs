@@ -6,7 +6,6 @@
 mod azure_search;
 mod chat;
 mod corpus;
-mod entra;
 mod index;
 mod model;
 mod offline;

@@ -6,34 +6,31 @@ use anyhow::Context;
 
 use super::azure_search::AzureSearchRetriever;
 use super::chat::ChatCompletions;
-use super::entra::{EntraTokens, TokenSource, COGNITIVE_SERVICES_SCOPE, SEARCH_SCOPE};
 use super::model::ModelAnswerer;
 use super::retriever::{LocalRetriever, Retriever};
 use super::upstream::{http_client, Auth, Upstream};
 use super::{Answerer, DocumentIndex, Mode, OfflineAnswerer};
+use crate::credential::{Credentials, COGNITIVE_SERVICES_SCOPE, SEARCH_SCOPE};
 use crate::settings::{ApiKey, Generator, Retrieval, Settings, SettingsError};
 
 /// Builds the answerer. Nothing upstream is contacted: keys are checked on first
-/// use, and Entra tokens are fetched then.
+/// use, and Entra tokens (from `credentials`) are fetched then.
 pub fn answerer_for(
     settings: &Settings,
     index: Arc<DocumentIndex>,
+    credentials: &Credentials,
 ) -> anyhow::Result<Arc<dyn Answerer>> {
     if settings.generator == Generator::Offline {
         return Ok(Arc::new(OfflineAnswerer::new(index)));
     }
     let http = http_client().context("cannot set up the HTTP client for model calls")?;
-    let mut credentials = Credentials {
-        http: &http,
-        entra: None,
-    };
     let upstream =
         |service, auth| Upstream::new(service, http.clone(), auth, settings.upstream.clone());
     let (mode, chat) = match &settings.generator {
         Generator::Offline => unreachable!("offline answers were returned above"),
         Generator::AzureOpenAi(azure) => {
             let scope = COGNITIVE_SERVICES_SCOPE;
-            let auth = credentials.azure(&azure.api_key, scope, "AZURE_OPENAI_API_KEY")?;
+            let auth = azure_auth(credentials, &azure.api_key, scope, "AZURE_OPENAI_API_KEY")?;
             let upstream = upstream(Mode::AzureOpenAi.as_str(), auth);
             (
                 Mode::AzureOpenAi,
@@ -55,7 +52,12 @@ pub fn answerer_for(
     let retriever: Arc<dyn Retriever> = match &settings.retrieval {
         Retrieval::LocalIndex => Arc::new(LocalRetriever::new(index)),
         Retrieval::AzureSearch(search) => {
-            let auth = credentials.azure(&search.api_key, SEARCH_SCOPE, "AZURE_SEARCH_API_KEY")?;
+            let auth = azure_auth(
+                credentials,
+                &search.api_key,
+                SEARCH_SCOPE,
+                "AZURE_SEARCH_API_KEY",
+            )?;
             Arc::new(AzureSearchRetriever::new(
                 search,
                 upstream("azure-search", auth),
@@ -78,37 +80,24 @@ pub fn answerer_for(
     )))
 }
 
-/// Credentials for Azure services: the key when one is set, otherwise a
-/// Microsoft Entra token from one default credential chain that all share.
-struct Credentials<'a> {
-    http: &'a reqwest::Client,
-    entra: Option<Arc<dyn TokenSource>>,
-}
-
-impl Credentials<'_> {
-    fn azure(
-        &mut self,
-        key: &Option<ApiKey>,
-        scope: &'static str,
-        key_setting: &str,
-    ) -> Result<Auth, SettingsError> {
-        if let Some(key) = key {
-            return Ok(Auth::ApiKeyHeader(key.clone()));
-        }
-        let tokens = match &self.entra {
-            Some(tokens) => tokens.clone(),
-            None => {
-                let tokens: Arc<dyn TokenSource> =
-                    Arc::new(EntraTokens::default_chain(self.http).map_err(|_| {
-                        SettingsError::new(
-                            key_setting,
-                            "is not set, and no Microsoft Entra credential is available instead",
-                        )
-                    })?);
-                self.entra = Some(tokens.clone());
-                tokens
-            }
-        };
-        Ok(Auth::Entra { tokens, scope })
+/// How an Azure service is called: with its key when one is set, else with a
+/// Microsoft Entra token of the app's identity.
+fn azure_auth(
+    credentials: &Credentials,
+    key: &Option<ApiKey>,
+    scope: &'static str,
+    key_setting: &str,
+) -> Result<Auth, SettingsError> {
+    if let Some(key) = key {
+        return Ok(Auth::ApiKeyHeader(key.clone()));
     }
+    let tokens = credentials.app_identity().map_err(|unavailable| {
+        SettingsError::new(
+            key_setting,
+            format!(
+                "is not set, and no Microsoft Entra credential is available instead: {unavailable}"
+            ),
+        )
+    })?;
+    Ok(Auth::Entra { tokens, scope })
 }

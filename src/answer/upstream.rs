@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::entra::TokenSource;
 use super::AnswerError;
+use crate::credential::TokenSource;
 use crate::settings::{ApiKey, SettingsError, UpstreamPolicy};
 
 /// The client every upstream call shares, so connections (and TLS sessions) are reused.
@@ -51,7 +51,7 @@ pub enum Auth {
     BearerKey(ApiKey),
     /// `Authorization: Bearer <Microsoft Entra token for scope>`.
     Entra {
-        tokens: Arc<dyn TokenSource>,
+        tokens: Arc<TokenSource>,
         scope: &'static str,
     },
 }
@@ -69,12 +69,12 @@ impl Auth {
             }
             Auth::BearerKey(key) => request.bearer_auth(key.expose()),
             Auth::Entra { tokens, scope } => {
-                let token = tokens.bearer_token(scope).await.map_err(|_| {
+                let token = tokens.get_token(scope).await.map_err(|_| {
                     Failure::Final(
                         "no Microsoft Entra token could be obtained (see the handler's log)".into(),
                     )
                 })?;
-                request.bearer_auth(token)
+                request.bearer_auth(token.token.secret())
             }
         })
     }
@@ -269,15 +269,24 @@ async fn error_code(response: reqwest::Response) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::entra::NoToken;
     use async_trait::async_trait;
+    use azure_core_v1::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 
+    #[derive(Debug)]
     struct FixedToken;
 
     #[async_trait]
-    impl TokenSource for FixedToken {
-        async fn bearer_token(&self, scope: &'static str) -> Result<String, NoToken> {
-            Ok(format!("token-for-{scope}"))
+    impl TokenCredential for FixedToken {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core_v1::Result<AccessToken> {
+            let expires_on = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+            Ok(AccessToken::new(
+                format!("token-for-{}", scopes[0]),
+                expires_on,
+            ))
         }
     }
 
@@ -298,7 +307,7 @@ mod tests {
         assert_eq!(headers["authorization"], "Bearer k2");
         assert!(!headers.contains_key("api-key"));
 
-        let tokens = Arc::new(FixedToken);
+        let tokens = Arc::new(TokenSource::new(Arc::new(FixedToken)));
         let scope = "https://cognitiveservices.azure.com/.default";
         let headers = headers_sent(Auth::Entra { tokens, scope }).await;
         assert_eq!(

@@ -328,13 +328,20 @@ fn json_response(body: &'static str) -> Response {
     response
 }
 
-/// `GET /` (the host's readiness probe) and `GET /api/health`.
+/// `GET /` (the host's readiness probe) and `GET /api/health`. `storage` says
+/// whether durable storage answered its last call (start-up probes it).
 fn service_status(state: &AppState) -> Response {
+    let durable = state.conversations.durable_storage();
     let body = json!({
         "status": "ok",
         "service": "session-rag",
         "documents_indexed": state.documents_indexed,
-        "durable_storage": state.conversations.has_durable_storage(),
+        "durable_storage": durable.is_some(),
+        "storage": match durable {
+            None => "in-process",
+            Some(store) if store.is_reachable() => "reachable",
+            Some(_) => "unreachable",
+        },
     });
     warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response()
 }

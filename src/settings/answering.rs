@@ -2,13 +2,11 @@
 //! come from, and how calls to those services are bounded.
 
 use std::fmt;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
 use std::time::Duration;
 
 use reqwest::Url;
 
-use super::SettingsError;
+use super::{number_setting, parse_setting, Echo, Lookup, SettingsError};
 
 /// The current GA version of the Azure OpenAI data-plane API.
 pub const DEFAULT_AZURE_OPENAI_API_VERSION: &str = "2024-10-21";
@@ -125,8 +123,6 @@ impl Default for UpstreamPolicy {
     }
 }
 
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
 /// `AZURE_OPENAI_*` or `OPENAI_*`, never both; neither means offline.
 pub(super) fn generator(get: Lookup) -> Result<Generator, SettingsError> {
     let azure = AZURE_OPENAI_SETTINGS.into_iter().find(|n| get(n).is_some());
@@ -139,16 +135,18 @@ pub(super) fn generator(get: Lookup) -> Result<Generator, SettingsError> {
         (Some(first), None) => Ok(Generator::AzureOpenAi(AzureOpenAi {
             endpoint: endpoint(get, "AZURE_OPENAI_ENDPOINT", first)?,
             deployment: path_segment(get, "AZURE_OPENAI_DEPLOYMENT", first)?,
-            api_version: match get("AZURE_OPENAI_API_VERSION") {
-                None => DEFAULT_AZURE_OPENAI_API_VERSION.to_owned(),
-                Some(v) if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => v,
-                Some(v) => {
-                    return Err(SettingsError::new(
-                        "AZURE_OPENAI_API_VERSION",
-                        format!("must look like 2024-10-21 (got {v:?})"),
-                    ))
-                }
-            },
+            api_version: parse_setting(
+                get,
+                "AZURE_OPENAI_API_VERSION",
+                "an API version like 2024-10-21",
+                Echo::Value,
+                |v| {
+                    v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        .then(|| v.to_owned())
+                },
+            )?
+            .unwrap_or_else(|| DEFAULT_AZURE_OPENAI_API_VERSION.to_owned()),
             api_key: api_key(get, "AZURE_OPENAI_API_KEY")?,
         })),
         (None, Some(first)) => Ok(Generator::OpenAi(OpenAiCompatible {
@@ -156,7 +154,9 @@ pub(super) fn generator(get: Lookup) -> Result<Generator, SettingsError> {
                 None => DEFAULT_OPENAI_BASE_URL.to_owned(),
                 Some(_) => endpoint(get, "OPENAI_BASE_URL", first)?,
             },
-            model: required(get, "OPENAI_MODEL", first)?,
+            model: required(get, "OPENAI_MODEL", first, "a model name", Echo::Value, |v| {
+                Some(v.to_owned())
+            })?,
             api_key: api_key(get, "OPENAI_API_KEY")?,
         })),
         (None, None) => Ok(Generator::Offline),
@@ -219,95 +219,99 @@ pub(super) fn context_tokens(get: Lookup, default: usize) -> Result<usize, Setti
     )
 }
 
-fn number<T: FromStr + PartialOrd>(
+/// A number within `range`, `default` when unset.
+fn number<T: std::str::FromStr + PartialOrd>(
     get: Lookup,
     name: &str,
     default: T,
-    range: RangeInclusive<T>,
+    range: std::ops::RangeInclusive<T>,
     expected: &str,
 ) -> Result<T, SettingsError> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<T>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(SettingsError::new(
-                name,
-                format!("must be {expected} (got {v:?})"),
-            )),
-        },
-    }
+    Ok(number_setting(get, name, range, expected)?.unwrap_or(default))
 }
 
-fn required(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
-    get(name).ok_or_else(|| SettingsError::new(name, format!("is required when {because} is set")))
+/// A setting that must be set when `because` is, parsed as [`parse_setting`] does.
+fn required<T>(
+    get: Lookup,
+    name: &str,
+    because: &str,
+    must_be: &str,
+    echo: Echo,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, SettingsError> {
+    parse_setting(get, name, must_be, echo, parse)?
+        .ok_or_else(|| SettingsError::new(name, format!("is required when {because} is set")))
 }
 
 /// An http(s) URL. The value is not echoed: a pasted URL may carry a key.
 fn endpoint(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
-    let value = required(get, name, because)?;
-    match Url::parse(&value) {
-        Ok(url)
-            if matches!(url.scheme(), "http" | "https")
+    required(
+        get,
+        name,
+        because,
+        "an http or https URL with no credentials, query or fragment",
+        Echo::Hidden,
+        |value| {
+            let url = Url::parse(value).ok()?;
+            let plain = matches!(url.scheme(), "http" | "https")
                 && url.has_host()
                 && url.username().is_empty()
                 && url.password().is_none()
                 && url.query().is_none()
-                && url.fragment().is_none() =>
-        {
-            Ok(value.trim_end_matches('/').to_owned())
-        }
-        _ => Err(SettingsError::new(
-            name,
-            "must be an http or https URL with no credentials, query or fragment",
-        )),
-    }
+                && url.fragment().is_none();
+            plain.then(|| value.trim_end_matches('/').to_owned())
+        },
+    )
 }
 
 /// A name that becomes one segment of a URL path (a deployment or an index).
 fn path_segment(get: Lookup, name: &str, because: &str) -> Result<String, SettingsError> {
-    let value = required(get, name, because)?;
-    if value.len() <= 128
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        Ok(value)
-    } else {
-        Err(SettingsError::new(
-            name,
-            format!("must be at most 128 letters, digits, '-', '_' or '.' (got {value:?})"),
-        ))
-    }
+    required(
+        get,
+        name,
+        because,
+        "at most 128 letters, digits, '-', '_' or '.'",
+        Echo::Value,
+        |value| {
+            (value.len() <= 128
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .then(|| value.to_owned())
+        },
+    )
 }
 
 /// An Azure AI Search field name: a letter, then letters, digits or underscores.
 fn field_name(get: Lookup, name: &str, default: &str) -> Result<String, SettingsError> {
-    let Some(value) = get(name) else {
-        return Ok(default.to_owned());
-    };
-    if value.len() <= 128
-        && value.starts_with(|c: char| c.is_ascii_alphabetic())
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        Ok(value)
-    } else {
-        Err(SettingsError::new(
-            name,
-            format!("must be a field name: a letter, then letters, digits or '_' (got {value:?})"),
-        ))
-    }
+    let field = parse_setting(
+        get,
+        name,
+        "a field name: a letter, then letters, digits or '_'",
+        Echo::Value,
+        |value| {
+            (value.len() <= 128
+                && value.starts_with(|c: char| c.is_ascii_alphabetic())
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .then(|| value.to_owned())
+        },
+    )?;
+    Ok(field.unwrap_or_else(|| default.to_owned()))
 }
 
 /// A key goes into an HTTP header, so it must be visible ASCII. Never echoed.
-fn api_key(get: Lookup, name: &str) -> Result<Option<ApiKey>, SettingsError> {
-    match get(name) {
-        None => Ok(None),
-        Some(key) if key.chars().all(|c| c.is_ascii_graphic()) => Ok(Some(ApiKey::new(key))),
-        Some(_) => Err(SettingsError::new(
-            name,
-            "must be visible ASCII characters only (the value is not shown)",
-        )),
-    }
+pub(super) fn api_key(get: Lookup, name: &str) -> Result<Option<ApiKey>, SettingsError> {
+    parse_setting(
+        get,
+        name,
+        "visible ASCII characters only",
+        Echo::Hidden,
+        |key| {
+            key.chars()
+                .all(|c| c.is_ascii_graphic())
+                .then(|| ApiKey::new(key))
+        },
+    )
 }
 
 #[cfg(test)]

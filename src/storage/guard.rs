@@ -102,6 +102,18 @@ impl GuardedStore {
         }
     }
 
+    /// Whether the store answered its last call (or has not been called yet).
+    pub fn is_reachable(&self) -> bool {
+        lock(&self.breaker).consecutive_failures == 0
+    }
+
+    /// One cheap call (a one-turn window of a session nobody uses), so that an
+    /// unreachable store is known at start-up rather than at the first turn.
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        let nobody = SessionId::parse("session-rag-start-up-probe").expect("a valid session id");
+        self.recent(self.budget(), &nobody, 1).await.map(|_| ())
+    }
+
     /// Starts the clock for one request's storage calls.
     pub fn budget(&self) -> StorageBudget {
         StorageBudget::lasting(self.budget)

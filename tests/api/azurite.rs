@@ -106,11 +106,18 @@ pub struct AzuriteProcess {
     dir: tempfile::TempDir,
     /// The `azurite-table` executable.
     bin: PathBuf,
+    /// Options beyond the usual ones (HTTPS and OAuth, say).
+    extra_args: Vec<String>,
 }
 
 impl AzuriteProcess {
     /// Starts Azurite on a free loopback port with a fresh data folder, and waits until it accepts connections.
     pub async fn start() -> AzuriteProcess {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`AzuriteProcess::start`], with more of Azurite's options.
+    pub async fn start_with(extra_args: &[&str]) -> AzuriteProcess {
         let bin = azurite_bin();
         let dir = tempfile::Builder::new()
             .prefix("session-rag-azurite")
@@ -122,6 +129,7 @@ impl AzuriteProcess {
             port: free_port(),
             dir,
             bin,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         };
         azurite.spawn().await;
         azurite
@@ -130,6 +138,11 @@ impl AzuriteProcess {
     /// The table endpoint (path-style, account in the path) to build clients and connection strings from.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT_NAME}", self.port)
+    }
+
+    /// The same endpoint over HTTPS, for an Azurite started with `--cert` and `--key`.
+    pub fn https_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}/{ACCOUNT_NAME}", self.port)
     }
 
     /// Stops Azurite with SIGINT, the only signal on which it flushes its data, and waits for it to exit.
@@ -186,6 +199,7 @@ impl AzuriteProcess {
             .arg("--disableTelemetry")
             .arg("--skipApiVersionCheck")
             .arg("--disableProductStyleUrl")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))

@@ -4,7 +4,8 @@ use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_storage::{CloudLocation, StorageCredentials};
 use futures::StreamExt;
 use serde_json::{Map, Value};
-use session_rag::settings::{Settings, StorageConnection};
+use session_rag::credential::Credentials;
+use session_rag::settings::{CredentialChoice, Settings, StorageConnection, TableName};
 use session_rag::startup::Application;
 use session_rag::storage::TableStore;
 
@@ -23,8 +24,8 @@ pub struct TestResponse {
 
 /// Starts the app on port 0 with default settings changed by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    session_rag::telemetry::init();
     let mut settings = Settings::defaults();
+    session_rag::telemetry::init(&settings.log);
     settings.port = 0;
     configure(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
@@ -48,15 +49,15 @@ pub async fn spawn_app_with_storage(table: &str) -> TestApp {
 /// Points `settings` at `table` of the Azurite at `endpoint`, the way users configure it.
 pub fn use_table(settings: &mut Settings, endpoint: &str, table: &str) {
     settings.storage = Some(azurite_connection(endpoint));
-    settings.chat_history_table = table.to_owned();
+    settings.chat_history_table = table_name(table);
 }
 
 /// An account-key connection string setting for the Azurite at `endpoint`.
 pub fn azurite_connection(endpoint: &str) -> StorageConnection {
-    StorageConnection::ConnectionString {
-        setting: "AZURE_STORAGE_CONNECTION_STRING",
-        value: azurite::connection_string(endpoint),
-    }
+    StorageConnection::connection_string(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        azurite::connection_string(endpoint),
+    )
 }
 
 /// A SAS connection string for the Azurite at `endpoint`: an account SAS for the
@@ -100,14 +101,21 @@ pub fn shared_table_store(table: &str) -> TableStore {
         &azurite_connection(&azurite::shared_table_endpoint()),
         table,
         &sessions_table_for(table),
+        &Credentials::new(CredentialChoice::DeveloperTools),
+        &[],
     )
     .expect("an Azurite connection string is usable")
+}
+
+/// `table` as a table name (tests use valid ones).
+pub fn table_name(table: &str) -> TableName {
+    TableName::new(table).unwrap_or_else(|| panic!("{table:?} is not a valid table name"))
 }
 
 /// The listing table the app uses beside the history table `table`.
 pub fn sessions_table_for(table: &str) -> String {
     let mut settings = Settings::defaults();
-    settings.chat_history_table = table.to_owned();
+    settings.chat_history_table = table_name(table);
     settings.sessions_table()
 }
 

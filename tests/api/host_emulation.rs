@@ -92,14 +92,17 @@ fn app_files_follow_the_official_schemas() {
             &mut schemas,
         )
         .unwrap();
+    // The function.json schema declares draft-04 but uses draft-06's `const`;
+    // read strictly as draft-04, `const` means nothing and every binding matches
+    // two definitions. It is checked as its authors mean it: under draft-07.
+    let mut function_schema = read_json(&repo().join("schemas/function.json.schema.json"));
+    function_schema["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+    let function_schema_location = "https://json.schemastore.org/function.json";
+    compiler
+        .add_resource(function_schema_location, function_schema)
+        .unwrap();
     let function_schema = compiler
-        .compile(
-            repo()
-                .join("schemas/function.json.schema.json")
-                .to_str()
-                .unwrap(),
-            &mut schemas,
-        )
+        .compile(function_schema_location, &mut schemas)
         .unwrap();
 
     let host = read_json(&repo().join("host.json"));

@@ -7,6 +7,7 @@ mod fake_upstream;
 mod helpers;
 mod host_emulation;
 mod hostile_input;
+mod identity;
 mod load_and_faults;
 mod model;
 mod persistence;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Map, Value};
 use session_rag::domain::SessionId;
-use session_rag::settings::StorageConnection;
+use session_rag::settings::{StorageConnection, TableName};
 use session_rag::storage::ConversationStore;
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
@@ -43,11 +43,11 @@ async fn persistent_turns_are_numbered_and_history_grows_to_max_turns() {
 async fn a_sas_connection_string_persists_turns() {
     let table = unique_table_name("sas");
     let app = spawn_app_with(|settings| {
-        settings.storage = Some(StorageConnection::ConnectionString {
-            setting: "AzureWebJobsStorage",
-            value: azurite_sas_connection_string(&shared_table_endpoint()),
-        });
-        settings.chat_history_table = table.clone();
+        settings.storage = Some(StorageConnection::connection_string(
+            "AzureWebJobsStorage",
+            azurite_sas_connection_string(&shared_table_endpoint()),
+        ));
+        settings.chat_history_table = TableName::new(&table).expect("a valid table name");
     })
     .await;
     for n in 0..2u64 {

@@ -1,18 +1,24 @@
 //! From the storage settings to a table service client: where the service is, how to
 //! authenticate to it, and how requests travel (one pooled HTTP client, a timeout
 //! per call, bounded retries). Nothing here touches the network.
+//!
+//! Identity-based storage takes its Microsoft Entra tokens from the process's
+//! one credential module (`crate::credential`, azure_identity 1.x);
+//! [`StorageTokens`] hands them to azure_data_tables 0.21, which speaks
+//! azure_core 0.21's credential trait.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::auth::{Secret, TokenCredential};
+use async_trait::async_trait;
+use azure_core::auth::{AccessToken, Secret, TokenCredential};
+use azure_core::error::{Error, ErrorKind};
 use azure_core::{ExponentialRetryOptions, RetryOptions, TransportOptions, Url};
 use azure_data_tables::clients::{TableServiceClient, TableServiceClientBuilder};
-use azure_identity::{DefaultAzureCredential, TokenCredentialOptions};
 use azure_storage::{CloudLocation, StorageCredentials};
 
-use super::managed_identity::UserAssignedIdentity;
+use crate::credential::{Credentials, TokenSource};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// One storage call; a silent server must not hold a request forever.
@@ -40,11 +46,34 @@ const DEFAULT_ENDPOINT_SUFFIX: &str = "core.windows.net";
 
 const TABLE_SERVICE_URI_SETTING: &str = "AzureWebJobsStorage__tableServiceUri";
 const ACCOUNT_NAME_SETTING: &str = "AzureWebJobsStorage__accountName";
-const CLIENT_ID_SETTING: &str = "AzureWebJobsStorage__clientId";
 
-/// Set by App Service and Azure Functions for the managed-identity endpoint.
-const IDENTITY_ENDPOINT_VARIABLE: &str = "IDENTITY_ENDPOINT";
-const IDENTITY_HEADER_VARIABLE: &str = "IDENTITY_HEADER";
+/// The bridge from the 1.x token cache to azure_core 0.21's credential trait.
+#[derive(Debug)]
+struct StorageTokens(Arc<TokenSource>);
+
+#[async_trait]
+impl TokenCredential for StorageTokens {
+    async fn get_token(&self, scopes: &[&str]) -> azure_core::Result<AccessToken> {
+        let [scope] = scopes else {
+            return Err(Error::message(
+                ErrorKind::Credential,
+                "a storage token is for exactly one scope",
+            ));
+        };
+        let token = self.0.get_token(scope).await.map_err(|no_token| {
+            Error::with_message(ErrorKind::Credential, || no_token.to_string())
+        })?;
+        Ok(AccessToken::new(
+            token.token.secret().to_owned(),
+            token.expires_on,
+        ))
+    }
+
+    /// The cache renews tokens itself before they expire.
+    async fn clear_cache(&self) -> azure_core::Result<()> {
+        Ok(())
+    }
+}
 
 /// The table service's address and the credentials for it.
 struct Endpoint {
@@ -52,27 +81,33 @@ struct Endpoint {
     credentials: StorageCredentials,
 }
 
-/// A client for the table service `connection` describes, with `environment`
-/// supplying the platform's managed-identity variables. Its table clients share one
-/// pool of connections.
+/// A client for the table service `connection` describes, authenticated by
+/// `credentials` when it is identity-based, trusting `trusted_cas` besides the
+/// public certificate authorities. Its table clients share one pool of
+/// connections.
 pub fn table_service(
     connection: &StorageConnection,
-    environment: &dyn Fn(&str) -> Option<String>,
+    credentials: &Credentials,
+    trusted_cas: &[reqwest::Certificate],
 ) -> Result<TableServiceClient, SettingsError> {
-    let http = reqwest::Client::builder()
+    let http = trusted_cas
+        .iter()
+        .fold(reqwest::Client::builder(), |builder, ca| {
+            builder.add_root_certificate(ca.clone())
+        })
         .timeout(CALL_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .map_err(|_| {
             SettingsError::new(
-                setting_name(connection),
+                connection.setting(),
                 "cannot create an HTTP client for storage",
             )
         })?;
     let Endpoint {
         location,
         credentials,
-    } = endpoint(connection, &http, environment)?;
+    } = endpoint(connection, credentials)?;
     Ok(
         TableServiceClientBuilder::with_location(location, credentials)
             .transport(TransportOptions::new(Arc::new(http)))
@@ -81,26 +116,14 @@ pub fn table_service(
     )
 }
 
-/// The setting a connection came from, for error messages.
-fn setting_name(connection: &StorageConnection) -> &'static str {
-    match connection {
-        StorageConnection::ConnectionString { setting, .. } => setting,
-        StorageConnection::Identity {
-            table_service_uri: Some(_),
-            ..
-        } => TABLE_SERVICE_URI_SETTING,
-        StorageConnection::Identity { .. } => ACCOUNT_NAME_SETTING,
-    }
-}
-
 fn endpoint(
     connection: &StorageConnection,
-    http: &reqwest::Client,
-    environment: &dyn Fn(&str) -> Option<String>,
+    credentials: &Credentials,
 ) -> Result<Endpoint, SettingsError> {
     match connection {
         StorageConnection::ConnectionString { setting, value } => {
-            from_connection_string(value).map_err(|problem| SettingsError::new(setting, problem))
+            from_connection_string(value.expose())
+                .map_err(|problem| SettingsError::new(setting, problem))
         }
         StorageConnection::Identity {
             table_service_uri,
@@ -109,21 +132,16 @@ fn endpoint(
         } => {
             let location =
                 identity_location(table_service_uri.as_deref(), account_name.as_deref())?;
-            let credential: Arc<dyn TokenCredential> = match client_id {
-                Some(client_id) => Arc::new(user_assigned_identity(client_id, http, environment)?),
-                None => Arc::new(
-                    DefaultAzureCredential::create(TokenCredentialOptions::from(Arc::new(
-                        http.clone(),
-                    )
-                        as Arc<dyn azure_core::HttpClient>))
-                    .map_err(|_| {
+            let tokens =
+                credentials
+                    .storage_identity(client_id.as_ref())
+                    .map_err(|unavailable| {
                         SettingsError::new(
-                            setting_name(connection),
-                            "no identity is available to authenticate to storage",
+                            connection.setting(),
+                            format!("no identity can authenticate to storage: {unavailable}"),
                         )
-                    })?,
-                ),
-            };
+                    })?;
+            let credential: Arc<dyn TokenCredential> = Arc::new(StorageTokens(tokens));
             Ok(Endpoint {
                 location,
                 credentials: StorageCredentials::token_credential(credential),
@@ -266,36 +284,6 @@ fn custom_location(uri: &str, account: Option<&str>) -> Result<CloudLocation, St
     })
 }
 
-fn user_assigned_identity(
-    client_id: &str,
-    http: &reqwest::Client,
-    environment: &dyn Fn(&str) -> Option<String>,
-) -> Result<UserAssignedIdentity, SettingsError> {
-    let missing = || {
-        SettingsError::new(
-            CLIENT_ID_SETTING,
-            format!(
-                "a user-assigned identity needs {IDENTITY_ENDPOINT_VARIABLE} and \
-                 {IDENTITY_HEADER_VARIABLE}, which App Service and Azure Functions set"
-            ),
-        )
-    };
-    let endpoint = environment(IDENTITY_ENDPOINT_VARIABLE).ok_or_else(missing)?;
-    let header = environment(IDENTITY_HEADER_VARIABLE).ok_or_else(missing)?;
-    let endpoint = Url::parse(&endpoint).map_err(|_| {
-        SettingsError::new(
-            CLIENT_ID_SETTING,
-            format!("{IDENTITY_ENDPOINT_VARIABLE} is not a URL"),
-        )
-    })?;
-    Ok(UserAssignedIdentity::new(
-        endpoint,
-        header,
-        client_id.to_owned(),
-        http.clone(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,18 +292,15 @@ mod tests {
     const KEY: &str = "a2V5LWJ5dGVzLWZvci10ZXN0cw==";
 
     fn connection_string(value: &str) -> StorageConnection {
-        StorageConnection::ConnectionString {
-            setting: "AzureWebJobsStorage",
-            value: value.into(),
-        }
+        StorageConnection::connection_string("AzureWebJobsStorage", value)
     }
 
-    fn no_environment(_: &str) -> Option<String> {
-        None
+    fn developer_tools() -> Credentials {
+        Credentials::new(crate::settings::CredentialChoice::DeveloperTools)
     }
 
     fn resolve(connection: &StorageConnection) -> Result<Endpoint, SettingsError> {
-        endpoint(connection, &reqwest::Client::new(), &no_environment)
+        endpoint(connection, &developer_tools())
     }
 
     fn table_url(endpoint: &Endpoint) -> String {
@@ -503,33 +488,14 @@ mod tests {
     }
 
     #[test]
-    fn a_client_id_needs_the_platform_identity_endpoint() {
-        let user_assigned = StorageConnection::Identity {
-            table_service_uri: None,
-            account_name: Some("acct".into()),
-            client_id: Some("client-123".into()),
-        };
-        let error = resolve(&user_assigned).err().unwrap();
-        assert_eq!(error.name, CLIENT_ID_SETTING);
-        assert!(error.problem.contains(IDENTITY_ENDPOINT_VARIABLE));
-
-        let platform = |name: &str| match name {
-            IDENTITY_ENDPOINT_VARIABLE => Some("http://127.0.0.1:41234/msi/token".to_owned()),
-            IDENTITY_HEADER_VARIABLE => Some("secret".to_owned()),
-            _ => None,
-        };
-        let endpoint = endpoint(&user_assigned, &reqwest::Client::new(), &platform).unwrap();
-        assert_eq!(credential_kind(&endpoint), "token");
-    }
-
-    #[test]
     fn building_a_client_makes_no_request() {
         // An address nothing listens on: building must still succeed at once.
         let service = table_service(
             &connection_string(&format!(
                 "AccountName=acct;AccountKey={KEY};TableEndpoint=http://127.0.0.1:9/acct"
             )),
-            &no_environment,
+            &developer_tools(),
+            &[],
         )
         .unwrap();
         assert_eq!(service.table_client("Chats").table_name(), "Chats");

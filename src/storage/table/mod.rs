@@ -34,7 +34,6 @@ mod error;
 mod feedback;
 mod keys;
 mod listing;
-mod managed_identity;
 mod purge;
 mod titles;
 
@@ -55,6 +54,7 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ROW_KEY, TURN_ID};
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{ConversationStore, DeletedAll, SessionSummary, StorageError, Window};
+use crate::credential::Credentials;
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
@@ -142,14 +142,18 @@ impl TurnRows {
 
 impl TableStore {
     /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes. Makes no request: the handler
-    /// starts (and answers, degraded) while storage is down.
+    /// `sessions_table`, as `connection` describes (by identity: with a token from
+    /// `credentials`), trusting `trusted_cas` besides the public certificate
+    /// authorities. Makes no request: the handler starts (and answers, degraded)
+    /// while storage is down.
     pub fn connect(
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        credentials: &Credentials,
+        trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
-        let service = connection::table_service(connection, &|name| std::env::var(name).ok())?;
+        let service = connection::table_service(connection, credentials, trusted_cas)?;
         Ok(Self {
             table: service.table_client(history_table),
             table_ready: OnceCell::new(),
