@@ -1,5 +1,6 @@
 //! Benchmark of the release `handler`: start-up time, throughput and latency of
-//! `/api/query`, and resident memory. Prints a table; asserts nothing.
+//! `/api/query`, streamed answers against a fake model that streams at a fixed
+//! pace, and resident memory. Prints tables; asserts nothing.
 //!
 //! Run through `scripts/bench` (it builds the release binary first).
 //! Usage: bench [path/to/handler]
@@ -9,7 +10,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure_core::auth::Secret;
@@ -22,6 +23,7 @@ use session_rag::credential::Credentials;
 use session_rag::domain::SessionId;
 use session_rag::settings::{CredentialChoice, StorageConnection};
 use session_rag::storage::{ConversationStore, TableStore};
+use warp::Filter;
 
 const STARTUP_RUNS: usize = 20;
 /// Azurite's single account and its published development key (not a secret).
@@ -29,6 +31,12 @@ const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const REQUESTS_PER_RUN: usize = 2_500;
+/// The fake model's pace: its first token this long after the request…
+const MODEL_FIRST_TOKEN: Duration = Duration::from_millis(300);
+/// …then this many more…
+const MODEL_TOKENS: usize = 100;
+/// …this far apart.
+const MODEL_TOKEN_GAP: Duration = Duration::from_millis(20);
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -292,6 +300,99 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
     figures
 }
 
+/// An OpenAI-compatible chat-completions server on loopback that streams every
+/// answer at the pace above, and records how long after each request its first
+/// token went out (the model's own time to first token).
+async fn streaming_model() -> (String, Arc<Mutex<Vec<Duration>>>) {
+    let first_tokens: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let recorded = first_tokens.clone();
+    let route = warp::post().and(warp::body::bytes()).map(move |_: bytes::Bytes| {
+        let received = tokio::time::Instant::now();
+        let recorded = recorded.clone();
+        // Part n: token n (0..MODEL_TOKENS), then the finish chunk, then [DONE].
+        let parts = futures::stream::unfold(0, move |n| {
+            let recorded = recorded.clone();
+            async move {
+                let data = match n {
+                    n if n < MODEL_TOKENS => {
+                        let due = received + MODEL_FIRST_TOKEN + MODEL_TOKEN_GAP * n as u32;
+                        tokio::time::sleep_until(due).await;
+                        if n == 0 {
+                            recorded.lock().unwrap().push(received.elapsed());
+                        }
+                        json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": format!("token{n} ")}, "finish_reason": null}]}).to_string()
+                    }
+                    n if n == MODEL_TOKENS => json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string(),
+                    n if n == MODEL_TOKENS + 1 => "[DONE]".to_owned(),
+                    _ => return None,
+                };
+                let event = bytes::Bytes::from(format!("data: {data}\n\n"));
+                Some((Ok::<_, std::convert::Infallible>(event), n + 1))
+            }
+        });
+        warp::reply::with_header(
+            warp::reply::stream(sync_wrapper::SyncStream::new(parts)),
+            "content-type",
+            "text/event-stream",
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, first_tokens)
+}
+
+/// Times at the client of `requests` streamed answers over `concurrency`
+/// connections: to the first `delta` and to `done`, each sorted.
+async fn streamed_answers(
+    port: u16,
+    concurrency: usize,
+    requests: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/query");
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                    let sent = Instant::now();
+                    let mut response = client
+                        .post(&url)
+                        .header("accept", "text/event-stream")
+                        .json(&json!({"question": "What does LONPF2 do?"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                    let (mut received, mut first_delta) = (String::new(), None);
+                    while let Some(chunk) = response.chunk().await.unwrap() {
+                        received.push_str(&String::from_utf8_lossy(&chunk));
+                        if first_delta.is_none() && received.contains("event: delta\n") {
+                            first_delta = Some(sent.elapsed());
+                        }
+                    }
+                    assert!(received.contains("event: done\n"), "{received}");
+                    times.push((first_delta.unwrap(), sent.elapsed()));
+                }
+                times
+            })
+        })
+        .collect();
+    let (mut first, mut done) = (Vec::new(), Vec::new());
+    for worker in workers {
+        for (to_first, to_done) in worker.await.unwrap() {
+            first.push(to_first);
+            done.push(to_done);
+        }
+    }
+    first.sort_unstable();
+    done.sort_unstable();
+    (first, done)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -405,6 +506,51 @@ async fn main() {
             println!("| {turns} | {} | {} |", ms(warm), ms(cold));
         }
     }
+    let (model_url, model_first_tokens) = streaming_model().await;
+    let model_env = [
+        ("OPENAI_BASE_URL".to_owned(), model_url),
+        ("OPENAI_MODEL".to_owned(), "bench".to_owned()),
+    ];
+    let (model_handler, _) = Handler::start(&binary, &model_env);
+    println!("\n## streamed answers (`Accept: text/event-stream`), stateless, times at the client");
+    println!(
+        "fake model: first token {} ms after the request, then {MODEL_TOKENS} tokens {} ms apart",
+        MODEL_FIRST_TOKEN.as_millis(),
+        MODEL_TOKEN_GAP.as_millis()
+    );
+    println!("| answerer | connections | answers | first delta p50 ms | p99 ms | done p50 ms | p99 ms | added to the model's first token, p50 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let runs = [
+        ("model", model_handler.port, 1, 10),
+        ("model", model_handler.port, 16, 160),
+        ("offline", handler.port, 1, 500),
+        ("offline", handler.port, 16, 2_000),
+    ];
+    for (answerer, port, concurrency, requests) in runs {
+        model_first_tokens.lock().unwrap().clear();
+        let (first, done) = streamed_answers(port, concurrency, requests).await;
+        let added = if answerer == "model" {
+            let mut own = model_first_tokens.lock().unwrap().clone();
+            own.sort_unstable();
+            let (ours, model) = (percentile(&first, 0.5), percentile(&own, 0.5));
+            format!(
+                "{} (model's own: {})",
+                ms(ours.saturating_sub(model)),
+                ms(model)
+            )
+        } else {
+            total += requests;
+            "-".to_owned()
+        };
+        println!(
+            "| {answerer} | {concurrency} | {requests} | {} | {} | {} | {} | {added} |",
+            ms(percentile(&first, 0.5)),
+            ms(percentile(&first, 0.99)),
+            ms(percentile(&done, 0.5)),
+            ms(percentile(&done, 0.99)),
+        );
+    }
+
     println!("\n## resident memory");
     println!(
         "idle after start-up: {idle:.1} MiB; after {total} requests: {:.1} MiB",

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::answer::{Answer, AnswerError, Answerer};
+use crate::answer::{Answer, AnswerError, AnswerEvents, Answerer};
 use crate::domain::{
     may_access, owner_of, CustomerId, NewTurn, QueryRequest, Retention, SessionId, Turn,
 };
@@ -104,16 +104,23 @@ impl Conversations {
         self.durable.as_ref()
     }
 
-    /// Answers `request`. A session owned by someone other than the request's
-    /// `customer_id` is [`AskError::NotFound`]; an expired session is deleted and
-    /// started again from turn 0.
-    pub async fn ask(&self, request: QueryRequest) -> Result<Reply, AskError> {
+    /// Answers `request`, reporting the answer's progress to `events`. A session
+    /// owned by someone other than the request's `customer_id` is
+    /// [`AskError::NotFound`]; an expired session is deleted and started again from
+    /// turn 0. The turn is stored within this future, after the answer is complete:
+    /// dropped before (the caller went away), it stores nothing.
+    pub async fn ask(
+        &self,
+        request: QueryRequest,
+        events: AnswerEvents,
+    ) -> Result<Reply, AskError> {
         let QueryRequest {
             question,
             session_id,
             enable_persistence,
             customer_id,
             metadata,
+            ..
         } = request;
         let mut warnings = Vec::new();
 
@@ -124,7 +131,10 @@ impl Conversations {
                         .to_owned(),
                 );
             }
-            let answer = self.answerer.answer(question.as_str(), &[]).await?;
+            let answer = self
+                .answerer
+                .answer(question.as_str(), &[], &events)
+                .await?;
             return Ok(Reply::unsaved(answer, None, 0, warnings));
         };
 
@@ -136,7 +146,10 @@ impl Conversations {
                     "durable storage is not configured: this turn was answered without history and not saved"
                         .to_owned(),
                 );
-                let answer = self.answerer.answer(question.as_str(), &[]).await?;
+                let answer = self
+                    .answerer
+                    .answer(question.as_str(), &[], &events)
+                    .await?;
                 return Ok(Reply::unsaved(answer, Some(session_id), 0, warnings));
             }
         };
@@ -147,7 +160,10 @@ impl Conversations {
             .continue_conversation(store, budget, &session_id, asker, &mut warnings)
             .await?;
         let history = continued.as_ref().map_or(&[][..], |c| &c.history[..]);
-        let answer = self.answerer.answer(question.as_str(), history).await?;
+        let answer = self
+            .answerer
+            .answer(question.as_str(), history, &events)
+            .await?;
         let history_turns = history.len();
 
         let continued = match continued {

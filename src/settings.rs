@@ -241,6 +241,9 @@ pub struct Settings {
     pub credential: CredentialChoice,
     /// `RUST_LOG`, `LOG_FORMAT`.
     pub log: LogSettings,
+    /// The longest a streamed answer stays silent: then a keep-alive comment is
+    /// sent. Not a setting users change (15 s); tests shorten it.
+    pub stream_keep_alive: Duration,
 }
 
 impl Settings {
@@ -264,6 +267,7 @@ impl Settings {
             upstream: UpstreamPolicy::default(),
             credential: CredentialChoice::DeveloperTools,
             log: LogSettings::default(),
+            stream_keep_alive: Duration::from_secs(15),
         }
     }
 
@@ -387,6 +391,7 @@ impl Settings {
             upstream: answering::upstream_policy(get)?,
             credential: identity::credential_choice(get)?,
             log,
+            stream_keep_alive: defaults.stream_keep_alive,
         };
         settings.check_sessions_table()?;
         Ok(settings)

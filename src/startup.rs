@@ -65,6 +65,7 @@ impl Application {
             sessions,
             documents_indexed: documents.len(),
             trust_easy_auth_headers: settings.trust_easy_auth_headers,
+            stream_keep_alive: settings.stream_keep_alive,
         });
         Ok(Self {
             listener,

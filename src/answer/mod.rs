@@ -12,6 +12,7 @@ mod offline;
 mod prompt;
 mod retriever;
 mod setup;
+mod sse;
 mod upstream;
 mod walk;
 
@@ -21,6 +22,7 @@ pub use offline::OfflineAnswerer;
 pub use setup::answerer_for;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::domain::Turn;
 
@@ -80,8 +82,67 @@ pub enum AnswerError {
     UpstreamTimeout { service: &'static str },
 }
 
+/// What an answerer reports while it works, for a reply that streams.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerEvent {
+    /// Retrieval is done: what the answer is built from. Sent once, before any text.
+    Grounded {
+        mode: Mode,
+        sources: Vec<Source>,
+        /// The prior turns the answerer was given.
+        history_turns: usize,
+    },
+    /// The next piece of the answer: all pieces joined are exactly [`Answer::text`].
+    Text(String),
+}
+
+/// Where an answerer's events go: a channel when the reply streams, nowhere
+/// otherwise.
+#[derive(Debug)]
+pub struct AnswerEvents(Option<mpsc::UnboundedSender<AnswerEvent>>);
+
+impl AnswerEvents {
+    /// Events are dropped: the caller wants only the finished answer.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Events go to the receiver, in order.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<AnswerEvent>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Self(Some(sender)), receiver)
+    }
+
+    fn grounded(&self, mode: Mode, sources: &[Source], history: &[Turn]) {
+        self.send(AnswerEvent::Grounded {
+            mode,
+            sources: sources.to_vec(),
+            history_turns: history.len(),
+        });
+    }
+
+    fn text(&self, piece: &str) {
+        if !piece.is_empty() {
+            self.send(AnswerEvent::Text(piece.to_owned()));
+        }
+    }
+
+    fn send(&self, event: AnswerEvent) {
+        if let Some(sender) = &self.0 {
+            // A receiver that is gone has stopped listening: nothing is lost.
+            let _ = sender.send(event);
+        }
+    }
+}
+
 #[async_trait]
 pub trait Answerer: Send + Sync + 'static {
-    /// Answers `question` given the conversation's recent turns (oldest first).
-    async fn answer(&self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError>;
+    /// Answers `question` given the conversation's recent turns (oldest first),
+    /// reporting its sources and then its text to `events` as they are known.
+    async fn answer(
+        &self,
+        question: &str,
+        history: &[Turn],
+        events: &AnswerEvents,
+    ) -> Result<Answer, AnswerError>;
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Answer, AnswerError, Answerer, DocumentIndex, Hit, Mode};
+use super::{Answer, AnswerError, AnswerEvents, Answerer, DocumentIndex, Hit, Mode};
 use crate::domain::Turn;
 
 const PASSAGES_QUOTED: usize = 3;
@@ -46,21 +46,20 @@ impl OfflineAnswerer {
         }
         Vec::new()
     }
-}
 
-#[async_trait]
-impl Answerer for OfflineAnswerer {
-    async fn answer(&self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
+    /// The answer: an introduction, then the best passages, each quoted from
+    /// [`PASSAGE_START`] on.
+    fn compose(&self, question: &str, history: &[Turn]) -> Answer {
         let context = self.follow_up_context(question, history);
         let hits = self
             .index
             .best_passages(question, &context, PASSAGES_QUOTED);
         if hits.is_empty() {
-            return Ok(Answer {
+            return Answer {
                 text: "I found nothing in the indexed documents about that. Try naming a program, copybook or job.".into(),
                 sources: Vec::new(),
                 mode: Mode::Offline,
-            });
+            };
         }
         let mut text = String::from("From the indexed documents");
         if !context.is_empty() {
@@ -78,18 +77,42 @@ impl Answerer for OfflineAnswerer {
                 p.text.trim_end()
             ));
         }
-        Ok(Answer {
+        Answer {
             text,
             sources: hits.iter().map(Hit::source).collect(),
             mode: Mode::Offline,
-        })
+        }
+    }
+}
+
+/// Where a quoted passage begins in an offline answer.
+const PASSAGE_START: &str = "\n[";
+
+#[async_trait]
+impl Answerer for OfflineAnswerer {
+    /// The answer streams as its introduction, then one piece per passage.
+    async fn answer(
+        &self,
+        question: &str,
+        history: &[Turn],
+        events: &AnswerEvents,
+    ) -> Result<Answer, AnswerError> {
+        let answer = self.compose(question, history);
+        events.grounded(answer.mode, &answer.sources, history);
+        let mut start = 0;
+        for (passage, _) in answer.text.match_indices(PASSAGE_START) {
+            events.text(&answer.text[start..passage]);
+            start = passage;
+        }
+        events.text(&answer.text[start..]);
+        Ok(answer)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::Document;
+    use crate::answer::{AnswerEvent, Document};
 
     fn answerer() -> OfflineAnswerer {
         let docs = ["programs/LONPF2.cbl", "programs/LONES1.cbl"].map(|id| Document {
@@ -115,6 +138,39 @@ mod tests {
             a.follow_up_context("And its inputs?", &history[..2]),
             ["LONPF2"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_answer_streams_its_sources_then_one_piece_per_passage() {
+        let a = answerer();
+        let (events, mut received) = AnswerEvents::channel();
+        let answer = a
+            .answer("What do LONPF2 and LONES1 do?", &[], &events)
+            .await
+            .unwrap();
+        drop(events);
+        let Some(AnswerEvent::Grounded {
+            mode,
+            sources,
+            history_turns,
+        }) = received.recv().await
+        else {
+            panic!("sources come first");
+        };
+        assert_eq!(
+            (mode, &sources, history_turns),
+            (Mode::Offline, &answer.sources, 0)
+        );
+        let mut pieces = Vec::new();
+        while let Some(event) = received.recv().await {
+            let AnswerEvent::Text(piece) = event else {
+                panic!("sources come once");
+            };
+            pieces.push(piece);
+        }
+        assert_eq!(pieces.len(), 1 + answer.sources.len());
+        assert!(pieces[1].starts_with("\n[1] "));
+        assert_eq!(pieces.concat(), answer.text);
     }
 
     #[test]

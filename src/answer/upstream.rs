@@ -1,18 +1,20 @@
 //! Calls to the services behind model answers (Azure OpenAI, OpenAI-compatible
-//! servers, Azure AI Search): one pooled client, a deadline per call, bounded
-//! retries on 429 and 5xx that honour `Retry-After`, and failures as
+//! servers, Azure AI Search): one pooled client, a deadline per call (for a
+//! streamed reply: to its first piece, then between pieces), bounded retries on
+//! 429 and 5xx that honour `Retry-After`, and failures as
 //! [`AnswerError`]s naming the service and nothing secret: no keys, no tokens, no
 //! URLs, no bodies (an OpenAI 401 quotes part of the key it refused).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::sse::EventParser;
 use super::AnswerError;
 use crate::credential::TokenSource;
 use crate::settings::{ApiKey, SettingsError, UpstreamPolicy};
@@ -133,34 +135,59 @@ impl Upstream {
         url: &Url,
         body: &impl Serialize,
     ) -> Result<T, AnswerError> {
+        let (response, deadline) = self.post(url, body, "application/json").await?;
+        match tokio::time::timeout_at(deadline, response.json()).await {
+            Err(_) => Err(self.timed_out()),
+            Ok(Err(error)) if error.is_timeout() => Err(self.timed_out()),
+            Ok(Err(_)) => Err(self.failure("sent a reply that is not the expected JSON")),
+            Ok(Ok(reply)) => Ok(reply),
+        }
+    }
+
+    /// POSTs `body` as JSON to `url` and reads the reply as Server-Sent Events as
+    /// they arrive. The first must come within the policy's timeout for all
+    /// attempts together, each later one within the timeout of the one before.
+    /// Once the reply has begun nothing is retried: its events may have been passed on.
+    pub async fn post_for_events(
+        &self,
+        url: &Url,
+        body: &impl Serialize,
+    ) -> Result<EventStream<'_>, AnswerError> {
+        let (response, deadline) = self.post(url, body, "text/event-stream").await?;
+        Ok(EventStream {
+            upstream: self,
+            response,
+            parser: EventParser::default(),
+            next_by: deadline,
+        })
+    }
+
+    /// A successful response to `body` (its headers: the body is left to the
+    /// caller), with retries, and the deadline of the whole call.
+    async fn post(
+        &self,
+        url: &Url,
+        body: &impl Serialize,
+        accept: &'static str,
+    ) -> Result<(reqwest::Response, Instant), AnswerError> {
         let started = Instant::now();
         let deadline = started + self.policy.timeout;
         let mut retries = 0;
         loop {
-            let outcome = tokio::time::timeout_at(deadline, self.attempt(url, body))
+            let outcome = tokio::time::timeout_at(deadline, self.attempt(url, body, accept))
                 .await
                 .unwrap_or(Err(Failure::Timeout));
             let message = match outcome {
-                Ok(reply) => {
+                Ok(response) => {
                     tracing::info!(
                         service = self.service,
                         retries,
                         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                         "upstream call"
                     );
-                    return Ok(reply);
+                    return Ok((response, deadline));
                 }
-                Err(Failure::Timeout) => {
-                    tracing::warn!(
-                        service = self.service,
-                        retries,
-                        timeout_s = self.policy.timeout.as_secs_f64(),
-                        "upstream call timed out"
-                    );
-                    return Err(AnswerError::UpstreamTimeout {
-                        service: self.service,
-                    });
-                }
+                Err(Failure::Timeout) => return Err(self.timed_out()),
                 Err(Failure::Final(message)) => message,
                 Err(Failure::Transient {
                     message,
@@ -191,14 +218,32 @@ impl Upstream {
         }
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    /// This service took longer than the policy allows (504).
+    fn timed_out(&self) -> AnswerError {
+        tracing::warn!(
+            service = self.service,
+            timeout_s = self.policy.timeout.as_secs_f64(),
+            "upstream call timed out"
+        );
+        AnswerError::UpstreamTimeout {
+            service: self.service,
+        }
+    }
+
+    async fn attempt(
         &self,
         url: &Url,
         body: &impl Serialize,
-    ) -> Result<T, Failure> {
+        accept: &'static str,
+    ) -> Result<reqwest::Response, Failure> {
         let request = self
             .auth
-            .apply(self.http.post(url.clone()).json(body))
+            .apply(
+                self.http
+                    .post(url.clone())
+                    .header(ACCEPT, accept)
+                    .json(body),
+            )
             .await?;
         let response = request.send().await.map_err(|error| {
             if error.is_timeout() {
@@ -214,13 +259,7 @@ impl Upstream {
         })?;
         let status = response.status();
         if status.is_success() {
-            return response.json().await.map_err(|error| {
-                if error.is_timeout() {
-                    Failure::Timeout
-                } else {
-                    Failure::Final("sent a reply that is not the expected JSON".into())
-                }
-            });
+            return Ok(response);
         }
         let retry_after = retry_after(response.headers());
         let code = error_code(response).await;
@@ -235,6 +274,38 @@ impl Upstream {
             })
         } else {
             Err(Failure::Final(message))
+        }
+    }
+}
+
+/// The events of a streamed reply, read as they arrive. Dropping it drops the
+/// connection, which cancels the call.
+pub struct EventStream<'a> {
+    upstream: &'a Upstream,
+    response: reqwest::Response,
+    parser: EventParser,
+    /// When the next piece of the reply must have arrived.
+    next_by: Instant,
+}
+
+impl EventStream<'_> {
+    /// The `data` of the next event; `None` when the service closed the stream.
+    pub async fn next(&mut self) -> Result<Option<String>, AnswerError> {
+        loop {
+            if let Some(data) = self.parser.next_event() {
+                return Ok(Some(data));
+            }
+            match tokio::time::timeout_at(self.next_by, self.response.chunk()).await {
+                Err(_) => return Err(self.upstream.timed_out()),
+                Ok(Err(error)) if error.is_timeout() => return Err(self.upstream.timed_out()),
+                Ok(Err(_)) => return Err(self.upstream.failure("broke off its reply")),
+                // An event not ended by its blank line is incomplete: it is dropped.
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(bytes))) => {
+                    self.next_by = Instant::now() + self.upstream.policy.timeout;
+                    self.parser.feed(&bytes);
+                }
+            }
         }
     }
 }
@@ -258,12 +329,16 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 async fn error_code(response: reqwest::Response) -> Option<String> {
     let body: serde_json::Value = response.json().await.ok()?;
     let code = body.pointer("/error/code")?.as_str()?;
-    let plain = !code.is_empty()
+    is_plain_code(code).then(|| code.to_owned())
+}
+
+/// Whether an error code from a service is a plain identifier, safe to pass on.
+pub fn is_plain_code(code: &str) -> bool {
+    !code.is_empty()
         && code.len() <= 64
         && code
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    plain.then(|| code.to_owned())
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ pub struct QueryRequest {
     pub enable_persistence: bool,
     pub customer_id: Option<CustomerId>,
     pub metadata: Metadata,
+    /// `stream`: answer as Server-Sent Events.
+    pub stream: bool,
 }
 
 impl QueryRequest {
@@ -125,16 +127,16 @@ impl QueryRequest {
         let customer_id = optional_key(field("customer_id"), "customer_id", CustomerId::parse)
             .map_err(|m| InvalidQuery::new(InvalidInput::CustomerId, m))?;
 
-        let enable_persistence = match field("enable_persistence") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(InvalidQuery::new(
-                    InvalidInput::Request,
-                    "enable_persistence must be a boolean",
-                ))
-            }
+        let flag = |name: &str| match field(name) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(InvalidQuery::new(
+                InvalidInput::Request,
+                format!("{name} must be a boolean"),
+            )),
         };
+        let enable_persistence = flag("enable_persistence")?;
+        let stream = flag("stream")?;
 
         let metadata = match field("metadata") {
             None => Ok(Metadata::empty()),
@@ -149,6 +151,7 @@ impl QueryRequest {
             enable_persistence,
             customer_id,
             metadata,
+            stream,
         })
     }
 }
@@ -179,13 +182,16 @@ mod tests {
         assert_eq!(q.question.as_str(), "What does LONPF2 do?");
         assert_eq!(q.session_id, None);
         assert!(!q.enable_persistence);
+        assert!(!q.stream);
         assert_eq!(q.metadata.as_json(), "{}");
+        let q = QueryRequest::parse(br#"{"question":"q","stream":true}"#).unwrap();
+        assert!(q.stream);
     }
 
     #[test]
     fn nulls_mean_absent_and_unknown_fields_are_ignored() {
         let q = QueryRequest::parse(
-            br#"{"question":"q","session_id":null,"enable_persistence":null,"customer_id":null,"metadata":null,"extra":[1]}"#,
+            br#"{"question":"q","session_id":null,"enable_persistence":null,"customer_id":null,"metadata":null,"stream":null,"extra":[1]}"#,
         )
         .unwrap();
         assert_eq!(q.session_id, None);
@@ -213,6 +219,10 @@ mod tests {
         );
         assert_eq!(
             kind_of(r#"{"question":"q","enable_persistence":"yes"}"#),
+            InvalidInput::Request
+        );
+        assert_eq!(
+            kind_of(r#"{"question":"q","stream":1}"#),
             InvalidInput::Request
         );
         assert_eq!(

@@ -1,6 +1,6 @@
 //! The one place where failures become HTTP statuses and error codes.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
@@ -112,11 +112,16 @@ impl ApiError {
         }
     }
 
+    /// `{"error": {"code", "message"}}`: the body of an error response, and the
+    /// data of a stream's `error` event.
+    pub fn body(&self) -> Value {
+        json!({"error": {"code": self.status_and_code().1, "message": self.message()}})
+    }
+
     pub fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let body = json!({"error": {"code": code, "message": self.message()}});
+        let status = self.status();
         let mut response =
-            warp::reply::with_status(warp::reply::json(&body), status).into_response();
+            warp::reply::with_status(warp::reply::json(&self.body()), status).into_response();
         if let ApiError::MethodNotAllowed { allow } = self {
             response
                 .headers_mut()

@@ -3,6 +3,7 @@
 //! that unknown routes, wrong methods and oversized bodies all get the contract's
 //! JSON errors.
 
+mod answer_stream;
 mod chat;
 mod error;
 mod invocation;
@@ -13,7 +14,7 @@ mod whoami;
 pub use error::ApiError;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub documents_indexed: usize,
     /// `TRUST_EASY_AUTH_HEADERS`: the owner is the `X-MS-CLIENT-PRINCIPAL-ID` header.
     pub trust_easy_auth_headers: bool,
+    /// The longest a streamed answer stays silent before a keep-alive comment.
+    pub stream_keep_alive: Duration,
 }
 
 /// One request as the routes see it.
@@ -268,7 +271,7 @@ where
     Ok(collected.freeze())
 }
 
-async fn dispatch(state: &AppState, request: Request) -> Response {
+async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
     let path = request.path.trim_end_matches('/');
     let found = ROUTES
         .iter()
@@ -286,7 +289,7 @@ async fn dispatch(state: &AppState, request: Request) -> Response {
 /// Runs `endpoint` for a request whose method it accepts; `parameters` are the
 /// path's `{session_id}` (then `{turn}`) segments.
 async fn serve(
-    state: &AppState,
+    state: &Arc<AppState>,
     endpoint: Endpoint,
     parameters: &[&str],
     request: &Request,

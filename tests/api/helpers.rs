@@ -205,3 +205,72 @@ pub async fn stored_rows(table: &TableClient, session: &str) -> Vec<Map<String, 
     }
     rows
 }
+
+/// One Server-Sent Event as a client receives it: its name and its JSON data.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub name: String,
+    pub data: Value,
+}
+
+/// Reads a streamed response event by event, as the bytes arrive. Our streams
+/// send `event:` and one `data:` line per event, and `: ` comment lines.
+pub struct EventReader {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    /// Every comment line received so far (`: keep-alive`).
+    pub comments: Vec<String>,
+}
+
+impl EventReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: Vec::new(),
+            comments: Vec::new(),
+        }
+    }
+
+    /// The next event; `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let block = String::from_utf8(block).expect("events are UTF-8");
+                let (mut name, mut data) = (None, None);
+                for line in block.lines() {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        self.comments.push(comment.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("event: ") {
+                        name = Some(value.to_owned());
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        assert!(data.is_none(), "one data line per event: {block:?}");
+                        data = Some(serde_json::from_str(value).expect("event data is JSON"));
+                    } else if !line.is_empty() {
+                        panic!("unexpected line {line:?} in the stream");
+                    }
+                }
+                match (name, data) {
+                    (Some(name), Some(data)) => return Some(Event { name, data }),
+                    (None, None) => continue,
+                    other => panic!("an event needs a name and data: {other:?}"),
+                }
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .expect("the stream can be read")?;
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Every event until the stream ends.
+    pub async fn rest(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}

@@ -2,15 +2,21 @@
 //! does what the host does with our app files. It validates `host.json` and every
 //! `*/function.json` against the official schemas, lays out the deployment the way
 //! `func` packages it, starts `defaultExecutablePath` with the app settings and
-//! `FUNCTIONS_CUSTOMHANDLER_PORT`, waits on `GET /`, forwards each HTTP function's
-//! request unchanged (`enableForwardingHttpRequest`) and invokes every other
-//! function with the custom-handler invocation payload.
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, waits on `GET /`, passes each HTTP function's
+//! request on, and invokes every other function with the custom-handler
+//! invocation payload. HTTP requests go both ways the host sends them: forwarded
+//! unchanged (`enableForwardingHttpRequest`), and through a streaming reverse
+//! proxy (`enableProxyingHttpRequest`, the host's YARP).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use warp::{Filter, Reply as _};
+
+use crate::fake_upstream::{streamed, FakeServer, Reply};
+use crate::helpers::EventReader;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -110,7 +116,9 @@ fn app_files_follow_the_official_schemas() {
         panic!("host.json: {error:#}");
     }
     assert_eq!(host["version"], "2.0");
+    // Proxying streams responses; hosts without it ignore the key and forward.
     assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    assert_eq!(host["customHandler"]["enableProxyingHttpRequest"], true);
     assert_eq!(
         host["customHandler"]["description"]["defaultExecutablePath"],
         "handler"
@@ -142,6 +150,11 @@ fn app_files_follow_the_official_schemas() {
     let mut broken = host.clone();
     broken["version"] = json!("3.0");
     assert!(schemas.validate(&broken, host_schema).is_err());
+    for (key, value) in [("enableStreaming", json!(true)), ("port", json!("7071"))] {
+        let mut broken = host.clone();
+        broken["customHandler"][key] = value;
+        assert!(schemas.validate(&broken, host_schema).is_err(), "{key}");
+    }
 }
 
 /// The durable conversation the sessions functions are called on, and its owner.
@@ -212,81 +225,110 @@ fn expected_reply(function: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn the_handler_serves_every_function_as_the_host_would() {
-    let host = read_json(&repo().join("host.json"));
-    let description = &host["customHandler"]["description"];
-    let route_prefix = host["extensions"]["http"]["routePrefix"]
-        .as_str()
-        .unwrap_or("api");
+/// The app deployed as the host runs it: the package laid out, the handler
+/// started with the app settings, and answering `GET /`.
+struct Deployment {
+    /// The handler's own address.
+    base: String,
+    /// `extensions.http.routePrefix`.
+    route_prefix: String,
+    child: tokio::process::Child,
+    _app_root: tempfile::TempDir,
+}
 
-    // The deployment package: app root with host.json, function folders and the binary.
-    let app_root = tempfile::tempdir().unwrap();
-    std::fs::copy(repo().join("host.json"), app_root.path().join("host.json")).unwrap();
-    for (name, _) in functions() {
-        std::fs::create_dir(app_root.path().join(&name)).unwrap();
-        std::fs::copy(
-            repo().join(&name).join("function.json"),
-            app_root.path().join(&name).join("function.json"),
-        )
-        .unwrap();
-    }
-    let executable = app_root
-        .path()
-        .join(description["defaultExecutablePath"].as_str().unwrap());
-    std::fs::copy(env!("CARGO_BIN_EXE_handler"), &executable).unwrap();
-    let working_directory = app_root
-        .path()
-        .join(description["workingDirectory"].as_str().unwrap_or(""));
+impl Deployment {
+    /// Deploys with the app settings of `local.settings.json`, durable storage in
+    /// the shared Azurite, and `settings`.
+    async fn start(settings: &[(&str, &str)]) -> Self {
+        let host = read_json(&repo().join("host.json"));
+        let description = &host["customHandler"]["description"];
+        let route_prefix = host["extensions"]["http"]["routePrefix"]
+            .as_str()
+            .unwrap_or("api")
+            .to_owned();
 
-    // App settings reach the handler as environment variables, as in Azure.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let settings = read_json(&repo().join("local.settings.json"));
-    let mut command = tokio::process::Command::new(&executable);
-    command
-        .current_dir(&working_directory)
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for (name, value) in settings["Values"].as_object().unwrap() {
-        command.env(name, value.as_str().unwrap());
-    }
-    // The app settings of a deployment: its storage (the shared Azurite, a table of
-    // this test's own) and a retention for the purge.
-    command
-        .env(
-            "AzureWebJobsStorage",
-            crate::azurite::connection_string(&crate::azurite::shared_table_endpoint()),
-        )
-        .env(
-            "CHAT_HISTORY_TABLE",
-            crate::azurite::unique_table_name("host"),
-        )
-        .env("SESSION_TTL_DAYS", "30");
-    let mut child = command
-        .spawn()
-        .expect("the host can start defaultExecutablePath");
-
-    // The host probes GET / every 25 ms until any HTTP answer arrives.
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if client.get(format!("{base}/")).send().await.is_ok() {
-            break;
+        // The deployment package: app root with host.json, function folders and the binary.
+        let app_root = tempfile::tempdir().unwrap();
+        std::fs::copy(repo().join("host.json"), app_root.path().join("host.json")).unwrap();
+        for (name, _) in functions() {
+            std::fs::create_dir(app_root.path().join(&name)).unwrap();
+            std::fs::copy(
+                repo().join(&name).join("function.json"),
+                app_root.path().join(&name).join("function.json"),
+            )
+            .unwrap();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "handler never answered GET /"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        let executable = app_root
+            .path()
+            .join(description["defaultExecutablePath"].as_str().unwrap());
+        std::fs::copy(env!("CARGO_BIN_EXE_handler"), &executable).unwrap();
+        let working_directory = app_root
+            .path()
+            .join(description["workingDirectory"].as_str().unwrap_or(""));
+
+        // App settings reach the handler as environment variables, as in Azure.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let local_settings = read_json(&repo().join("local.settings.json"));
+        let mut command = tokio::process::Command::new(&executable);
+        command
+            .current_dir(&working_directory)
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (name, value) in local_settings["Values"].as_object().unwrap() {
+            command.env(name, value.as_str().unwrap());
+        }
+        // The app settings of a deployment: its storage (the shared Azurite, a table of
+        // this test's own) and a retention for the purge.
+        command
+            .env(
+                "AzureWebJobsStorage",
+                crate::azurite::connection_string(&crate::azurite::shared_table_endpoint()),
+            )
+            .env(
+                "CHAT_HISTORY_TABLE",
+                crate::azurite::unique_table_name("host"),
+            )
+            .env("SESSION_TTL_DAYS", "30")
+            .envs(settings.iter().copied());
+        let child = command
+            .spawn()
+            .expect("the host can start defaultExecutablePath");
+
+        // The host probes GET / every 25 ms until any HTTP answer arrives.
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            if client.get(format!("{base}/")).send().await.is_ok() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "handler never answered GET /"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self {
+            base,
+            route_prefix,
+            child,
+            _app_root: app_root,
+        }
     }
+}
+
+/// Calls every function the way the host does, through `base` (the handler, or
+/// a proxy in front of it), and checks each answer.
+async fn call_every_function(deployment: &Deployment, base: &str) {
+    let client = reqwest::Client::new();
+    let route_prefix = &deployment.route_prefix;
     let created = client
         .post(format!("{base}/{route_prefix}/query"))
         .json(&json!({
@@ -301,6 +343,7 @@ async fn the_handler_serves_every_function_as_the_host_would() {
     let created: Value = created.json().await.unwrap();
     assert_eq!(created["persisted"], true, "{created}");
 
+    let started = Instant::now();
     for (name, definition) in functions() {
         let trigger = trigger(&definition);
         let invocation_id = format!(
@@ -344,9 +387,10 @@ async fn the_handler_serves_every_function_as_the_host_would() {
                     .starts_with(content_type));
             }
         } else {
-            // Non-HTTP triggers arrive as POST /{functionName} with the invocation payload.
+            // Non-HTTP triggers arrive as POST /{functionName} with the invocation
+            // payload, straight from the host in either mode.
             let response = client
-                .post(format!("{base}/{name}"))
+                .post(format!("{}/{name}", deployment.base))
                 .header("x-azure-functions-invocationid", &invocation_id)
                 .json(&invocation_payload(&name, trigger))
                 .send()
@@ -357,16 +401,138 @@ async fn the_handler_serves_every_function_as_the_host_would() {
             assert_eq!(reply, expected_reply(&name), "{name}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_handler_serves_every_function_as_a_forwarding_host_would() {
+    let mut deployment = Deployment::start(&[]).await;
+    call_every_function(&deployment, &deployment.base.clone()).await;
 
     // The host stops the worker with SIGTERM; the handler finishes and exits cleanly.
-    let pid = child.id().unwrap().to_string();
+    let pid = deployment.child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), deployment.child.wait())
         .await
         .expect("handler exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Headers that belong to one connection, which a proxy does not pass on.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// A reverse proxy in the manner of the host's YARP in proxying mode: each
+/// request goes on to `backend` with `X-Forwarded-*` headers and the backend's
+/// loopback address as `Host`, and each response comes back piece by piece, as
+/// its bytes arrive. Returns the proxy's address.
+async fn streaming_proxy(backend: String) -> String {
+    let client = reqwest::Client::new();
+    let route = warp::any()
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .then(
+            move |method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: warp::http::HeaderMap,
+                  body: bytes::Bytes| {
+                let (client, backend) = (client.clone(), backend.clone());
+                async move {
+                    let mut url = format!("{backend}{}", path.as_str());
+                    if !query.is_empty() {
+                        url = format!("{url}?{query}");
+                    }
+                    let mut request = client.request(method, url).body(body);
+                    for (name, value) in &headers {
+                        if name != "host" && !HOP_BY_HOP.contains(&name.as_str()) {
+                            request = request.header(name, value);
+                        }
+                    }
+                    let original_host = headers.get("host").cloned().unwrap();
+                    let response = request
+                        .header("x-forwarded-for", "127.0.0.1")
+                        .header("x-forwarded-proto", "http")
+                        .header("x-forwarded-host", original_host)
+                        .send()
+                        .await
+                        .expect("the handler answers");
+                    let status = response.status();
+                    let passed: Vec<_> = response
+                        .headers()
+                        .iter()
+                        .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect();
+                    let pieces = futures::stream::unfold(response, |mut response| async move {
+                        let piece = response.chunk().await.expect("the handler's reply");
+                        piece.map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), response))
+                    });
+                    let mut reply =
+                        warp::reply::stream(sync_wrapper::SyncStream::new(pieces)).into_response();
+                    *reply.status_mut() = status;
+                    reply.headers_mut().extend(passed);
+                    reply
+                }
+            },
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    address
+}
+
+#[tokio::test]
+async fn the_handler_streams_through_a_proxying_host() {
+    let host = read_json(&repo().join("host.json"));
+    assert_eq!(host["customHandler"]["enableProxyingHttpRequest"], true);
+
+    // A model that takes its time: 4 pieces, 400 ms apart.
+    let pieces = ["LONPF2 ", "posts ", "loan ", "payments."];
+    let gap = Duration::from_millis(400);
+    let model = FakeServer::start(move |_, _| Reply::events(streamed(&pieces, gap))).await;
+    let deployment =
+        Deployment::start(&[("OPENAI_BASE_URL", &model.url), ("OPENAI_MODEL", "m")]).await;
+    let proxy = streaming_proxy(deployment.base.clone()).await;
+    call_every_function(&deployment, &proxy).await;
+
+    let response = reqwest::Client::new()
+        .post(format!("{proxy}/{}/query", deployment.route_prefix))
+        .header("accept", "text/event-stream")
+        .json(&json!({"question": "What does LONPF2 do?", "session_id": "host-stream"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = EventReader::new(response);
+    assert_eq!(events.next().await.unwrap().name, "meta");
+    let first = events.next().await.unwrap();
+    let first_arrived = Instant::now();
+    assert_eq!(first.data["text"], "LONPF2");
+    let rest = events.rest().await;
+    let finished = model.finished_at().expect("the model finished");
+    assert!(
+        first_arrived + gap < finished,
+        "through the proxy, the first delta came {:?} before the model finished",
+        finished - first_arrived
+    );
+    let done = rest.last().unwrap();
+    assert_eq!(done.name, "done");
+    assert_eq!(done.data["answer"], "LONPF2 posts loan payments.");
 }

@@ -16,3 +16,4 @@ mod sessions;
 mod startup;
 mod storage_conformance;
 mod storage_faults;
+mod streaming;

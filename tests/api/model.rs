@@ -18,11 +18,19 @@ use crate::helpers::{spawn_app_with, TestApp};
 /// How the fakes tell the rewrite of a follow-up from a request for an answer.
 const REWRITE_INSTRUCTION_START: &str = "Rewrite the follow-up question";
 
-type Setting<'a> = (&'a str, &'a str);
+pub type Setting<'a> = (&'a str, &'a str);
 
 /// The app configured by groups of settings (names and values as users set
 /// them), with retry back-off shortened so failure tests stay fast.
-async fn spawn_app_configured(groups: &[&[Setting<'_>]]) -> TestApp {
+pub async fn spawn_app_configured(groups: &[&[Setting<'_>]]) -> TestApp {
+    spawn_app_configured_with(groups, |_| {}).await
+}
+
+/// [`spawn_app_configured`], then `configure` changes what users cannot set.
+pub async fn spawn_app_configured_with(
+    groups: &[&[Setting<'_>]],
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let parsed = Settings::from_lookup(|name| {
         groups
             .iter()
@@ -34,17 +42,18 @@ async fn spawn_app_configured(groups: &[&[Setting<'_>]]) -> TestApp {
     spawn_app_with(move |s| {
         *s = Settings { port: 0, ..parsed };
         s.upstream.first_retry_delay = Duration::from_millis(10);
+        configure(s);
     })
     .await
 }
 
 /// An OpenAI-compatible server at `url` with no key.
-fn openai_at(url: &str) -> [Setting<'_>; 2] {
+pub fn openai_at(url: &str) -> [Setting<'_>; 2] {
     [("OPENAI_BASE_URL", url), ("OPENAI_MODEL", "m")]
 }
 
 /// Azure OpenAI at `url`, deployment `gpt-4o`, with `key`.
-fn azure_openai_at<'a>(url: &'a str, key: &'a str) -> [Setting<'a>; 3] {
+pub fn azure_openai_at<'a>(url: &'a str, key: &'a str) -> [Setting<'a>; 3] {
     [
         ("AZURE_OPENAI_ENDPOINT", url),
         ("AZURE_OPENAI_DEPLOYMENT", "gpt-4o"),

@@ -3,15 +3,22 @@
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
 import {
-  browserDuring, connectionString, freePort, handlerDuring, sharedStorage,
+  connectionString, freePort, launchBrowser, MODEL_ANSWER, sharedTableEndpoint, startFakeModel, startHandler,
+  uniqueTable,
 } from './harness.mjs';
 
 const TIMEOUT = { timeout: 60_000 };
 
-const browser = browserDuring();
+let browser;
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+});
 
 /** Opens the page; records dialogs (dismissing them) and Content-Security-Policy violations. */
 async function openChat(base, suffix = '') {
@@ -35,14 +42,38 @@ const answers = (page) => page.locator('#transcript article.assistant');
 const sessionOf = (page) => new URL(page.url()).hash.replace('#session=', '');
 const sources = (answer) => answer.locator('.sources code').allTextContents();
 
-/** Types a question, sends it with Enter and waits for its answer. */
+/** Answers that are complete (a streaming answer is `aria-busy` until then). */
+const completeAnswers = (page) => page.locator('#transcript article.assistant:not([aria-busy="true"])');
+
+/** Types a question, sends it with Enter and waits for its complete answer. */
 async function ask(page, question) {
-  const next = answers(page).nth(await answers(page).count());
+  const next = completeAnswers(page).nth(await answers(page).count());
   await page.locator('#question').fill(question);
   await page.locator('#question').press('Enter');
   await next.waitFor();
   return next;
 }
+
+/**
+ * The handler with the settings `settings()` gives, running for the tests of the
+ * enclosing `describe`; its `base` URL is there once they start.
+ */
+function handlerDuring(settings) {
+  const handler = {};
+  before(async () => {
+    Object.assign(handler, await startHandler(await settings()));
+  });
+  after(async () => {
+    await handler.stop?.();
+  });
+  return handler;
+}
+
+/** Durable storage in a table of its own in the shared Azurite. */
+const sharedStorage = (prefix) => ({
+  AZURE_STORAGE_CONNECTION_STRING: connectionString(sharedTableEndpoint()),
+  CHAT_HISTORY_TABLE: uniqueTable(prefix),
+});
 
 describe('the chat page with durable storage', () => {
   const handler = handlerDuring(() => sharedStorage('chate2e'));
@@ -320,6 +351,98 @@ describe('the chat page while storage is down', () => {
     assert.ok((await sources(answer)).includes('programs/LONPF2.cbl'));
     await page.locator('#recent-status.problem').waitFor();
     assert.match(await page.locator('#recent-status').innerText(), /unavailable/);
+    await page.close();
+  });
+});
+
+describe('the chat page with a model that streams slowly', () => {
+  const model = {};
+  before(async () => {
+    Object.assign(model, await startFakeModel({ gapMs: 300 }));
+  });
+  after(async () => {
+    await model.stop?.();
+  });
+  const handler = handlerDuring(() => ({
+    ...sharedStorage('chatstream'), OPENAI_BASE_URL: model.url, OPENAI_MODEL: 'e2e-model',
+  }));
+  const words = MODEL_ANSWER.split(' ');
+
+  /** Sends `question` and waits until the first words of its answer are on screen. */
+  async function sendAndWaitForText(page, question) {
+    await page.locator('#question').fill(question);
+    await page.locator('#question').press('Enter');
+    const answer = answers(page).last();
+    await answer.locator('.bubble', { hasText: words[0] }).waitFor();
+    return answer;
+  }
+
+  /** The conversation open on `page`, as the service has it (its status only). */
+  async function storedStatus(page) {
+    const customer = await page.evaluate(() => localStorage.getItem('session-rag.customer_id'));
+    const query = new URLSearchParams({ customer_id: customer });
+    return (await fetch(`${handler.base}/api/sessions/${encodeURIComponent(sessionOf(page))}?${query}`)).status;
+  }
+
+  test('the answer appears as the model writes it, with its sources first', TIMEOUT, async () => {
+    const page = await openChat(handler.base);
+    const answer = await sendAndWaitForText(page, 'What does LONPF2 do?');
+    // Part of the answer is there while the model is still writing the rest.
+    assert.equal(await answer.getAttribute('aria-busy'), 'true');
+    assert.doesNotMatch(await answer.locator('.bubble').innerText(), /receipt\.$/);
+    assert.ok((await sources(answer)).includes('programs/LONPF2.cbl'));
+    assert.equal(await page.getByRole('button', { name: 'Stop' }).isVisible(), true);
+    assert.equal(await page.locator('#send').isVisible(), false);
+
+    await completeAnswers(page).first().waitFor();
+    assert.equal(await answer.locator('.bubble').innerText(), MODEL_ANSWER);
+    assert.equal(await answer.locator('.badge').count(), 0, 'the turn was saved');
+    assert.equal(await page.getByRole('button', { name: 'Stop' }).isVisible(), false);
+    assert.equal(await page.locator('#question').isDisabled(), false);
+    assert.equal(await storedStatus(page), 200);
+    assert.deepEqual(page.policyViolations, []);
+    await page.close();
+  });
+
+  test('Stop ends the answer: what came stays, marked as not saved, and nothing is stored', TIMEOUT, async () => {
+    const page = await openChat(handler.base);
+    const droppedBefore = model.stats.dropped;
+    const answer = await sendAndWaitForText(page, 'What does LONPF2 do?');
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await answer.locator('.badge', { hasText: 'Stopped, not saved' }).waitFor();
+    const shown = await answer.locator('.bubble').innerText();
+    assert.ok(shown.startsWith(words[0]), shown);
+    assert.notEqual(shown, MODEL_ANSWER);
+    assert.equal(await answer.getAttribute('aria-busy'), null);
+    assert.equal(await page.locator('#question').isDisabled(), false);
+    assert.equal(await page.locator('#send').isVisible(), true);
+    assert.equal(await page.locator('#error').isVisible(), false);
+
+    // The model's call was cancelled, and past the time it would have finished
+    // nothing was stored.
+    const deadline = Date.now() + 10_000;
+    while (model.stats.dropped === droppedBefore) {
+      assert.ok(Date.now() < deadline, 'the model call was not cancelled');
+      await page.waitForTimeout(50);
+    }
+    await page.waitForTimeout(300 * words.length);
+    assert.equal(await storedStatus(page), 404);
+    await page.close();
+  });
+
+  test('an error during the answer is shown where the answer was', TIMEOUT, async () => {
+    const page = await openChat(handler.base);
+    await page.locator('#question').fill('What does LONPF2 do? Please break off.');
+    await page.locator('#question').press('Enter');
+    const answer = answers(page).last();
+    const failure = answer.getByRole('alert');
+    await failure.waitFor();
+    assert.match(await failure.innerText(), /^The answer failed: openai failed: .* \(upstream_error\)$/);
+    assert.equal(await answer.locator('.bubble').innerText(), await failure.innerText());
+    assert.equal(await answer.locator('.badge').innerText(), 'Not saved');
+    assert.equal(await page.locator('#question').inputValue(), 'What does LONPF2 do? Please break off.');
+    assert.equal(await page.locator('#question').isDisabled(), false);
+    assert.equal(await storedStatus(page), 404);
     await page.close();
   });
 });

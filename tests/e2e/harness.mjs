@@ -1,8 +1,10 @@
 // What the end-to-end tests run against: the real `handler` binary (built by
-// `cargo test`), Azurite, and Debian's Chromium driven by playwright-core.
+// `cargo test`), Azurite, Debian's Chromium driven by playwright-core, and a fake
+// chat model that streams slowly.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,4 +144,67 @@ export function browserDuring() {
     await browser.close?.();
   });
   return browser;
+}
+
+/** What the fake model answers, word by word. */
+export const MODEL_ANSWER = 'LONPF2 posts each loan payment to the master file and writes a receipt.';
+
+/**
+ * A fake OpenAI-compatible chat-completions server that streams the way the real
+ * one does (`"stream": true`: Server-Sent Events of `chat.completion.chunk`s, then
+ * `data: [DONE]`), slowly: one word of MODEL_ANSWER every `gapMs`. A question
+ * that says "break off" gets a reply that ends after two words, without
+ * `[DONE]`. `stats.dropped` counts replies whose client hung up before the end.
+ */
+export async function startFakeModel({ gapMs = 300 } = {}) {
+  const stats = { requests: 0, dropped: 0 };
+  const chunk = (delta, finishReason = null) => JSON.stringify({
+    id: 'chatcmpl-e2e', object: 'chat.completion.chunk', created: 1732000000, model: 'e2e-model',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+  });
+  const server = createHttpServer(async (request, response) => {
+    let body = '';
+    for await (const piece of request) body += piece;
+    const payload = JSON.parse(body);
+    stats.requests += 1;
+    if (!payload.stream) {
+      // A follow-up's rewrite: answered in one piece.
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({
+        id: 'chatcmpl-e2e', object: 'chat.completion', created: 1732000000, model: 'e2e-model',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'LONPF2' }, finish_reason: 'stop' }],
+      }));
+      return;
+    }
+    const breakOff = /break off/i.test(payload.messages.at(-1).content);
+    let ended = false;
+    response.on('close', () => {
+      if (!ended) stats.dropped += 1;
+    });
+    response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    response.write(`data: ${chunk({ role: 'assistant', content: '' })}\n\n`);
+    const words = MODEL_ANSWER.split(/(?<= )/);
+    for (const [n, word] of words.entries()) {
+      if (n > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
+      if (response.destroyed) return;
+      if (breakOff && n === 2) {
+        ended = true;
+        response.destroy();
+        return;
+      }
+      response.write(`data: ${chunk({ content: word })}\n\n`);
+    }
+    ended = true;
+    response.write(`data: ${chunk({}, 'stop')}\n\n`);
+    response.end('data: [DONE]\n\n');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    stats,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
