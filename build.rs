@@ -10,9 +10,16 @@ mod walk;
 fn main() {
     let root = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join("corpus");
     println!("cargo:rerun-if-changed={}", root.display());
-    let files = walk::files_below(&root).expect("corpus/ is readable");
+    let listing = walk::files_below(&root).expect("corpus/ is readable");
+    for skipped in &listing.skipped {
+        println!(
+            "cargo:warning=corpus: skipped {}: {}",
+            skipped.path.display(),
+            skipped.reason
+        );
+    }
     let mut code = String::from("pub(crate) static EMBEDDED_CORPUS: &[(&str, &str)] = &[\n");
-    for (id, path) in files {
+    for (id, path) in listing.files {
         println!("cargo:rerun-if-changed={}", path.display());
         if fs::read_to_string(&path).is_ok() {
             code.push_str(&format!(

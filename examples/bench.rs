@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure_core::auth::Secret;
-use azure_core::TransportOptions;
+use azure_core::{Etag, TransportOptions};
 use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
+use azure_data_tables::IfMatchCondition;
 use azure_storage::{CloudLocation, StorageCredentials};
-use futures::StreamExt;
 use serde_json::{json, Value};
 use session_rag::credential::Credentials;
 use session_rag::domain::SessionId;
@@ -37,6 +37,9 @@ const MODEL_FIRST_TOKEN: Duration = Duration::from_millis(300);
 const MODEL_TOKENS: usize = 100;
 /// …this far apart.
 const MODEL_TOKEN_GAP: Duration = Duration::from_millis(20);
+/// In-process turns for the memory figure, as runs of `REQUESTS_PER_RUN`.
+const MEMORY_TURNS: usize = 100_000;
+const MEMORY_SESSIONS: usize = 500;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -208,9 +211,17 @@ fn azurite_table(endpoint: &str, table: &str) -> TableClient {
         .table_client(table)
 }
 
-/// The ceiling for persistent turns: the same two storage operations a turn costs
-/// (a window query and an insert of a turn as large as the handler's, `sample`),
-/// driven straight at Azurite over 100 sessions.
+/// A session of the ceiling run: its next turn number and its last turn's ETag.
+#[derive(Default)]
+struct CeilingSession {
+    next_turn: usize,
+    last_etag: Option<Etag>,
+}
+
+/// The ceiling for persistent turns: the same storage work a steady turn costs
+/// (one entity-group transaction: a Merge of the session's last turn under
+/// `If-Match` of its ETag, and the insert of a turn as large as the handler's,
+/// `sample`), driven straight at Azurite over 100 sessions.
 async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> RunFigures {
     let sample = Arc::new(sample.clone());
     let table = Arc::new(azurite_table(
@@ -218,27 +229,45 @@ async fn storage_ceiling(endpoint: &str, concurrency: usize, sample: &Value) -> 
         &format!("ceiling{concurrency}x{}", std::process::id()),
     ));
     table.create().await.unwrap();
-    let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..100).map(|_| AtomicUsize::new(0)).collect());
+    // One writer per session at a time, as with the handler (which serves a
+    // session's turns one after another): no transaction fails on a stale ETag.
+    let sessions: Arc<Vec<tokio::sync::Mutex<CeilingSession>>> = Arc::new(
+        (0..100)
+            .map(|_| tokio::sync::Mutex::new(CeilingSession::default()))
+            .collect(),
+    );
     measure(concurrency, move |n| {
-        let (table, counts, sample) = (table.clone(), counts.clone(), sample.clone());
+        let (table, sessions, sample) = (table.clone(), sessions.clone(), sample.clone());
         async move {
             let session = format!("p{}", n % 100);
-            let turn = counts[n % 100].fetch_add(1, Ordering::Relaxed);
-            let from = format!("{:04}", turn.saturating_sub(10));
-            let mut window = table
-                .query()
-                .filter(format!(
-                    "PartitionKey eq '{session}' and RowKey ge '{from}'"
-                ))
-                .top(42)
-                .into_stream::<Value>();
-            window.next().await.unwrap().unwrap();
+            let mut state = sessions[n % 100].lock().await;
+            let (turn, last) = (state.next_turn, state.last_etag.clone());
             let entity = json!({
                 "PartitionKey": session, "RowKey": format!("{turn:04}"),
                 "timestamp": "2026-01-01T00:00:00Z", "user": sample["question"],
                 "assistant": sample["answer"], "metadata_json": "{}",
             });
-            table.insert::<_, Value>(entity).unwrap().await.is_ok()
+            let mut batch = table.partition_key_client(&session).transaction();
+            if let Some(etag) = last {
+                let previous = format!("{:04}", turn - 1);
+                let keys = json!({"PartitionKey": session, "RowKey": previous});
+                batch = batch
+                    .merge(previous, keys, Some(IfMatchCondition::Etag(etag)))
+                    .unwrap();
+            }
+            let Ok(response) = batch.insert(entity).unwrap().await else {
+                return false;
+            };
+            let inserted = response.operation_responses.last().unwrap();
+            let stored = response
+                .operation_responses
+                .iter()
+                .all(|op| op.status_code.is_success());
+            if stored {
+                state.next_turn += 1;
+                state.last_etag = inserted.etag.clone();
+            }
+            stored
         }
     })
     .await
@@ -393,6 +422,55 @@ async fn streamed_answers(
     (first, done)
 }
 
+/// Resident memory of a fresh handler after `MEMORY_TURNS` in-process turns over
+/// `MEMORY_SESSIONS` sessions, with `SESSION_MEMORY_MAX_MB` = `cap_mb` (`None`: the
+/// default): (RSS idle, RSS after, sessions held, text of the turns held). The text
+/// held is read back through the sessions API after RSS was taken.
+async fn in_process_memory(
+    binary: &PathBuf,
+    cap_mb: Option<usize>,
+    questions: [&'static str; 4],
+) -> (f64, f64, usize, usize) {
+    let env: Vec<(String, String)> = cap_mb
+        .map(|mb| ("SESSION_MEMORY_MAX_MB".to_owned(), mb.to_string()))
+        .into_iter()
+        .collect();
+    let (handler, _) = Handler::start(binary, &env);
+    let idle = handler.rss_mib();
+    for run in 0..MEMORY_TURNS / REQUESTS_PER_RUN {
+        queries(handler.port, 16, move |n| {
+            let n = run * REQUESTS_PER_RUN + n;
+            json!({"question": questions[n % questions.len()], "session_id": format!("m{}", n % MEMORY_SESSIONS)})
+        })
+        .await;
+    }
+    let after = handler.rss_mib();
+    let client = reqwest::Client::new();
+    let (mut sessions, mut text) = (0, 0);
+    for n in 0..MEMORY_SESSIONS {
+        let response = client
+            .get(format!(
+                "http://127.0.0.1:{}/api/sessions/m{n}",
+                handler.port
+            ))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 200 {
+            continue; // evicted
+        }
+        sessions += 1;
+        let document: Value = response.json().await.unwrap();
+        text += document["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().len())
+            .sum::<usize>();
+    }
+    (idle, after, sessions, text)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -490,7 +568,7 @@ async fn main() {
         for concurrency in [16, 64] {
             let figures = storage_ceiling(endpoint, concurrency, &turn).await;
             println!(
-                "| ceiling: window query + insert straight at Azurite | {concurrency} | {:.0} | {} | {} | {} |",
+                "| ceiling: one transaction per turn (Merge of the last turn under If-Match + Insert) straight at Azurite | {concurrency} | {:.0} | {} | {} | {} |",
                 figures.requests_per_second,
                 ms(figures.p50),
                 ms(figures.p99),
@@ -556,4 +634,18 @@ async fn main() {
         "idle after start-up: {idle:.1} MiB; after {total} requests: {:.1} MiB",
         handler.rss_mib()
     );
+    drop(handler);
+
+    println!("\n## in-process memory: {MEMORY_TURNS} turns over {MEMORY_SESSIONS} sessions, fresh handler each");
+    println!("| SESSION_MEMORY_MAX_MB | RSS idle MiB | RSS after MiB | sessions held | text held MiB | RSS growth / text held |");
+    println!("|---|---|---|---|---|---|");
+    for cap_mb in [None, Some(1024)] {
+        let (idle, after, sessions, text) = in_process_memory(&binary, cap_mb, questions).await;
+        let text_mib = text as f64 / (1024.0 * 1024.0);
+        println!(
+            "| {} | {idle:.1} | {after:.1} | {sessions} | {text_mib:.1} | {:.2} |",
+            cap_mb.map_or("default".to_owned(), |mb| mb.to_string()),
+            (after - idle) / text_mib
+        );
+    }
 }

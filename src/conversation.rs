@@ -7,17 +7,21 @@
 //!
 //! Either way a session belongs to the `customer_id` of its turn 0, and only that
 //! customer may continue it; a session whose last turn is older than
-//! `SESSION_TTL_DAYS` is deleted and started again.
+//! `SESSION_TTL_DAYS` is started again at turn 0. Each append states what it
+//! found (a new session, the last turn it read, the expired conversation it
+//! replaces) and the store refuses it if that changed; then the session is read
+//! again and the decision made again, so ownership and expiry are never decided
+//! by a read that another writer has overtaken.
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use crate::answer::{Answer, AnswerError, AnswerEvents, Answerer};
-use crate::domain::{
-    may_access, owner_of, CustomerId, NewTurn, QueryRequest, Retention, SessionId, Turn,
-};
-use crate::storage::{GuardedStore, StorageBudget, StorageError};
+use crate::clock::Clock;
+use crate::domain::{may_access, CustomerId, NewTurn, QueryRequest, Retention, SessionId};
+use crate::storage::{Appended, Expectation, GuardedStore, StorageBudget, StorageError, Window};
+
+/// Appends per turn; each refused one means another writer changed the session.
+const MAX_APPEND_ATTEMPTS: usize = 64;
 
 /// The outcome of one question.
 #[derive(Debug, Clone)]
@@ -65,14 +69,17 @@ pub struct Conversations {
     durable: Option<GuardedStore>,
     max_turns: usize,
     retention: Retention,
+    clock: Clock,
 }
 
-/// The conversation a turn continues, once loaded and checked.
-struct Continued {
-    /// The turns handed to the answerer.
-    history: Vec<Turn>,
-    /// Who the new turn is stored for: the conversation's owner, or the asker when
-    /// the conversation starts with this turn.
+/// What the new turn will be, decided from the session's window.
+struct Plan {
+    /// The window the turn follows (empty when it starts a conversation).
+    window: Window,
+    /// What the store must still find for the turn to be stored.
+    expected: Expectation,
+    /// Who the turn is stored for: the conversation's owner, or the asker when the
+    /// conversation starts with this turn.
     owner: Option<CustomerId>,
 }
 
@@ -89,6 +96,7 @@ impl Conversations {
         durable: Option<GuardedStore>,
         max_turns: usize,
         retention: Retention,
+        clock: Clock,
     ) -> Self {
         Self {
             answerer,
@@ -96,6 +104,7 @@ impl Conversations {
             durable,
             max_turns,
             retention,
+            clock,
         }
     }
 
@@ -106,8 +115,7 @@ impl Conversations {
 
     /// Answers `request`, reporting the answer's progress to `events`. A session
     /// owned by someone other than the request's `customer_id` is
-    /// [`AskError::NotFound`]; an expired session is deleted and started again from
-    /// turn 0. The turn is stored within this future, after the answer is complete:
+    /// [`AskError::NotFound`]; an expired session is started again from turn 0. The turn is stored within this future, after the answer is complete:
     /// dropped before (the caller went away), it stores nothing.
     pub async fn ask(
         &self,
@@ -156,26 +164,42 @@ impl Conversations {
 
         let budget = store.budget();
         let asker = customer_id.as_ref();
-        let continued = self
-            .continue_conversation(store, budget, &session_id, asker, &mut warnings)
-            .await?;
-        let history = continued.as_ref().map_or(&[][..], |c| &c.history[..]);
+        let plan = match self.load(store, budget, &session_id).await {
+            Ok(window) => {
+                if window.dropped > 0 {
+                    warnings.push(format!(
+                        "this conversation outgrew the in-process memory cap (SESSION_MEMORY_MAX_MB): its first {} turns were dropped, the newest are kept",
+                        window.dropped
+                    ));
+                }
+                Some(self.plan(window, &session_id, asker)?)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "history not loaded");
+                warnings.push(storage_warning(
+                    "history could not be loaded, so this answer ignores earlier turns",
+                    &error,
+                ));
+                None
+            }
+        };
+        let history = plan.as_ref().map_or(&[][..], |p| &p.window.turns[..]);
         let answer = self
             .answerer
             .answer(question.as_str(), history, &events)
             .await?;
         let history_turns = history.len();
 
-        let continued = match continued {
-            Some(continued) => Some(continued),
+        let plan = match plan {
+            Some(plan) => Some(plan),
             // Storage may answer again by now (the breaker lets calls through once
             // others succeed): the turn is kept if its conversation can be checked.
-            None => {
-                self.continue_conversation(store, budget, &session_id, asker, &mut Vec::new())
-                    .await?
-            }
+            None => match self.load(store, budget, &session_id).await {
+                Ok(window) => Some(self.plan(window, &session_id, asker)?),
+                Err(_) => None,
+            },
         };
-        let Some(Continued { owner, .. }) = continued else {
+        let Some(plan) = plan else {
             warnings.push(
                 "this turn was not saved: the conversation it continues could not be read"
                     .to_owned(),
@@ -191,12 +215,14 @@ impl Conversations {
             user: question.as_str().to_owned(),
             assistant: answer.text.clone(),
             metadata_json: metadata.as_json().to_owned(),
-            timestamp: Utc::now(),
-            owner,
+            timestamp: self.clock.now(),
+            owner: None,
         };
-        let listed = turn.owner.is_some().then(|| turn.clone());
-        let number = match store.append(budget, &session_id, turn).await {
-            Ok(number) => number,
+        let (number, turn) = match self
+            .append(store, budget, &session_id, asker, plan, turn)
+            .await?
+        {
+            Ok(stored) => stored,
             Err(error) => {
                 tracing::warn!(%error, "turn not saved");
                 warnings.push(storage_warning("this turn was not saved", &error));
@@ -208,7 +234,7 @@ impl Conversations {
                 ));
             }
         };
-        if let Some(turn) = listed {
+        if turn.owner.is_some() {
             if let Err(error) = store
                 .update_listing(budget, &session_id, number, &turn)
                 .await
@@ -230,55 +256,96 @@ impl Conversations {
         })
     }
 
-    /// Loads the window of `session` and decides what the new turn continues: the
-    /// stored conversation, or a new one when there is none or it has expired (then
-    /// it is deleted first). `None` when storage could not tell (a warning says so).
-    async fn continue_conversation(
+    /// The window of `session`: the one `store` holds (this process stored the
+    /// session's last turn), else read.
+    async fn load(
+        &self,
+        store: &GuardedStore,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<Window, StorageError> {
+        if let Some(window) = store.held_window(session) {
+            return Ok(window);
+        }
+        store.recent(budget, session, self.max_turns).await
+    }
+
+    /// Decides what a turn asked by `asker` does to the session whose window is
+    /// `window`: starts it, continues it, or starts it again when it has expired.
+    /// Someone else's conversation is [`AskError::NotFound`].
+    fn plan(
+        &self,
+        window: Window,
+        session: &SessionId,
+        asker: Option<&CustomerId>,
+    ) -> Result<Plan, AskError> {
+        let Some(last) = window.turns.last() else {
+            return Ok(Plan {
+                expected: window.continuation(),
+                window,
+                owner: asker.cloned(),
+            });
+        };
+        if self.retention.is_expired(last.timestamp, self.clock.now()) {
+            return Ok(Plan {
+                expected: window.restart(),
+                window: Window::default(),
+                owner: asker.cloned(),
+            });
+        }
+        if !may_access(window.owner.as_ref(), asker) {
+            return Err(AskError::NotFound(session.clone()));
+        }
+        Ok(Plan {
+            expected: window.continuation(),
+            owner: window.owner.clone(),
+            window,
+        })
+    }
+
+    /// Stores `turn` as `plan` says; when the session changed meanwhile, reloads it
+    /// and decides again (which may find it someone else's). The stored turn and its
+    /// number, or why storage failed.
+    async fn append(
         &self,
         store: &GuardedStore,
         budget: StorageBudget,
         session: &SessionId,
         asker: Option<&CustomerId>,
-        warnings: &mut Vec<String>,
-    ) -> Result<Option<Continued>, AskError> {
-        let window = match store.recent(budget, session, self.max_turns).await {
-            Ok(window) => window,
-            Err(error) => {
-                tracing::warn!(%error, "history not loaded");
-                warnings.push(storage_warning(
-                    "history could not be loaded, so this answer ignores earlier turns",
-                    &error,
-                ));
-                return Ok(None);
-            }
-        };
-        let new_conversation = Continued {
-            history: Vec::new(),
-            owner: asker.cloned(),
-        };
-        let Some(last) = window.turns.last() else {
-            return Ok(Some(new_conversation));
-        };
-        if self.retention.is_expired(last.timestamp, Utc::now()) {
-            return match store.delete(budget, session).await {
-                Ok(_) => Ok(Some(new_conversation)),
-                Err(error) => {
-                    tracing::warn!(%error, "expired conversation not deleted");
-                    warnings.push(storage_warning(
-                        "the expired conversation could not be deleted, so this answer ignores it",
-                        &error,
-                    ));
-                    Ok(None)
-                }
+        mut plan: Plan,
+        turn: NewTurn,
+    ) -> Result<Result<(u64, NewTurn), StorageError>, AskError> {
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let turn = NewTurn {
+                owner: plan.owner.clone(),
+                ..turn.clone()
             };
+            let appended = store
+                .append(budget, session, turn.clone(), plan.expected.clone())
+                .await;
+            match appended {
+                Ok(Appended::Stored { number, version }) => {
+                    let window =
+                        plan.window
+                            .followed_by(turn.clone().at(number), version, self.max_turns);
+                    store.hold_window(session, window);
+                    return Ok(Ok((number, turn)));
+                }
+                Ok(Appended::Changed) => {
+                    store.window_refused(session);
+                    match store.recent(budget, session, self.max_turns).await {
+                        Ok(window) => plan = self.plan(window, session, asker)?,
+                        Err(error) => return Ok(Err(error)),
+                    }
+                }
+                Err(error) => {
+                    store.forget_window(session);
+                    return Ok(Err(error));
+                }
+            }
         }
-        let owner = owner_of(&window.turns).cloned();
-        if !may_access(owner.as_ref(), asker) {
-            return Err(AskError::NotFound(session.clone()));
-        }
-        Ok(Some(Continued {
-            history: window.turns,
-            owner,
-        }))
+        Ok(Err(StorageError::Unavailable(format!(
+            "too much contention: the session changed {MAX_APPEND_ATTEMPTS} times in a row"
+        ))))
     }
 }

@@ -4,6 +4,7 @@
 //! `ARCHITECTURE.md` at the repository root maps the modules.
 
 pub mod answer;
+pub mod clock;
 pub mod conversation;
 pub mod credential;
 pub mod domain;

@@ -12,6 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use futures::StreamExt;
 
+use crate::clock::Clock;
 use crate::domain::{
     may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
     Title, Turn,
@@ -25,6 +26,7 @@ const PURGE_BUDGET: Duration = Duration::from_secs(240);
 pub struct Sessions {
     store: GuardedStore,
     retention: Retention,
+    clock: Clock,
 }
 
 /// Where a page of a listing ended: its last conversation. Listings run from the
@@ -127,8 +129,17 @@ impl fmt::Display for PurgeOutcome {
 }
 
 impl Sessions {
-    pub fn new(store: GuardedStore, retention: Retention) -> Self {
-        Self { store, retention }
+    pub fn new(store: GuardedStore, retention: Retention, clock: Clock) -> Self {
+        Self {
+            store,
+            retention,
+            clock,
+        }
+    }
+
+    /// The time on the application's clock: when feedback is given, for instance.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` (from the start when
@@ -153,7 +164,7 @@ impl Sessions {
         after: Option<&ListPosition>,
     ) -> Result<Vec<SessionSummary>, StorageError> {
         let mut sessions = self.store.sessions_of(budget, owner).await?;
-        let cutoff = self.retention.cutoff(Utc::now());
+        let cutoff = self.retention.cutoff(self.clock.now());
         sessions.retain(|s| {
             cutoff.is_none_or(|cutoff| s.updated_at >= cutoff)
                 && after.is_none_or(|after| sort_key(s) > after.sort_key())
@@ -170,7 +181,8 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<Option<Vec<Turn>>, StorageError> {
         let turns = self.store.all(self.store.budget(), session).await?;
-        Ok(self.visible(&turns, requester).then_some(turns))
+        let visible = self.visible(turns.last(), owner_of(&turns), requester);
+        Ok(visible.then_some(turns))
     }
 
     /// Deletes `session` with its listing entry; `false` (nothing changed) when
@@ -181,9 +193,10 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        // The last turn says who owns the conversation and whether it has expired.
+        // The last turn says whether the conversation has expired; the window, who
+        // owns it.
         let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(&last.turns, requester) {
+        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
             return Ok(false);
         }
         self.store.delete(budget, session).await
@@ -191,7 +204,7 @@ impl Sessions {
 
     /// Deletes every expired conversation.
     pub async fn purge(&self) -> Result<PurgeOutcome, StorageError> {
-        let Some(cutoff) = self.retention.cutoff(Utc::now()) else {
+        let Some(cutoff) = self.retention.cutoff(self.clock.now()) else {
             return Ok(PurgeOutcome::KeptForever);
         };
         let purged = self
@@ -201,12 +214,17 @@ impl Sessions {
         Ok(PurgeOutcome::Purged(purged))
     }
 
-    /// Whether a conversation (some of its turns, the last included) exists for
-    /// `requester`: not empty, not expired, and not owned by someone else.
-    fn visible(&self, turns: &[Turn], requester: Option<&CustomerId>) -> bool {
-        turns.last().is_some_and(|last| {
-            !self.retention.is_expired(last.timestamp, Utc::now())
-                && may_access(owner_of(turns), requester)
+    /// Whether a conversation whose last turn is `last`, owned by `owner`, exists
+    /// for `requester`: not empty, not expired, and not owned by someone else.
+    fn visible(
+        &self,
+        last: Option<&Turn>,
+        owner: Option<&CustomerId>,
+        requester: Option<&CustomerId>,
+    ) -> bool {
+        last.is_some_and(|last| {
+            !self.retention.is_expired(last.timestamp, self.clock.now())
+                && may_access(owner, requester)
         })
     }
 
@@ -240,7 +258,7 @@ impl Sessions {
         let Some(owner) = requester else {
             return Ok(None);
         };
-        let cutoff = self.retention.cutoff(Utc::now());
+        let cutoff = self.retention.cutoff(self.clock.now());
         self.store
             .rename(self.store.budget(), owner, session, title, cutoff)
             .await
@@ -265,7 +283,7 @@ impl Sessions {
         // The last turn says whether the conversation has expired. Ownership is
         // checked again by the store, on the turn it changes.
         let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(&last.turns, requester) {
+        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
             return Ok(false);
         }
         self.store

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::clock::Clock;
+
 mod answering;
 mod identity;
 
@@ -244,6 +246,8 @@ pub struct Settings {
     /// The longest a streamed answer stays silent: then a keep-alive comment is
     /// sent. Not a setting users change (15 s); tests shorten it.
     pub stream_keep_alive: Duration,
+    /// Not read from the environment: the system clock, or a controlled one in tests.
+    pub clock: Clock,
 }
 
 impl Settings {
@@ -260,7 +264,8 @@ impl Settings {
             storage: None,
             storage_timeout: Duration::from_secs(10),
             storage_trusted_cas: Vec::new(),
-            session_memory_max_bytes: 256 * 1024 * 1024,
+            // Comfortably inside Flex Consumption's smallest instance (README, settings).
+            session_memory_max_bytes: 64 * 1024 * 1024,
             generator: Generator::Offline,
             retrieval: Retrieval::LocalIndex,
             model_context_tokens: 6000,
@@ -268,6 +273,7 @@ impl Settings {
             credential: CredentialChoice::DeveloperTools,
             log: LogSettings::default(),
             stream_keep_alive: Duration::from_secs(15),
+            clock: Clock::system(),
         }
     }
 
@@ -392,6 +398,7 @@ impl Settings {
             credential: identity::credential_choice(get)?,
             log,
             stream_keep_alive: defaults.stream_keep_alive,
+            clock: defaults.clock,
         };
         settings.check_sessions_table()?;
         Ok(settings)

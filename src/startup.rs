@@ -47,13 +47,14 @@ impl Application {
         let answerer = answerer_for(&settings, Arc::new(index), &credentials)?;
         let stores = Stores::connect(&settings, &credentials)?;
         let retention = retention(&settings);
-        let sessions = Sessions::new(stores.managed(), retention);
+        let sessions = Sessions::new(stores.managed(), retention, settings.clock.clone());
         let conversations = Conversations::new(
             answerer,
             stores.in_process,
             stores.durable,
             settings.max_turns,
             retention,
+            settings.clock.clone(),
         );
 
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
@@ -99,6 +100,10 @@ impl Application {
     }
 }
 
+/// How much the windows of the durable sessions this process served last may hold:
+/// their next turn here costs one storage round trip instead of two.
+const HELD_WINDOWS_BYTES: usize = 32 * 1024 * 1024;
+
 /// Where conversations live, as the settings say.
 struct Stores {
     in_process: GuardedStore,
@@ -117,16 +122,19 @@ impl Stores {
             None => None,
             Some(connection) => {
                 settings.check_sessions_table()?;
-                Some(GuardedStore::new(
-                    Arc::new(TableStore::connect(
-                        connection,
-                        settings.chat_history_table.as_str(),
-                        &settings.sessions_table(),
-                        credentials,
-                        &settings.storage_trusted_cas,
-                    )?),
-                    settings.storage_timeout,
-                ))
+                Some(
+                    GuardedStore::new(
+                        Arc::new(TableStore::connect(
+                            connection,
+                            settings.chat_history_table.as_str(),
+                            &settings.sessions_table(),
+                            credentials,
+                            &settings.storage_trusted_cas,
+                        )?),
+                        settings.storage_timeout,
+                    )
+                    .holding_windows(HELD_WINDOWS_BYTES),
+                )
             }
         };
         Ok(Self {
@@ -174,5 +182,9 @@ pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
             "no durable storage is configured (AZURE_STORAGE_CONNECTION_STRING, AzureWebJobsStorage or AzureWebJobsStorage__*): nothing to purge"
         );
     };
-    Ok(Sessions::new(durable, retention(settings)).purge().await?)
+    Ok(
+        Sessions::new(durable, retention(settings), settings.clock.clone())
+            .purge()
+            .await?,
+    )
 }

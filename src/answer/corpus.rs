@@ -13,8 +13,10 @@ pub struct Document {
     pub text: String,
 }
 
-/// Reads every UTF-8 text file below `dir` (recursively; binary files are skipped),
-/// or the embedded sample corpus when `dir` is `None`.
+/// Reads every UTF-8 text file below `dir` (recursively, each file once), or the
+/// embedded sample corpus when `dir` is `None`. What cannot be read (a symlink
+/// loop, a broken link, a special file, a file that is not UTF-8 text) is skipped
+/// with one warning naming it.
 pub fn load_documents(dir: Option<&Path>) -> anyhow::Result<Vec<Document>> {
     let Some(dir) = dir else {
         return Ok(EMBEDDED_CORPUS
@@ -25,14 +27,20 @@ pub fn load_documents(dir: Option<&Path>) -> anyhow::Result<Vec<Document>> {
             })
             .collect());
     };
-    let files =
+    let listing =
         super::walk::files_below(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    Ok(files
+    for skipped in &listing.skipped {
+        tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "document skipped");
+    }
+    Ok(listing
+        .files
         .into_iter()
-        .filter_map(|(id, path)| {
-            // Binary files are not documents.
-            let text = std::fs::read_to_string(path).ok()?;
-            Some(Document { id, text })
+        .filter_map(|(id, path)| match std::fs::read_to_string(&path) {
+            Ok(text) => Some(Document { id, text }),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), reason = %error, "document skipped");
+                None
+            }
         })
         .collect())
 }

@@ -66,6 +66,13 @@ pub struct DocumentIndex {
     passages: Vec<Passage>,
     /// Upper-cased document titles (file names without extension), for follow-ups.
     titles: HashSet<String>,
+    engine: Engine,
+}
+
+/// The tantivy side of the index: cheap to clone (the reader is shared), so a
+/// search can run on a blocking thread.
+#[derive(Clone)]
+struct Engine {
     reader: IndexReader,
     analyzer: TextAnalyzer,
     title_field: Field,
@@ -162,12 +169,14 @@ impl DocumentIndex {
         Ok(Self {
             passages,
             titles,
-            reader,
-            analyzer: analyzer(),
-            title_field,
-            body_field,
-            passage_field,
-            lead_field,
+            engine: Engine {
+                reader,
+                analyzer: analyzer(),
+                title_field,
+                body_field,
+                passage_field,
+                lead_field,
+            },
         })
     }
 
@@ -189,14 +198,14 @@ impl DocumentIndex {
 
     /// The best passage of each of the `documents` best-matching documents, best
     /// first (see [`Self::search`] for `context`).
-    pub fn best_passages(
+    pub async fn best_passages(
         &self,
         question: &str,
         context: &[String],
         documents: usize,
     ) -> Vec<Hit<'_>> {
         let mut chosen: Vec<Hit<'_>> = Vec::new();
-        for hit in self.search(question, context, CANDIDATES) {
+        for hit in self.search(question, context, CANDIDATES).await {
             if chosen.len() == documents {
                 break;
             }
@@ -212,8 +221,33 @@ impl DocumentIndex {
 
     /// The best passages for `question`. `context` names documents an earlier turn
     /// was about: it steers which documents match (their titles), while the
-    /// question's own words pick the passages.
-    pub fn search(&self, question: &str, context: &[String], limit: usize) -> Vec<Hit<'_>> {
+    /// question's own words pick the passages. The search runs on a blocking
+    /// thread, so that a large corpus never stalls the requests sharing the async
+    /// workers.
+    pub async fn search(&self, question: &str, context: &[String], limit: usize) -> Vec<Hit<'_>> {
+        let engine = self.engine.clone();
+        let (question, context) = (question.to_owned(), context.join(" "));
+        let found =
+            tokio::task::spawn_blocking(move || engine.search(&question, &context, limit)).await;
+        let found = found.unwrap_or_else(|error| {
+            tracing::error!(%error, "a search of the documents failed");
+            Vec::new()
+        });
+        found
+            .into_iter()
+            .filter_map(|(n, score)| {
+                Some(Hit {
+                    passage: self.passages.get(n)?,
+                    score,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Engine {
+    /// (passage number, score) of the best `limit` passages, best first.
+    fn search(&self, question: &str, context: &str, limit: usize) -> Vec<(usize, f32)> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut analyzer = self.analyzer.clone();
         let mut add = |text: &str, fields: &[(Field, f32)]| {
@@ -233,7 +267,7 @@ impl DocumentIndex {
             question,
             &[(self.body_field, 1.0), (self.title_field, TITLE_BOOST)],
         );
-        add(&context.join(" "), &[(self.title_field, CONTEXT_BOOST)]);
+        add(context, &[(self.title_field, CONTEXT_BOOST)]);
         if clauses.is_empty() {
             return Vec::new();
         }
@@ -259,10 +293,7 @@ impl DocumentIndex {
             .filter_map(|(score, address)| {
                 let stored: TantivyDocument = searcher.doc(address).ok()?;
                 let n = stored.get_first(self.passage_field)?.as_u64()?;
-                Some(Hit {
-                    passage: self.passages.get(n as usize)?,
-                    score,
-                })
+                Some((n as usize, score))
             })
             .collect()
     }
@@ -290,8 +321,8 @@ mod tests {
         assert_eq!(ranges, [(1, 12), (9, 20)]);
     }
 
-    #[test]
-    fn finds_the_document_that_matches_and_ignores_query_syntax() {
+    #[tokio::test]
+    async fn finds_the_document_that_matches_and_ignores_query_syntax() {
         let index = DocumentIndex::build(&[
             doc("programs/PAY.cbl", "posts loan payments to the master file"),
             doc(
@@ -300,9 +331,14 @@ mod tests {
             ),
         ])
         .unwrap();
-        let hits = index.search("Which program handles ESCROW? ) AND NOT (\" body:", &[], 5);
+        let hits = index
+            .search("Which program handles ESCROW? ) AND NOT (\" body:", &[], 5)
+            .await;
         assert_eq!(hits[0].passage.doc_id, "programs/ESC.cbl");
-        assert!(index.search("what does the and of", &[], 5).is_empty());
+        assert!(index
+            .search("what does the and of", &[], 5)
+            .await
+            .is_empty());
     }
 
     #[test]

@@ -49,11 +49,12 @@ impl OfflineAnswerer {
 
     /// The answer: an introduction, then the best passages, each quoted from
     /// [`PASSAGE_START`] on.
-    fn compose(&self, question: &str, history: &[Turn]) -> Answer {
+    async fn compose(&self, question: &str, history: &[Turn]) -> Answer {
         let context = self.follow_up_context(question, history);
         let hits = self
             .index
-            .best_passages(question, &context, PASSAGES_QUOTED);
+            .best_passages(question, &context, PASSAGES_QUOTED)
+            .await;
         if hits.is_empty() {
             return Answer {
                 text: "I found nothing in the indexed documents about that. Try naming a program, copybook or job.".into(),
@@ -97,7 +98,7 @@ impl Answerer for OfflineAnswerer {
         history: &[Turn],
         events: &AnswerEvents,
     ) -> Result<Answer, AnswerError> {
-        let answer = self.compose(question, history);
+        let answer = self.compose(question, history).await;
         events.grounded(answer.mode, &answer.sources, history);
         let mut start = 0;
         for (passage, _) in answer.text.match_indices(PASSAGE_START) {

@@ -39,6 +39,7 @@ impl Retriever for LocalRetriever {
         Ok(self
             .index
             .best_passages(query, &[], limit)
+            .await
             .iter()
             .map(|hit| Retrieved {
                 source: hit.source(),

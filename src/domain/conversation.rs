@@ -44,11 +44,14 @@ impl Retention {
     }
 }
 
-/// The owner of a conversation: the one its turns carry (every turn of a
-/// conversation is stored with the owner of its turn 0). `None` for conversations
-/// written by the seed or without a `customer_id`.
+/// The owner of a conversation, given its turns from turn 0 on: turn 0's
+/// customer, for the conversation's whole life. `None` for conversations written
+/// by the seed or without a `customer_id`, and when turn 0 is not among `turns`.
 pub fn owner_of(turns: &[Turn]) -> Option<&CustomerId> {
-    turns.last().and_then(|turn| turn.owner.as_ref())
+    turns
+        .first()
+        .filter(|turn| turn.index == 0)
+        .and_then(|turn| turn.owner.as_ref())
 }
 
 /// Whether `requester` may read, export, delete or continue a conversation owned by
@@ -106,6 +109,20 @@ mod tests {
         assert!(!retention.is_limited());
         assert!(!retention.is_expired(at(-1_000_000_000), at(0)));
         assert_eq!(retention.cutoff(at(0)), None);
+    }
+
+    #[test]
+    fn the_owner_is_turn_zeros_customer_whoever_asked_later() {
+        let alice = CustomerId::parse("alice").unwrap();
+        let bob = CustomerId::parse("bob").unwrap();
+        let turn = |index, owner: &CustomerId| Turn {
+            index,
+            owner: Some(owner.clone()),
+            ..Turn::exchange("q", "a")
+        };
+        assert_eq!(owner_of(&[turn(0, &alice), turn(1, &bob)]), Some(&alice));
+        assert_eq!(owner_of(&[turn(1, &bob)]), None, "turn 0 not given");
+        assert_eq!(owner_of(&[]), None);
     }
 
     #[test]

@@ -37,7 +37,8 @@ impl InvalidQuery {
     }
 }
 
-/// A question: non-blank, at most 8,000 characters, stored trimmed.
+/// A question exactly as sent: at most 8,000 characters, not blank. It is never
+/// trimmed: leading spaces of pasted COBOL are its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question(String);
 
@@ -49,11 +50,10 @@ impl Question {
                 "question must be at most {MAX_QUESTION_CHARS} characters (got {chars})"
             ));
         }
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
+        if raw.trim().is_empty() {
             return Err("question must not be empty".into());
         }
-        Ok(Self(trimmed.to_owned()))
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn minimal_request_defaults() {
-        let q = QueryRequest::parse(br#"{"question":"  What does LONPF2 do? "}"#).unwrap();
+        let q = QueryRequest::parse(br#"{"question":"What does LONPF2 do?"}"#).unwrap();
         assert_eq!(q.question.as_str(), "What does LONPF2 do?");
         assert_eq!(q.session_id, None);
         assert!(!q.enable_persistence);
@@ -229,6 +229,30 @@ mod tests {
             kind_of(r#"{"question":"q","metadata":[]}"#),
             InvalidInput::Metadata
         );
+    }
+
+    #[test]
+    fn the_question_is_kept_exactly_as_sent() {
+        let cobol = "       IDENTIFICATION DIVISION.\n       PROGRAM-ID. LONPF2.\n ";
+        let body = serde_json::json!({ "question": cobol }).to_string();
+        let q = QueryRequest::parse(body.as_bytes()).unwrap();
+        assert_eq!(q.question.as_str(), cobol);
+    }
+
+    #[test]
+    fn the_length_limit_counts_the_question_as_sent() {
+        let at_limit = format!("{} ", "x".repeat(MAX_QUESTION_CHARS - 1));
+        let body = serde_json::json!({ "question": at_limit }).to_string();
+        assert_eq!(
+            QueryRequest::parse(body.as_bytes())
+                .unwrap()
+                .question
+                .as_str(),
+            at_limit
+        );
+        let over = format!(" {at_limit}");
+        let body = serde_json::json!({ "question": over }).to_string();
+        assert_eq!(kind_of(&body), InvalidInput::Question);
     }
 
     #[test]

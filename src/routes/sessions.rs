@@ -305,7 +305,7 @@ pub async fn feedback(
         ));
     }
     let feedback = match request.method {
-        warp::http::Method::PUT => Some(Feedback::from_body(&request.body, chrono::Utc::now())?),
+        warp::http::Method::PUT => Some(Feedback::from_body(&request.body, state.sessions.now())?),
         _ => None,
     };
     let requester = Parameters::of(request).requester(state, request)?;

@@ -12,7 +12,10 @@ use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{ConversationStore, DeletedAll, SessionSummary, StorageError, Window};
+use super::{
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, StorageError, Window,
+    WindowCache,
+};
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -41,12 +44,15 @@ impl StorageBudget {
     }
 }
 
-/// Clones share the store and its circuit breaker.
+/// Clones share the store, its circuit breaker and the windows it holds.
 #[derive(Clone)]
 pub struct GuardedStore {
     inner: Arc<dyn ConversationStore>,
     budget: Duration,
     breaker: Arc<Mutex<Breaker>>,
+    /// The windows of the sessions last appended to through this store, when it
+    /// keeps them ([`GuardedStore::holding_windows`]).
+    windows: Option<Arc<WindowCache>>,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +105,48 @@ impl GuardedStore {
             inner,
             budget,
             breaker: Arc::new(Mutex::new(Breaker::default())),
+            windows: None,
+        }
+    }
+
+    /// Keeps the window of each session appended to through this store (up to
+    /// `max_bytes` of them), so that its next turn here can append without
+    /// reading. A delete through this store forgets the session's window.
+    pub fn holding_windows(mut self, max_bytes: usize) -> Self {
+        self.windows = Some(Arc::new(WindowCache::new(max_bytes)));
+        self
+    }
+
+    /// The window of `session` as of its last append through this store, if held.
+    pub fn held_window(&self, session: &SessionId) -> Option<Window> {
+        self.windows.as_ref()?.get(session)
+    }
+
+    /// Holds `window` as `session`'s latest (nothing when this store holds none).
+    pub fn hold_window(&self, session: &SessionId, window: Window) {
+        if let Some(windows) = &self.windows {
+            windows.put(session, window);
+        }
+    }
+
+    /// Another writer changed `session` since its window was held or read: from
+    /// now on it is read before each turn instead of held.
+    pub fn window_refused(&self, session: &SessionId) {
+        if let Some(windows) = &self.windows {
+            windows.mark_contended(session);
+        }
+    }
+
+    pub fn forget_window(&self, session: &SessionId) {
+        if let Some(windows) = &self.windows {
+            windows.forget(session);
+        }
+    }
+
+    /// Forgets the windows of every conversation `owner` owns.
+    fn forget_windows_of(&self, owner: &CustomerId) {
+        if let Some(windows) = &self.windows {
+            windows.forget_owned_by(owner);
         }
     }
 
@@ -124,8 +172,10 @@ impl GuardedStore {
         budget: StorageBudget,
         session: &SessionId,
         turn: NewTurn,
-    ) -> Result<u64, StorageError> {
-        self.call(budget, self.inner.append(session, turn)).await
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
+        self.call(budget, self.inner.append(session, turn, expected))
+            .await
     }
 
     pub async fn recent(
@@ -150,6 +200,7 @@ impl GuardedStore {
         budget: StorageBudget,
         session: &SessionId,
     ) -> Result<bool, StorageError> {
+        self.forget_window(session);
         self.call(budget, self.inner.delete(session)).await
     }
 
@@ -208,10 +259,14 @@ impl GuardedStore {
         budget: StorageBudget,
         owner: &CustomerId,
     ) -> Result<DeletedAll, StorageError> {
+        self.forget_windows_of(owner);
         self.call(budget, self.inner.delete_all(owner, budget.halfway()))
             .await
     }
 
+    /// Feedback changes the turn's version, so a held window of the session would
+    /// be refused at its next append (and the session taken for contended): it is
+    /// forgotten instead, and the next turn reads the session first.
     pub async fn set_feedback(
         &self,
         budget: StorageBudget,
@@ -220,6 +275,7 @@ impl GuardedStore {
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
     ) -> Result<bool, StorageError> {
+        self.forget_window(session);
         self.call(
             budget,
             self.inner.set_feedback(session, turn, requester, feedback),
@@ -309,7 +365,12 @@ mod tests {
 
     #[async_trait]
     impl ConversationStore for Hanging {
-        async fn append(&self, _: &SessionId, _: NewTurn) -> Result<u64, StorageError> {
+        async fn append(
+            &self,
+            _: &SessionId,
+            _: NewTurn,
+            _: Expectation,
+        ) -> Result<Appended, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
@@ -442,10 +503,16 @@ mod tests {
             user: "q".into(),
             assistant: "a".into(),
             metadata_json: "{}".into(),
-            timestamp: chrono::Utc::now(),
+            timestamp: DateTime::UNIX_EPOCH,
             owner: None,
         };
-        assert_eq!(store.append(store.budget(), &id(), turn).await, Ok(0));
+        let stored = store
+            .append(store.budget(), &id(), turn, Expectation::New)
+            .await;
+        assert!(
+            matches!(stored, Ok(Appended::Stored { number: 0, .. })),
+            "{stored:?}"
+        );
         assert_eq!(
             store.recent(store.budget(), &id(), 5).await.unwrap().total,
             1

@@ -5,10 +5,12 @@
 mod guard;
 mod memory;
 mod table;
+mod window_cache;
 
 pub use guard::{GuardedStore, StorageBudget};
 pub use memory::InProcessStore;
 pub use table::TableStore;
+use window_cache::WindowCache;
 
 use async_trait::async_trait;
 
@@ -16,11 +18,105 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 
-/// The most recent turns of a session, oldest first, and how many turns it has in all.
+/// The most recent turns of a session, oldest first, how many turns it has in all,
+/// who owns it and how its last turn was stored: all an append needs to state what
+/// it expects.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Window {
     pub turns: Vec<Turn>,
     pub total: u64,
+    /// How many of the session's oldest turns the store no longer holds: the
+    /// in-process store drops them when one session alone outgrows its cap.
+    /// Always 0 for durable stores.
+    pub dropped: u64,
+    /// The owner: turn 0's `customer_id` (`None` without turns or without one).
+    pub owner: Option<CustomerId>,
+    /// The version of the last turn (number `total - 1`); `None` without turns.
+    pub last: Option<Version>,
+}
+
+/// How a backend recognises a stored turn as unchanged since it was read: the
+/// entity's ETag in Table Storage, a stamp in the in-process store. Opaque above
+/// the backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(String);
+
+impl Version {
+    fn new(version: impl Into<String>) -> Self {
+        Self(version.into())
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an append expects to find, checked by the backend atomically with the
+/// write: if it no longer holds, nothing is stored ([`Appended::Changed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    /// The session has no turn: the new turn is turn 0, and its owner owns the
+    /// conversation for life.
+    New,
+    /// Turn `last` is the last turn and is unchanged since read (`version`): the
+    /// new turn is `last + 1`, carrying the owner of turn 0 (as read with it).
+    After { last: u64, version: Version },
+    /// The conversation ending at turn `last` (unchanged: `version`) has expired:
+    /// its rows are deleted, each only as it was seen, and the new turn is turn 0
+    /// of a new conversation.
+    Restart { last: u64, version: Version },
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored as turn `number`, now at `version`.
+    Stored { number: u64, version: Version },
+    /// The session is not as expected any more (another writer appended, deleted
+    /// or restarted it): nothing was stored; reload it and decide again.
+    Changed,
+}
+
+impl Window {
+    /// What continuing this conversation expects: its last turn as read, or no turn.
+    pub fn continuation(&self) -> Expectation {
+        match (&self.last, self.total.checked_sub(1)) {
+            (Some(version), Some(last)) => Expectation::After {
+                last,
+                version: version.clone(),
+            },
+            _ => Expectation::New,
+        }
+    }
+
+    /// What starting this (expired) conversation again expects.
+    pub fn restart(&self) -> Expectation {
+        match self.continuation() {
+            Expectation::After { last, version } => Expectation::Restart { last, version },
+            other => other,
+        }
+    }
+
+    /// The window after `turn` was stored as the next turn at `version`, keeping
+    /// the last `limit` turns. A new conversation (turn 0) starts from nothing.
+    pub fn followed_by(self, turn: Turn, version: Version, limit: usize) -> Window {
+        let (mut turns, owner) = if turn.index == 0 {
+            (Vec::new(), turn.owner.clone())
+        } else {
+            (self.turns, self.owner)
+        };
+        let total = turn.index + 1;
+        turns.push(turn);
+        let excess = turns.len().saturating_sub(limit);
+        turns.drain(..excess);
+        Window {
+            turns,
+            total,
+            dropped: 0,
+            owner,
+            last: Some(version),
+        }
+    }
 }
 
 /// A conversation as its owner's listing shows it.
@@ -66,21 +162,31 @@ pub enum StorageError {
 
 /// Where conversations live. Every implementation keeps these promises (the
 /// conformance suite in `tests/api/storage_conformance.rs` checks each backend):
-/// - `append` stores a turn exactly once, at the next free number, even when many
-///   callers (in many processes) append to one session at the same time;
-/// - turn numbers of a session are 0-based and gap-free;
+/// - `append` stores a turn exactly once, and only if the session is still as the
+///   caller expects ([`Expectation`]), checked atomically with the write, even when
+///   many callers (in many processes) append to one session at the same time;
+/// - turn numbers of a session are 0-based and gap-free, and every turn carries
+///   the owner of turn 0;
+/// - a restart deletes only the rows it saw; an acknowledged turn is never lost
+///   to a racing restart;
 /// - `recent` costs the same however long the session is;
 /// - a conversation is listed for its owner once `update_listing` has seen one of
 ///   its turns, until it is deleted or purged.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
-    /// Stores `turn` as the next turn of `session` and returns its number.
-    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError>;
+    /// Stores `turn` in `session` if the session is as `expected`, or stores nothing
+    /// and says the session changed.
+    async fn append(
+        &self,
+        session: &SessionId,
+        turn: NewTurn,
+        expected: Expectation,
+    ) -> Result<Appended, StorageError>;
 
     /// The last `limit` turns of `session` (oldest first) and its total turn count.
     async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError>;
 
-    /// Every turn of `session` in order; empty when the session is unknown.
+    /// Every turn of `session` in order of their numbers; empty when the session is unknown.
     async fn all(&self, session: &SessionId) -> Result<Vec<Turn>, StorageError>;
 
     /// Removes every turn of `session` and its listing entry; `false` when there was

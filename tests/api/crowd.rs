@@ -15,7 +15,7 @@ use crate::helpers::{raw_table_client, stored_rows};
 /// A `handler` process serving a table, started as the Functions host starts it.
 pub struct HandlerProcess {
     pub address: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     _cwd: tempfile::TempDir,
 }
 
@@ -55,9 +55,17 @@ impl HandlerProcess {
         }
         HandlerProcess {
             address,
-            _child: child,
+            child,
             _cwd: cwd,
         }
+    }
+}
+
+impl HandlerProcess {
+    /// SIGKILLs the process, as a crashed or evicted instance ends: no graceful
+    /// shutdown, requests in flight cut off.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("handler killed");
     }
 }
 

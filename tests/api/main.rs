@@ -12,6 +12,8 @@ mod load_and_faults;
 mod model;
 mod persistence;
 mod query;
+mod races;
+mod round_trips;
 mod sessions;
 mod startup;
 mod storage_conformance;

@@ -1,5 +1,7 @@
 //! `POST /api/query`: contract, validation and in-process memory.
 
+use std::os::unix::fs::symlink;
+
 use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with, top_source};
@@ -325,4 +327,88 @@ async fn documents_come_from_rag_docs_dir_recursively() {
         .ask(json!({"question": "Where does the zebra graze?"}))
         .await;
     assert_eq!(top_source(&body), "deep/er/ZEBRA.md");
+}
+
+#[tokio::test]
+async fn a_docs_folder_with_loops_duplicates_and_unreadable_files_indexes_each_file_once() {
+    let docs = tempfile::tempdir().unwrap();
+    let root = docs.path();
+    std::fs::create_dir(root.join("programs")).unwrap();
+    std::fs::write(
+        root.join("programs/ZEBRA.cbl"),
+        "The zebra module grazes on striped data.",
+    )
+    .unwrap();
+    std::fs::write(root.join("other.txt"), "Nothing to see here.").unwrap();
+    symlink("..", root.join("programs/up")).unwrap(); // a loop: back to its parent
+    symlink("programs/ZEBRA.cbl", root.join("alias.cbl")).unwrap(); // the same file again
+                                                                    // Unreadable for root too: a broken link, a FIFO (reading it would block start-up)
+                                                                    // and a file that is not UTF-8.
+    symlink("nowhere.txt", root.join("broken.txt")).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(root.join("queue.txt"))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(root.join("latin1.txt"), b"zebra caf\xe9").unwrap();
+
+    let dir = root.to_owned();
+    let app = spawn_app_with(|s| s.docs_dir = Some(dir)).await;
+    let health = app
+        .send(app.client.get(format!("{}/api/health", app.address)))
+        .await;
+    assert_eq!(health.body["documents_indexed"], 2, "{}", health.body);
+    let body = app
+        .ask(json!({"question": "Where does the zebra graze?"}))
+        .await;
+    let sources: Vec<&str> = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["programs/ZEBRA.cbl"]);
+}
+
+#[tokio::test]
+async fn a_session_over_the_memory_cap_keeps_its_newest_turns_and_says_so() {
+    let app = spawn_app_with(|s| s.session_memory_max_bytes = 1024 * 1024).await;
+    // About 16 KB a turn: the session outgrows 1 MiB after some 60 turns.
+    let question = |n: usize| format!("{n:03} {}", "é".repeat(7_990));
+    let mut replies = Vec::new();
+    for n in 0..80 {
+        replies.push(
+            app.ask(json!({"question": question(n), "session_id": "chatty"}))
+                .await,
+        );
+    }
+    for (n, reply) in replies.iter().enumerate() {
+        assert_eq!(reply["turn"], n, "numbers run on past the dropped turns");
+    }
+    assert_eq!(replies[0]["warnings"], json!([]));
+    let last_warnings = replies[79]["warnings"].as_array().unwrap();
+    assert_eq!(last_warnings.len(), 1, "{last_warnings:?}");
+    assert!(last_warnings[0]
+        .as_str()
+        .unwrap()
+        .contains("SESSION_MEMORY_MAX_MB"));
+
+    let read = app
+        .send(
+            app.client
+                .get(format!("{}/api/sessions/chatty", app.address)),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let asked: Vec<&str> = read.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    let first_kept = 80 - asked.len();
+    assert!((1..80).contains(&first_kept), "kept {} turns", asked.len());
+    let expected: Vec<String> = (first_kept..80).map(question).collect();
+    assert_eq!(asked, expected, "the newest turns, in order");
 }

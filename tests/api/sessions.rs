@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
+use session_rag::clock::{Clock, TimeControl};
 use session_rag::settings::Settings;
 
 use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
@@ -18,16 +19,18 @@ use crate::helpers::{
     use_table, TestApp, TestResponse,
 };
 
-/// 0.00002 days (1.728 s): conversations expire while a test waits.
-const SHORT_TTL_DAYS: f64 = 0.00002;
+/// `SESSION_TTL_DAYS` for expiry tests: one day, on a clock the test moves on
+/// ([`controlled_clock`]), so nothing waits for it.
+const TTL: Duration = Duration::from_secs(86_400);
 
-/// Waits until conversations written before now have expired under [`SHORT_TTL_DAYS`].
-async fn outlive_the_short_ttl() {
-    tokio::time::sleep(short_ttl() + Duration::from_millis(300)).await;
+/// A clock standing at the present until the test moves it.
+fn controlled_clock() -> (Clock, TimeControl) {
+    Clock::controlled(chrono::Utc::now())
 }
 
-fn short_ttl() -> Duration {
-    Duration::from_secs_f64(SHORT_TTL_DAYS * 86_400.0)
+/// Moves `time` past [`TTL`]: conversations written before have expired.
+fn outlive_the_ttl(time: &TimeControl) {
+    time.advance(chrono::TimeDelta::from_std(TTL).unwrap() + chrono::TimeDelta::seconds(1));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -218,10 +221,12 @@ on_both_backends!(
     expired_conversations_are_not_served_and_a_query_starts_again,
     the_purge_invocation_deletes_expired_conversations_and_counts_them,
     the_easy_auth_principal_is_trusted_only_when_enabled,
+    a_question_reads_back_exactly_as_sent,
 );
 
 async fn a_listing_runs_latest_first_across_pages(backend: Backend) {
-    let manager = Manager::start(backend).await;
+    let (clock, time) = controlled_clock();
+    let manager = Manager::start_with(backend, |settings| settings.clock = clock).await;
     for id in ["s-a", "s-b", "s-c", "s-d", "s-e"] {
         manager
             .say(&format!("First question of {id}"), id, Some("lister"))
@@ -229,7 +234,7 @@ async fn a_listing_runs_latest_first_across_pages(backend: Backend) {
     }
     // Past the next whole second: the continued conversation is the latest even
     // where times are stored to the second.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    time.advance(chrono::TimeDelta::milliseconds(1_100));
     manager.say("Who calls it?", "s-b", Some("lister")).await;
 
     let mut pages = Vec::new();
@@ -608,15 +613,17 @@ async fn a_conversation_without_an_owner_is_open_to_anyone_with_its_id(backend: 
 }
 
 async fn expired_conversations_are_not_served_and_a_query_starts_again(backend: Backend) {
+    let (clock, time) = controlled_clock();
     let manager = Manager::start_with(backend, |settings| {
-        settings.session_ttl = Some(short_ttl());
+        settings.session_ttl = Some(TTL);
+        settings.clock = clock;
     })
     .await;
     manager
         .say("What does LONPF2 do?", "fading", Some("alice"))
         .await;
     manager.say("Who calls it?", "fading", Some("alice")).await;
-    outlive_the_short_ttl().await;
+    outlive_the_ttl(&time);
 
     manager
         .refused("/api/sessions/fading?customer_id=alice", 404, "not_found")
@@ -664,8 +671,10 @@ async fn the_purge_invocation_deletes_expired_conversations_and_counts_them(back
         )
     );
 
+    let (clock, time) = controlled_clock();
     let manager = Manager::start_with(backend, |settings| {
-        settings.session_ttl = Some(short_ttl());
+        settings.session_ttl = Some(TTL);
+        settings.clock = clock;
     })
     .await;
     manager
@@ -673,7 +682,7 @@ async fn the_purge_invocation_deletes_expired_conversations_and_counts_them(back
         .await;
     manager.say("Who calls it?", "p-1", Some("alice")).await;
     manager.say("What does LONES1 do?", "p-2", None).await;
-    outlive_the_short_ttl().await;
+    outlive_the_ttl(&time);
 
     assert_eq!(
         manager.purge().await,
@@ -2091,4 +2100,26 @@ mod search {
             );
         }
     }
+}
+
+async fn a_question_reads_back_exactly_as_sent(backend: Backend) {
+    let manager = Manager::start(backend).await;
+    let cobol = "       PROCEDURE DIVISION.\n      * columns 1-6: sequence, 7: indicator\n           PERFORM 100-POST-PAYMENT.\n ";
+    let longest = format!("{} ", "q".repeat(7_999));
+    assert_eq!(longest.chars().count(), 8_000);
+    for (session, question) in [("cobol", cobol), ("longest", longest.as_str())] {
+        manager.say(question, session, Some("exact")).await;
+        let read = manager
+            .get(&format!("/api/sessions/{session}?customer_id=exact"))
+            .await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        let stored = read.body["messages"][0]["content"].as_str().unwrap();
+        assert_eq!(stored.as_bytes(), question.as_bytes());
+    }
+    // The limit counts the question as sent, spaces included.
+    manager
+        .app
+        .query(manager.turn(&format!("{longest} "), "longest", Some("exact")))
+        .await
+        .assert_error(400, "invalid_question");
 }

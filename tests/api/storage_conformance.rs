@@ -1,14 +1,17 @@
 //! One suite of behaviours every `ConversationStore` keeps, run against both
 //! backends: the in-process store, and `TableStore` on a table of its own in the
-//! shared Azurite. Then what only the durable store promises: several stores (as
-//! several handler processes) sharing one table.
+//! shared Azurite; among them the expectation rules (an append states what it
+//! found, and is refused, storing nothing, once that no longer holds). Then what
+//! only the durable store promises: several stores (as several handler
+//! processes) sharing one table.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use session_rag::domain::{CustomerId, NewTurn, SessionId};
 use session_rag::storage::{
-    ConversationStore, InProcessStore, SessionSummary, StorageError, TableStore,
+    Appended, ConversationStore, Expectation, InProcessStore, SessionSummary, StorageError,
+    TableStore, Window,
 };
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
@@ -70,6 +73,14 @@ conformance_suite!(
     owned_sessions_are_listed_for_their_owner_only,
     a_deleted_session_leaves_the_listing,
     purge_deletes_sessions_whose_last_turn_is_before_the_cutoff,
+    turn_zero_is_refused_once_taken_and_its_owner_owns_the_conversation,
+    a_continuation_is_refused_once_another_turn_follows,
+    a_continuation_is_refused_after_a_delete,
+    a_continuation_is_refused_after_a_restart,
+    a_restart_replaces_only_the_conversation_it_saw,
+    a_restart_is_refused_once_the_conversation_was_continued,
+    the_window_names_turn_zeros_owner_and_its_last_version,
+    the_version_an_append_returns_is_the_one_a_read_finds,
 );
 
 fn session(id: &str) -> SessionId {
@@ -90,16 +101,37 @@ fn users(turns: &[session_rag::domain::Turn]) -> Vec<&str> {
     turns.iter().map(|t| t.user.as_str()).collect()
 }
 
+/// Appends `turn` as a query does: after the last turn it reads, reading again
+/// whenever the session changed first. Its number, or the store's error.
+async fn append(
+    store: &dyn ConversationStore,
+    session: &SessionId,
+    turn: NewTurn,
+) -> Result<u64, StorageError> {
+    loop {
+        let expected = store.recent(session, 1).await?.continuation();
+        match store.append(session, turn.clone(), expected).await? {
+            Appended::Stored { number, .. } => return Ok(number),
+            Appended::Changed => continue,
+        }
+    }
+}
+
 async fn append_all(store: &dyn ConversationStore, session: &SessionId, count: usize) {
     for n in 0..count {
-        store.append(session, turn(&format!("q{n}"))).await.unwrap();
+        append(store, session, turn(&format!("q{n}")))
+            .await
+            .unwrap();
     }
 }
 
 async fn appends_are_numbered_from_zero(backend: Backend) {
     let s = session("numbering");
     for expected in 0..5 {
-        assert_eq!(backend.store.append(&s, turn("q")).await, Ok(expected));
+        assert_eq!(
+            append(backend.store.as_ref(), &s, turn("q")).await,
+            Ok(expected)
+        );
     }
 }
 
@@ -149,7 +181,7 @@ async fn all_returns_every_turn_with_its_fields(backend: Backend) {
         },
     ];
     for turn in &written {
-        store.append(&s, turn.clone()).await.unwrap();
+        append(store, &s, turn.clone()).await.unwrap();
     }
     let stored = store.all(&s).await.unwrap();
     assert_eq!(stored.len(), written.len());
@@ -174,7 +206,7 @@ async fn delete_removes_a_session_and_numbering_starts_again(backend: Backend) {
     assert_eq!(store.delete(&doomed).await, Ok(true));
     assert_eq!(store.recent(&doomed, 10).await.unwrap().total, 0);
     assert!(store.all(&doomed).await.unwrap().is_empty());
-    assert_eq!(store.append(&doomed, turn("again")).await, Ok(0));
+    assert_eq!(append(store, &doomed, turn("again")).await, Ok(0));
     assert_eq!(store.recent(&kept, 10).await.unwrap().total, 2);
 
     assert_eq!(store.delete(&session("never-existed")).await, Ok(false));
@@ -188,7 +220,7 @@ async fn concurrent_appends_get_unique_gap_free_numbers(backend: Backend) {
         let s = s.clone();
         tokio::spawn(async move {
             let user = format!("concurrent {n}");
-            let number = store.append(&s, turn(&user)).await.unwrap();
+            let number = append(store.as_ref(), &s, turn(&user)).await.unwrap();
             (number, user)
         })
     });
@@ -227,8 +259,7 @@ async fn awkward_session_ids_stay_isolated(backend: Backend) {
     ];
     for (i, id) in ids.iter().enumerate() {
         for n in 0..=i {
-            store
-                .append(&session(id), turn(&format!("{id}#{n}")))
+            append(store, &session(id), turn(&format!("{id}#{n}")))
                 .await
                 .unwrap();
         }
@@ -274,7 +305,7 @@ async fn long_content_round_trips_byte_identical(backend: Backend) {
         timestamp: Utc::now(),
         owner: None,
     };
-    assert_eq!(store.append(&s, written).await, Ok(0));
+    assert_eq!(append(store, &s, written).await, Ok(0));
     let stored = store.all(&s).await.unwrap();
     assert_eq!(stored[0].user.as_bytes(), question.as_bytes());
     assert_eq!(stored[0].assistant.as_bytes(), answer.as_bytes());
@@ -295,7 +326,7 @@ async fn a_turn_too_large_for_one_entity(backend: Backend) {
         timestamp: Utc::now(),
         owner: None,
     };
-    let result = store.append(&s, huge).await;
+    let result = append(store, &s, huge).await;
     match backend.kind {
         Kind::Table => {
             match result {
@@ -330,7 +361,7 @@ async fn append_listed(
         timestamp,
         ..self::turn(user)
     };
-    let number = store.append(session, turn.clone()).await.unwrap();
+    let number = append(store, session, turn.clone()).await.unwrap();
     store.update_listing(session, number, &turn).await.unwrap();
     number
 }
@@ -447,7 +478,7 @@ async fn purge_deletes_sessions_whose_last_turn_is_before_the_cutoff(backend: Ba
     assert_eq!(store.all(&session("fresh")).await.unwrap().len(), 1);
     assert_eq!(listed_ids(store, &alice).await, [session("revived")]);
     // An id purged starts again from turn 0.
-    assert_eq!(store.append(&session("old"), turn("new")).await, Ok(0));
+    assert_eq!(append(store, &session("old"), turn("new")).await, Ok(0));
     assert_eq!(store.purge_before(days_ago(1)).await, Ok(0));
 }
 
@@ -465,29 +496,34 @@ async fn stores_sharing_a_table_continue_each_others_sessions() {
     let s = session("shared");
     append_all(&first, &s, 3).await;
     // `second` has never seen the session; `first` now holds a stale count.
-    assert_eq!(second.append(&s, turn("from second")).await, Ok(3));
-    assert_eq!(second.append(&s, turn("again")).await, Ok(4));
+    assert_eq!(append(&second, &s, turn("from second")).await, Ok(3));
+    assert_eq!(append(&second, &s, turn("again")).await, Ok(4));
     let window = first.recent(&s, 2).await.unwrap();
     assert_eq!(window.total, 5);
     assert_eq!(users(&window.turns), ["from second", "again"]);
-    assert_eq!(first.append(&s, turn("from first")).await, Ok(5));
+    assert_eq!(append(&first, &s, turn("from first")).await, Ok(5));
 
     // A delete elsewhere leaves `first` with a count that is too high.
     assert_eq!(second.delete(&s).await, Ok(true));
     let window = first.recent(&s, 2).await.unwrap();
     assert_eq!(window.total, 0);
     assert!(window.turns.is_empty());
-    assert_eq!(first.append(&s, turn("fresh")).await, Ok(0));
+    assert_eq!(append(&first, &s, turn("fresh")).await, Ok(0));
 }
 
 #[tokio::test]
-async fn an_append_without_a_preceding_window_finds_the_next_number_after_a_conflict() {
+async fn a_window_overtaken_by_another_store_is_refused_and_the_reload_finds_the_next_number() {
     let (first, second) = two_stores_on_one_table("conflict");
     let s = session("conflict");
     append_all(&first, &s, 2).await;
+    let seen = first.recent(&s, 10).await.unwrap();
     append_all(&second, &s, 40).await;
-    // `first` believes the next number is 2; 2..41 are taken.
-    assert_eq!(first.append(&s, turn("late")).await, Ok(42));
+    // `first` answered from turns 0..1; 2..41 are taken since.
+    assert_eq!(
+        first.append(&s, turn("late"), seen.continuation()).await,
+        Ok(Appended::Changed)
+    );
+    assert_eq!(append(&first, &s, turn("late")).await, Ok(42));
     let all = second.all(&s).await.unwrap();
     assert_eq!(all.len(), 43);
     assert!(all.iter().enumerate().all(|(i, t)| t.index == i as u64));
@@ -506,9 +542,226 @@ async fn a_session_longer_than_one_page_is_found_by_probing() {
     assert_eq!(window.total, 150);
     let expected: Vec<String> = (140..150).map(|n| format!("q{n}")).collect();
     assert_eq!(users(&window.turns), expected);
-    assert_eq!(reader.append(&s, turn("next")).await, Ok(150));
+    assert_eq!(append(&reader, &s, turn("next")).await, Ok(150));
     let cold_appender = shared_table_store(&table);
-    assert_eq!(cold_appender.append(&s, turn("after")).await, Ok(151));
+    assert_eq!(append(&cold_appender, &s, turn("after")).await, Ok(151));
+}
+
+// The expectation rules: an append states what it found, and the store refuses it
+// (storing nothing) when that no longer holds.
+
+fn owned(user: &str, owner: &str) -> NewTurn {
+    NewTurn {
+        owner: Some(customer(owner)),
+        ..turn(user)
+    }
+}
+
+/// The number an append stored its turn under (panics if it was refused).
+fn number(appended: Result<Appended, StorageError>) -> u64 {
+    match appended {
+        Ok(Appended::Stored { number, .. }) => number,
+        other => panic!("expected the turn to be stored, got {other:?}"),
+    }
+}
+
+async fn stored_users(store: &dyn ConversationStore, s: &SessionId) -> Vec<String> {
+    store
+        .all(s)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.user)
+        .collect()
+}
+
+async fn turn_zero_is_refused_once_taken_and_its_owner_owns_the_conversation(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("contested");
+    let empty = store.recent(&s, 10).await.unwrap();
+    assert_eq!(empty.continuation(), Expectation::New);
+    // Alice and Bob both saw no turn; Alice's turn 0 lands first.
+    assert_eq!(
+        number(
+            store
+                .append(&s, owned("alice's", "alice"), empty.continuation())
+                .await
+        ),
+        0
+    );
+    assert_eq!(
+        store
+            .append(&s, owned("bob's", "bob"), empty.continuation())
+            .await,
+        Ok(Appended::Changed)
+    );
+    assert_eq!(stored_users(store, &s).await, ["alice's"]);
+    let window = store.recent(&s, 10).await.unwrap();
+    assert_eq!(window.owner, Some(customer("alice")));
+    // Alice herself, having lost a race, continues at the next number.
+    assert_eq!(
+        number(
+            store
+                .append(&s, owned("alice's second", "alice"), window.continuation())
+                .await
+        ),
+        1
+    );
+}
+
+async fn a_continuation_is_refused_once_another_turn_follows(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("overtaken");
+    append_all(store, &s, 2).await;
+    let seen = store.recent(&s, 10).await.unwrap();
+    assert_eq!(
+        number(store.append(&s, turn("first"), seen.continuation()).await),
+        2
+    );
+    assert_eq!(
+        store.append(&s, turn("second"), seen.continuation()).await,
+        Ok(Appended::Changed)
+    );
+    assert_eq!(stored_users(store, &s).await, ["q0", "q1", "first"]);
+}
+
+async fn a_continuation_is_refused_after_a_delete(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("deleted meanwhile");
+    append_all(store, &s, 3).await;
+    let seen = store.recent(&s, 10).await.unwrap();
+    assert_eq!(store.delete(&s).await, Ok(true));
+    assert_eq!(
+        store.append(&s, turn("late"), seen.continuation()).await,
+        Ok(Appended::Changed)
+    );
+    assert!(store.all(&s).await.unwrap().is_empty(), "no orphan turn");
+}
+
+async fn a_continuation_is_refused_after_a_restart(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("restarted meanwhile");
+    append_all(store, &s, 3).await;
+    let seen = store.recent(&s, 10).await.unwrap();
+    assert_eq!(
+        number(store.append(&s, turn("again"), seen.restart()).await),
+        0
+    );
+    // The same number (3) is free again only after two more turns: still refused.
+    append_all(store, &s, 2).await;
+    assert_eq!(
+        store.append(&s, turn("late"), seen.continuation()).await,
+        Ok(Appended::Changed)
+    );
+    assert_eq!(stored_users(store, &s).await, ["again", "q0", "q1"]);
+}
+
+async fn a_restart_replaces_only_the_conversation_it_saw(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("expired");
+    for n in 0..3 {
+        append(store, &s, owned(&format!("old {n}"), "alice"))
+            .await
+            .unwrap();
+    }
+    let seen = store.recent(&s, 2).await.unwrap();
+    assert_eq!(seen.owner, Some(customer("alice")));
+    // Two requests saw it expired; the first starts it again, for Bob.
+    assert_eq!(
+        number(
+            store
+                .append(&s, owned("bob's", "bob"), seen.restart())
+                .await
+        ),
+        0
+    );
+    // The second must not delete the turn just stored.
+    assert_eq!(
+        store
+            .append(&s, owned("carol's", "carol"), seen.restart())
+            .await,
+        Ok(Appended::Changed)
+    );
+    assert_eq!(stored_users(store, &s).await, ["bob's"]);
+    let window = store.recent(&s, 10).await.unwrap();
+    assert_eq!((window.total, window.owner), (1, Some(customer("bob"))));
+    store
+        .update_listing(&s, 0, &owned("bob's", "bob"))
+        .await
+        .unwrap();
+    assert!(listed_ids(store, &customer("alice")).await.is_empty());
+    assert_eq!(listed_ids(store, &customer("bob")).await, [s]);
+}
+
+async fn a_restart_is_refused_once_the_conversation_was_continued(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("continued meanwhile");
+    append_all(store, &s, 2).await;
+    let seen = store.recent(&s, 10).await.unwrap();
+    assert_eq!(
+        number(store.append(&s, turn("kept"), seen.continuation()).await),
+        2
+    );
+    assert_eq!(
+        store.append(&s, turn("restart"), seen.restart()).await,
+        Ok(Appended::Changed)
+    );
+    assert_eq!(stored_users(store, &s).await, ["q0", "q1", "kept"]);
+}
+
+async fn the_window_names_turn_zeros_owner_and_its_last_version(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("owned");
+    append(store, &s, owned("alice's", "alice")).await.unwrap();
+    for n in 1..4 {
+        append(store, &s, owned(&format!("later {n}"), "alice"))
+            .await
+            .unwrap();
+    }
+    // Turn 0 is not in a window of one turn; the owner still comes from it.
+    let window: Window = store.recent(&s, 1).await.unwrap();
+    assert_eq!(window.turns.len(), 1);
+    assert_eq!(window.turns[0].index, 3);
+    assert_eq!(window.owner, Some(customer("alice")));
+    assert!(window.last.is_some());
+    assert_eq!(
+        store.recent(&session("nobody's"), 1).await.unwrap(),
+        Window::default()
+    );
+}
+
+/// A process continues (or restarts) from the version its own append returned,
+/// without reading: it must be the version a read would find.
+async fn the_version_an_append_returns_is_the_one_a_read_finds(backend: Backend) {
+    let store = backend.store.as_ref();
+    let s = session("held");
+    let Ok(Appended::Stored { number, version }) =
+        store.append(&s, turn("first"), Expectation::New).await
+    else {
+        panic!("turn 0 of a new session is stored");
+    };
+    assert_eq!(
+        store.recent(&s, 10).await.unwrap().last,
+        Some(version.clone())
+    );
+    let after = Expectation::After {
+        last: number,
+        version,
+    };
+    let Ok(Appended::Stored { number, version }) = store.append(&s, turn("second"), after).await
+    else {
+        panic!("a continuation from the returned version is stored");
+    };
+    assert_eq!(number, 1);
+    let restart = Expectation::Restart {
+        last: number,
+        version,
+    };
+    assert!(matches!(
+        store.append(&s, turn("again"), restart).await,
+        Ok(Appended::Stored { number: 0, .. })
+    ));
+    assert_eq!(stored_users(store, &s).await, ["again"]);
 }
 
 // The conversation manager: titles, deleting a customer's conversations, feedback.
@@ -654,7 +907,7 @@ mod manager {
             }
         );
         // A deleted id starts again from turn 0.
-        assert_eq!(store.append(&session("alice-1"), turn("new")).await, Ok(0));
+        assert_eq!(append(store, &session("alice-1"), turn("new")).await, Ok(0));
     }
 
     /// Table Storage works through the listing and stops when its time is up; the
@@ -787,7 +1040,7 @@ mod manager {
         // No turn was created by any of that.
         assert_eq!(store.recent(&owned, 10).await.unwrap().total, 2);
         assert!(store.all(&session("never-used")).await.unwrap().is_empty());
-        assert_eq!(store.append(&owned, turn("q2")).await, Ok(2));
+        assert_eq!(append(store, &owned, turn("q2")).await, Ok(2));
 
         // A conversation without an owner takes feedback from whoever knows its id.
         let open = session("open");
@@ -806,9 +1059,9 @@ mod manager {
 #[tokio::test]
 async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
     use session_rag::domain::{Feedback, Rating, Title};
-    use std::sync::atomic::{AtomicBool, Ordering};
     const ROUNDS: usize = 30;
     const WRITERS: usize = 4;
+    const WRITES: usize = 5;
     let table = unique_table_name("racing");
     let store = Arc::new(shared_table_store(&table));
     let index = raw_table_client(&shared_table_endpoint(), &sessions_table_for(&table));
@@ -822,34 +1075,46 @@ async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
     for round in 0..ROUNDS {
         let s = session(&format!("race-{round}"));
         append_listed(store.as_ref(), &s, Some(&alice), "q", Utc::now()).await;
-        // Writers keep at it until the delete is over, so some write lands while
-        // it runs.
-        let deleted = Arc::new(AtomicBool::new(false));
+        // Writers keep at it while the delete runs, so some write lands meanwhile.
         let mut writers = Vec::new();
         for _ in 0..WRITERS {
-            let (store, s, alice, up, title, deleted) = (
+            let (store, s, alice, up, title) = (
                 store.clone(),
                 s.clone(),
                 alice.clone(),
                 up.clone(),
                 title.clone(),
-                deleted.clone(),
             );
             writers.push(tokio::spawn(async move {
-                while !deleted.load(Ordering::SeqCst) {
-                    store
-                        .set_feedback(&s, 0, Some(&alice), Some(&up))
-                        .await
-                        .unwrap();
-                    store.rename(&alice, &s, &title, None).await.unwrap();
+                // Four writers on one turn can wear out each other's attempts: a
+                // write that gives up is fine here, one that fails otherwise is not.
+                let settled = |result: Result<_, StorageError>| {
+                    assert!(
+                        !matches!(result, Err(ref e) if !matches!(e, StorageError::Unavailable(_))),
+                        "{result:?}"
+                    )
+                };
+                for _ in 0..WRITES {
+                    settled(
+                        store
+                            .set_feedback(&s, 0, Some(&alice), Some(&up))
+                            .await
+                            .map(|_| ()),
+                    );
+                    settled(store.rename(&alice, &s, &title, None).await.map(|_| ()));
                 }
             }));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        assert_eq!(store.delete(&s).await, Ok(true));
-        deleted.store(true, Ordering::SeqCst);
+        // Deletes are ETag-guarded (an append meanwhile must fail them), so a
+        // stream of feedback on the turn can make one give up; asked again once
+        // the writers are done, it ends the conversation.
+        let deleted = store.delete(&s).await;
         for writer in writers {
             writer.await.unwrap();
+        }
+        if deleted.is_err() {
+            assert_eq!(store.delete(&s).await, Ok(true), "round {round}");
         }
         assert_eq!(
             store.all(&s).await.unwrap(),

@@ -73,14 +73,18 @@ impl Outage {
     }
 
     /// Asks while storage is failing: each answer comes back degraded. Returns how
-    /// long each took.
+    /// long each took. The first may still be answered from the window this process
+    /// held (its turn is not saved, so the window is dropped); the others have no
+    /// history.
     async fn ask_degraded(&mut self, times: usize) -> Vec<Duration> {
         let mut durations = Vec::new();
-        for _ in 0..times {
+        for i in 0..times {
             let (body, took) = self.ask().await;
             assert_eq!(body["persisted"], false, "{body}");
             assert_eq!(body["turn"], json!(null));
-            assert_eq!(body["history_turns"], 0);
+            if i > 0 {
+                assert_eq!(body["history_turns"], 0, "{body}");
+            }
             assert!(!body["warnings"].as_array().unwrap().is_empty(), "{body}");
             assert!(!body["answer"].as_str().unwrap().is_empty());
             durations.push(took);

@@ -18,8 +18,7 @@ use tokio::time::Instant;
 use super::entity::{self, ROW_KEY};
 use super::error::{has_status, storage_error};
 use super::keys::quoted;
-use super::purge::ETAG;
-use super::{delete_in_batches, DoomedRow, Row, TableStore, DELETE_ROUNDS, MAX_BATCH_OPERATIONS};
+use super::{transact, Change, DoomedRow, Row, TableStore, DELETE_ROUNDS, MAX_BATCH_OPERATIONS};
 use crate::domain::{CustomerId, SessionId};
 use crate::storage::{DeletedAll, StorageError};
 
@@ -42,13 +41,7 @@ impl TableStore {
                 break;
             }
             // Owned items: a stream of borrowed ones is not `Send` for every lifetime.
-            let entries: Vec<DoomedRow> = chunk
-                .iter()
-                .map(|entry| DoomedRow {
-                    key: entry.key.clone(),
-                    etag: entry.etag.clone(),
-                })
-                .collect();
+            let entries = chunk.to_vec();
             let cleared: Vec<DoomedRow> = futures::stream::iter(entries)
                 .map(|entry| async move {
                     if Instant::now() >= stop_at {
@@ -81,12 +74,7 @@ impl TableStore {
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| storage_error("reading the listing", &e))?;
-            keys.extend(page.entities.iter().filter_map(|row| {
-                Some(DoomedRow {
-                    key: entity::string(row, ROW_KEY)?.to_owned(),
-                    etag: entity::string(row, ETAG).map(str::to_owned),
-                })
-            }));
+            keys.extend(page.entities.iter().filter_map(DoomedRow::as_read));
         }
         Ok(keys)
     }
@@ -98,7 +86,7 @@ impl TableStore {
             return Ok(());
         };
         for _ in 0..DELETE_ROUNDS {
-            let rows = self.session_rows(&session).await?;
+            let rows = self.session_rows(key).await?;
             let owned = rows
                 .iter()
                 .filter(|row| entity::turn_number(row).is_some())
@@ -106,16 +94,8 @@ impl TableStore {
             if rows.is_empty() || !owned {
                 return Ok(());
             }
-            let doomed: Vec<DoomedRow> = rows
-                .iter()
-                .filter_map(|row| {
-                    Some(DoomedRow {
-                        key: entity::string(row, ROW_KEY)?.to_owned(),
-                        etag: entity::string(row, ETAG).map(str::to_owned),
-                    })
-                })
-                .collect();
-            if self.delete_rows(key, &doomed).await? {
+            let doomed = rows.iter().filter_map(DoomedRow::as_read).collect();
+            if self.delete_rows(key, doomed).await? {
                 self.forget(&session);
                 return Ok(());
             }
@@ -133,7 +113,12 @@ impl TableStore {
         owner: &CustomerId,
         entries: &[DoomedRow],
     ) -> Result<u64, StorageError> {
-        if entries.is_empty() || delete_in_batches(&self.index, owner.as_str(), entries).await? {
+        let batch = entries.iter().cloned().map(Change::Delete).collect();
+        if entries.is_empty()
+            || transact(&self.index, owner.as_str(), batch)
+                .await?
+                .is_some()
+        {
             return Ok(entries.len() as u64);
         }
         let mut deleted = 0;

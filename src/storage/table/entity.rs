@@ -35,6 +35,8 @@ pub const TURN_ID: &str = "turn_id";
 /// The service's own last-modified time, for rows without a readable `timestamp`.
 pub const SYSTEM_TIMESTAMP: &str = "Timestamp";
 pub const PARTITION_KEY: &str = "PartitionKey";
+/// The entity's ETag, as the service reports it in query results.
+pub const ETAG: &str = "odata.etag";
 pub const ROW_KEY: &str = "RowKey";
 
 /// A turn's properties, checked against the service limits, ready to be inserted
@@ -69,6 +71,11 @@ impl TurnEntity {
             )));
         }
         Ok(Self { properties })
+    }
+
+    /// The owner the turn is stored with.
+    pub fn owner(&self) -> Option<CustomerId> {
+        owner(&self.properties)
     }
 
     /// The JSON body inserting this turn as turn `n` of `session`.

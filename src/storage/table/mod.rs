@@ -4,28 +4,38 @@
 //!
 //! # Cost invariants
 //!
-//! - **Window load is flat**: `recent(session, limit)` reads one page of at most
-//!   `limit + 32` rows starting where this process last saw the session end, so
-//!   its cost does not grow with the session's length. Only a session this
-//!   process has not seen and that is longer than `limit + 32` turns costs more:
-//!   existence probes doubling from there, then a binary search (about
+//! - **A steady turn is one round trip**: when this process served the session's
+//!   previous turn, the caller holds its window (`WindowCache`) and the append is
+//!   one entity-group transaction: a Merge of the last turn under `If-Match` of
+//!   its ETag (keys only: nothing the seed reads changes) and the Insert of the
+//!   new turn. An owned conversation adds one more: its listing entry.
+//! - **A cold turn is two**: one query for the window (with turn 0, for the
+//!   owner), then that transaction.
+//! - **Window load is flat**: `recent(session, limit)` reads one key range of at
+//!   most `limit + 32` rows starting where this process last saw the session
+//!   end, so its cost does not grow with the session's length. Only a session
+//!   this process has not seen and that is longer than `limit + 32` turns costs
+//!   more: existence probes doubling from there, then a binary search (about
 //!   2·log2(turns) point reads), then the window read, once per process.
-//! - **Steady state is two round trips per persistent turn**: one query to load
-//!   the window, one insert to append.
 //!
 //! # Correctness
 //!
-//! The count this process remembers per session is a hint, never the truth:
-//! windows are trusted only when the rows read are contiguous from where they
-//! should start and are not cut short, and a turn is stored only by *insert*
-//! (never upsert) at the number after the last one, so a number another writer
-//! took is a 409 conflict. Several handler processes can share a table: each turn
-//! is stored exactly once and numbers stay gap-free. A retried insert that had in
-//! fact landed is recognised by its `turn_id`.
+//! Appends state what they expect (`Expectation`) and the service checks it in
+//! the same request: turn 0 by Insert (409 if taken), a continuation by the
+//! transaction above (412 or 404 on the Merge if anyone appended, deleted or
+//! restarted since the window was read, 409 on the Insert if the number is
+//! taken), a restart by deleting each row of the expired conversation under its
+//! ETag and replacing turn 0 under its own. A failed condition rolls the
+//! transaction back whole and the caller reloads. Since every continuation
+//! touches the turn before it, a restart that deleted that turn, or another
+//! writer that continued it, cannot race one through. Every row carries turn 0's
+//! owner: a continuation is only accepted on the very row the owner was read
+//! with. A retried request that had in fact landed is recognised by its
+//! `turn_id`.
 //!
-//! A delete racing an append to the same session (on another process, between
-//! that append's count and its insert) can leave the appended turn behind under
-//! its old number; it is adopted by the next turns written to the session.
+//! Rows are deleted from the highest turn down, so a delete cut short leaves a
+//! gap-free conversation. Query results are sorted here by turn number, never
+//! taken in the service's order (Cosmos DB for Table does not sort them).
 
 mod connection;
 mod delete_all;
@@ -38,35 +48,37 @@ mod purge;
 mod titles;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
-use azure_core::{Continuable, StatusCode};
+use azure_core::StatusCode;
 use azure_data_tables::clients::{PartitionKeyClient, TableClient};
 use azure_data_tables::IfMatchCondition;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use self::entity::{TurnEntity, CUSTOMER_ID, ROW_KEY, TURN_ID};
+use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIMESTAMP, TURN_ID};
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
-use super::{ConversationStore, DeletedAll, SessionSummary, StorageError, Window};
+use super::{
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, StorageError, Version,
+    Window,
+};
 use crate::credential::Credentials;
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
-/// process last looked still fit in the one page.
+/// process last looked still fit in the one read.
 const WINDOW_SLACK: usize = 32;
 /// The service returns at most this many entities per page.
 const MAX_PAGE_SIZE: usize = 1000;
 /// Attempts at a window before giving up on a session that keeps changing.
 const WINDOW_ATTEMPTS: usize = 4;
-/// Insert attempts per append; each lost attempt means another writer's turn landed.
-const MAX_APPEND_ATTEMPTS: usize = 64;
 /// An entity-group transaction holds at most 100 operations.
 const MAX_BATCH_OPERATIONS: usize = 100;
 /// Listing-and-deleting rounds before a delete that keeps meeting new rows gives up.
@@ -83,33 +95,51 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
-    sessions: Mutex<HashMap<SessionId, Arc<SessionHint>>>,
+    /// The turn count last seen per session: where the next window read starts
+    /// looking. A hint, never the truth.
+    counts: Mutex<HashMap<SessionId, u64>>,
 }
 
-/// A row to delete, by RowKey, and only if it still has this ETag when one is given.
+/// A row to delete, by RowKey, only if it still has this ETag when one is given.
+#[derive(Clone)]
 struct DoomedRow {
     key: String,
     etag: Option<String>,
 }
 
-/// What this process has learnt about a session.
-#[derive(Default)]
-struct SessionHint {
-    /// The turn count last seen: where the next window and append start looking.
-    count: Mutex<Option<u64>>,
-    /// Appends from this process to one session go one at a time; concurrent ones
-    /// would only collide with each other and pay for it in round trips.
-    appending: tokio::sync::Mutex<()>,
+impl DoomedRow {
+    /// `row` (read with its key and ETag) as it was read.
+    fn as_read(row: &Row) -> Option<Self> {
+        Some(Self {
+            key: entity::string(row, ROW_KEY)?.to_owned(),
+            etag: entity::string(row, ETAG).map(str::to_owned),
+        })
+    }
+
+    /// Turns from the highest down, then rows that are not turns: a delete cut
+    /// short leaves turns 0..k, gap-free.
+    fn deletion_order(&self) -> std::cmp::Reverse<Option<u64>> {
+        std::cmp::Reverse(keys::turn_number(&self.key))
+    }
 }
 
-impl SessionHint {
-    fn count(&self) -> Option<u64> {
-        *lock(&self.count)
-    }
-
-    fn set_count(&self, count: u64) {
-        *lock(&self.count) = Some(count);
-    }
+/// One operation of an entity-group transaction.
+enum Change {
+    Delete(DoomedRow),
+    /// A Merge of nothing but the keys under `If-Match`: fails the transaction if
+    /// the row changed or went, and changes its ETag, so that whoever read the
+    /// row before fails in turn.
+    Touch {
+        key: String,
+        etag: String,
+    },
+    Insert(Box<RawValue>),
+    /// Replaces the row under `If-Match`.
+    Replace {
+        key: String,
+        etag: String,
+        entity: Box<RawValue>,
+    },
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,9 +149,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Turn rows read from some turn number on, in key order.
+/// Turn rows read from some turn number on, sorted by number.
 struct TurnRows {
     rows: Vec<(u64, Row)>,
+    /// Turn 0, when asked for besides the range.
+    first: Option<Row>,
     /// No turn row follows the last one read.
     complete: bool,
 }
@@ -159,7 +191,7 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
-            sessions: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -171,71 +203,87 @@ impl TableStore {
         ensure_exists(&self.index, &self.index_ready).await
     }
 
-    fn hint(&self, session: &SessionId) -> Arc<SessionHint> {
-        let mut sessions = lock(&self.sessions);
-        if sessions.len() >= MAX_SESSION_HINTS && !sessions.contains_key(session) {
-            sessions.clear();
+    fn count_hint(&self, session: &SessionId) -> Option<u64> {
+        lock(&self.counts).get(session).copied()
+    }
+
+    fn set_count_hint(&self, session: &SessionId, count: u64) {
+        let mut counts = lock(&self.counts);
+        if counts.len() >= MAX_SESSION_HINTS && !counts.contains_key(session) {
+            counts.clear();
         }
-        sessions.entry(session.clone()).or_default().clone()
+        counts.insert(session.clone(), count);
     }
 
     fn forget(&self, session: &SessionId) {
-        lock(&self.sessions).remove(session);
+        lock(&self.counts).remove(session);
     }
 
     fn partition(&self, session: &SessionId) -> PartitionKeyClient {
         self.table.partition_key_client(quoted(session.as_str()))
     }
 
-    /// Up to `wanted` turn rows of `session` from turn `from` on (`select`: which
-    /// properties, all when `None`). Reads a single page when `wanted` fits in one.
+    /// The turn rows of `session` numbered `from..from + wanted` (`select`: which
+    /// properties, all when `None`), and turn 0 besides when `with_first`. One key
+    /// range, read whole: the service may return it in any order.
     async fn read_turns(
         &self,
         session: &SessionId,
         from: u64,
         wanted: usize,
         select: Option<&'static str>,
+        with_first: bool,
     ) -> Result<TurnRows, StorageError> {
-        let filter = format!(
-            "{} and RowKey ge '{}' and RowKey lt '{END_OF_TURN_KEYS}'",
-            partition_filter(session),
-            row_key(from)
-        );
+        let end = from
+            .checked_add(wanted as u64)
+            .filter(|&end| end <= MAX_TURN)
+            .map_or_else(|| END_OF_TURN_KEYS.to_owned(), row_key);
+        let mut range = format!("RowKey ge '{}' and RowKey lt '{end}'", row_key(from));
+        let first_apart = with_first && from > 0;
+        if first_apart {
+            range = format!("({range}) or RowKey eq '{}'", row_key(0));
+        }
         let mut query = self
             .table
             .query()
-            .filter(filter)
+            .filter(format!(
+                "{} and ({range})",
+                partition_filter(session.as_str())
+            ))
             .top(wanted.clamp(1, MAX_PAGE_SIZE) as u32);
         if let Some(select) = select {
             query = query.select(select);
         }
         let mut pages = query.into_stream::<Row>();
         let mut rows = Vec::new();
-        let mut exhausted = false;
-        while rows.len() < wanted {
-            let Some(page) = pages.next().await else {
-                exhausted = true;
-                break;
-            };
+        while let Some(page) = pages.next().await {
             let page = page.map_err(|e| storage_error("reading turns", &e))?;
-            let last = page.continuation().is_none();
             rows.extend(
                 page.entities
                     .into_iter()
                     .filter_map(|row| Some((entity::turn_number(&row)?, row))),
             );
-            if last {
-                exhausted = true;
-                break;
-            }
         }
-        // A full page may hide rows after it even when the service says nothing follows.
-        let complete = exhausted && rows.len() < wanted;
-        rows.truncate(wanted);
-        Ok(TurnRows { rows, complete })
+        rows.sort_by_key(|(number, _)| *number);
+        let first = if first_apart && rows.first().is_some_and(|(n, _)| *n == 0) {
+            Some(rows.remove(0).1)
+        } else if with_first {
+            rows.first()
+                .filter(|(n, _)| *n == 0)
+                .map(|(_, row)| row.clone())
+        } else {
+            None
+        };
+        let complete = rows.len() < wanted;
+        Ok(TurnRows {
+            rows,
+            first,
+            complete,
+        })
     }
 
-    /// Turn `n` of `session` with the properties in `select`, or `None` if absent.
+    /// Turn `n` of `session` with the properties in `select` and its ETag, or
+    /// `None` if absent.
     async fn read_turn(
         &self,
         session: &SessionId,
@@ -249,24 +297,13 @@ impl TableStore {
             .select(select)
             .await;
         match result {
-            Ok(response) => Ok(Some(response.entity)),
+            Ok(response) => {
+                let mut row = response.entity;
+                row.insert(ETAG.into(), response.etag.to_string().into());
+                Ok(Some(row))
+            }
             Err(e) if has_status(&e, StatusCode::NotFound) => Ok(None),
             Err(e) => Err(storage_error("reading a turn", &e)),
-        }
-    }
-
-    /// The number of turns of `session`, given that it has at least `known`: one
-    /// page of row keys from there, and probes if that page does not reach the end.
-    async fn count_from(&self, session: &SessionId, known: u64) -> Result<u64, StorageError> {
-        let rows = self
-            .read_turns(session, known, WINDOW_SLACK, Some(ROW_KEY))
-            .await?;
-        let (len, ends) = rows.run_from(known);
-        let reached = known + len as u64;
-        if ends {
-            Ok(reached)
-        } else {
-            self.probe_count(session, reached).await
         }
     }
 
@@ -301,13 +338,16 @@ impl TableStore {
         Ok(at_least)
     }
 
-    /// The row key and owner of every row of `session`'s partition, turn or not.
-    async fn session_rows(&self, session: &SessionId) -> Result<Vec<Row>, StorageError> {
+    /// The row key, ETag, owner and times of every row of `session`'s partition,
+    /// turn or not.
+    async fn session_rows(&self, partition: &str) -> Result<Vec<Row>, StorageError> {
         let mut pages = self
             .table
             .query()
-            .filter(partition_filter(session))
-            .select(format!("{ROW_KEY},{CUSTOMER_ID}"))
+            .filter(partition_filter(partition))
+            .select(format!(
+                "{ROW_KEY},{CUSTOMER_ID},{TIMESTAMP},{SYSTEM_TIMESTAMP}"
+            ))
             .into_stream::<Row>();
         let mut rows = Vec::new();
         while let Some(page) = pages.next().await {
@@ -317,10 +357,27 @@ impl TableStore {
         Ok(rows)
     }
 
-    /// Deletes `rows` from the partition `partition` of the history table; see
-    /// [`delete_in_batches`].
-    async fn delete_rows(&self, partition: &str, rows: &[DoomedRow]) -> Result<bool, StorageError> {
-        delete_in_batches(&self.table, partition, rows).await
+    /// Deletes `rows` from the partition `partition`, highest turn first, each under
+    /// its ETag; `false` if some were already gone or changed (the transaction that
+    /// met one was rolled back whole, and the ones after it not sent).
+    async fn delete_rows(
+        &self,
+        partition: &str,
+        mut rows: Vec<DoomedRow>,
+    ) -> Result<bool, StorageError> {
+        rows.sort_by_key(DoomedRow::deletion_order);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk = rows
+                .by_ref()
+                .take(MAX_BATCH_OPERATIONS)
+                .map(Change::Delete)
+                .collect();
+            if transact(&self.table, partition, chunk).await?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Removes `session` (a partition key of the history table) from the listings of
@@ -346,6 +403,206 @@ impl TableStore {
         }
         Ok(())
     }
+
+    /// Turn 0 of a session that has none: one Insert, refused if the number is taken.
+    async fn insert_first(
+        &self,
+        session: &SessionId,
+        entity: &TurnEntity,
+        turn_id: Uuid,
+    ) -> Result<Appended, StorageError> {
+        let inserted = self
+            .table
+            .insert::<_, Row>(entity.at(session, 0))
+            .map_err(|e| storage_error("inserting a turn", &e))?
+            .await;
+        match inserted {
+            Ok(response) => Ok(Appended::Stored {
+                number: 0,
+                version: Version::new(response.etag.to_string()),
+            }),
+            Err(e) if has_status(&e, StatusCode::Conflict) => {
+                self.ours_or_changed(session, 0, turn_id).await
+            }
+            Err(e) => Err(storage_error("inserting a turn", &e)),
+        }
+    }
+
+    /// Turn `last + 1`, in one transaction with a touch of turn `last` as read.
+    async fn insert_after(
+        &self,
+        session: &SessionId,
+        entity: &TurnEntity,
+        last: u64,
+        version: Version,
+        turn_id: Uuid,
+    ) -> Result<Appended, StorageError> {
+        let number = last + 1;
+        if number > MAX_TURN {
+            return Err(StorageError::Rejected(format!(
+                "a session holds at most {} turns",
+                MAX_TURN + 1
+            )));
+        }
+        let changes = vec![
+            Change::Touch {
+                key: row_key(last),
+                etag: version.0,
+            },
+            Change::Insert(entity.at(session, number)),
+        ];
+        match transact(&self.table, session.as_str(), changes).await? {
+            Some(etags) => stored(number, &etags[1]),
+            None => self.ours_or_changed(session, number, turn_id).await,
+        }
+    }
+
+    /// Turn 0 of a new conversation in place of the expired one that ended at turn
+    /// `last` (still at `version`): every row of it deleted as read, highest first,
+    /// and turn 0 replaced as read, the last transaction holding both.
+    async fn restart(
+        &self,
+        session: &SessionId,
+        entity: &TurnEntity,
+        last: u64,
+        version: Version,
+        turn_id: Uuid,
+    ) -> Result<Appended, StorageError> {
+        let rows = self.session_rows(session.as_str()).await?;
+        let last_key = row_key(last);
+        let still_as_seen = rows
+            .iter()
+            .all(|row| entity::turn_number(row).is_none_or(|n| n <= last))
+            && rows.iter().any(|row| {
+                entity::string(row, ROW_KEY) == Some(&last_key)
+                    && entity::string(row, ETAG) == Some(version.as_str())
+            });
+        if !still_as_seen {
+            return Ok(Appended::Changed);
+        }
+        let previous_owners = owners(&rows);
+        let first_key = row_key(0);
+        let mut doomed: Vec<DoomedRow> = rows.iter().filter_map(DoomedRow::as_read).collect();
+        doomed.sort_by_key(DoomedRow::deletion_order);
+        let first = doomed
+            .iter()
+            .position(|row| row.key == first_key)
+            .map(|at| doomed.remove(at));
+        let new_first = match first {
+            Some(DoomedRow {
+                key,
+                etag: Some(etag),
+            }) => Change::Replace {
+                key,
+                etag,
+                entity: entity.at(session, 0),
+            },
+            _ => Change::Insert(entity.at(session, 0)),
+        };
+        // The last transaction holds turn 0 and as many of the lowest rows as fit.
+        let tail = doomed.split_off(doomed.len().saturating_sub(MAX_BATCH_OPERATIONS - 1));
+        if !self.delete_rows(session.as_str(), doomed).await? {
+            return Ok(Appended::Changed);
+        }
+        let mut changes: Vec<Change> = tail.into_iter().map(Change::Delete).collect();
+        changes.push(new_first);
+        let Some(etags) = transact(&self.table, session.as_str(), changes).await? else {
+            return self.ours_or_changed(session, 0, turn_id).await;
+        };
+        let appended = stored(0, etags.last().expect("turn 0 was in the transaction"))?;
+        let new_owner: BTreeSet<CustomerId> = entity.owner().into_iter().collect();
+        let gone: BTreeSet<CustomerId> = previous_owners.difference(&new_owner).cloned().collect();
+        if let Err(error) = self.delete_listing_entries(session.as_str(), &gone).await {
+            // The expired conversation's entry drops out of listings by its age.
+            tracing::warn!(%error, "listing entry of an expired conversation not deleted");
+        }
+        Ok(appended)
+    }
+
+    /// After a refused write of turn `number`: stored after all if that turn is ours
+    /// (an earlier attempt landed and its answer was lost), else the session changed.
+    async fn ours_or_changed(
+        &self,
+        session: &SessionId,
+        number: u64,
+        turn_id: Uuid,
+    ) -> Result<Appended, StorageError> {
+        match self.read_turn(session, number, TURN_ID).await? {
+            Some(row) if entity::turn_id(&row) == Some(turn_id) => {
+                let etag = entity::string(&row, ETAG).unwrap_or_default();
+                Ok(Appended::Stored {
+                    number,
+                    version: Version::new(etag),
+                })
+            }
+            _ => {
+                tracing::debug!(
+                    turn = number,
+                    "the session changed before the turn was stored"
+                );
+                Ok(Appended::Changed)
+            }
+        }
+    }
+}
+
+/// Turn `number`, stored with `etag` as the service said.
+fn stored(number: u64, etag: &Option<String>) -> Result<Appended, StorageError> {
+    let etag = etag.as_ref().ok_or_else(|| {
+        StorageError::Unavailable("storage did not say the stored turn's ETag".into())
+    })?;
+    Ok(Appended::Stored {
+        number,
+        version: Version::new(etag.as_str()),
+    })
+}
+
+/// Runs `changes` on `partition` of `table` as one entity-group transaction (at most 100
+/// operations): the ETag each operation left its row with when all were
+/// applied (none for a delete), `None` when one found its row changed, gone or
+/// taken (404, 409, 412) and all were rolled back.
+async fn transact(
+    table: &TableClient,
+    partition: &str,
+    changes: Vec<Change>,
+) -> Result<Option<Vec<Option<String>>>, StorageError> {
+    debug_assert!(changes.len() <= MAX_BATCH_OPERATIONS);
+    let failed = |e: &azure_core::Error| storage_error("writing a session", e);
+    let if_match = |etag: String| Some(IfMatchCondition::Etag(etag.into()));
+    let mut batch = table.partition_key_client(quoted(partition)).transaction();
+    for change in changes {
+        batch = match change {
+            Change::Delete(row) => batch.delete(quoted(&row.key), row.etag.and_then(if_match)),
+            Change::Touch { key, etag } => {
+                let keys = serde_json::json!({"PartitionKey": partition, "RowKey": key});
+                batch.merge(quoted(&key), entity::ascii_json(&keys), if_match(etag))
+            }
+            Change::Insert(entity) => batch.insert(entity),
+            Change::Replace { key, etag, entity } => {
+                batch.update(quoted(&key), entity, if_match(etag))
+            }
+        }
+        .map_err(|e| failed(&e))?;
+    }
+    let response = batch.await.map_err(|e| failed(&e))?;
+    // The transaction answers 202 even when an operation in it failed (and
+    // everything was rolled back): the operations' own answers tell.
+    for operation in &response.operation_responses {
+        match operation.status_code {
+            status if status.is_success() => {}
+            StatusCode::NotFound | StatusCode::Conflict | StatusCode::PreconditionFailed => {
+                return Ok(None)
+            }
+            status => return Err(status_error("writing a session", status, None)),
+        }
+    }
+    Ok(Some(
+        response
+            .operation_responses
+            .iter()
+            .map(|operation| operation.etag.as_ref().map(ToString::to_string))
+            .collect(),
+    ))
 }
 
 /// Creates `table` unless `ready` says it is known to exist.
@@ -365,129 +622,89 @@ async fn ensure_exists(table: &TableClient, ready: &OnceCell<()>) -> Result<(), 
         .map(|_| ())
 }
 
-/// Deletes `rows` from the partition `partition` of `table` in entity-group
-/// transactions of up to 100; `false` if some were already gone or changed (that
-/// transaction was rolled back whole).
-async fn delete_in_batches(
-    table: &TableClient,
-    partition: &str,
-    rows: &[DoomedRow],
-) -> Result<bool, StorageError> {
-    let mut all_deleted = true;
-    for chunk in rows.chunks(MAX_BATCH_OPERATIONS) {
-        let mut batch = table.partition_key_client(quoted(partition)).transaction();
-        for row in chunk {
-            let condition = row
-                .etag
-                .clone()
-                .map(|etag| IfMatchCondition::Etag(etag.into()));
-            batch = batch
-                .delete(quoted(&row.key), condition)
-                .map_err(|e| storage_error("deleting a session", &e))?;
-        }
-        let response = batch
-            .await
-            .map_err(|e| storage_error("deleting a session", &e))?;
-        // The transaction answers 202 even when an operation in it failed.
-        for operation in &response.operation_responses {
-            match operation.status_code {
-                status if status.is_success() => {}
-                StatusCode::NotFound | StatusCode::PreconditionFailed => all_deleted = false,
-                status => return Err(status_error("deleting a session", status, None)),
-            }
-        }
-    }
-    Ok(all_deleted)
-}
-
 /// The owners the rows carry (one for every conversation written by this handler).
 fn owners<'a>(rows: impl IntoIterator<Item = &'a Row>) -> BTreeSet<CustomerId> {
     rows.into_iter().filter_map(entity::owner).collect()
 }
 
-fn partition_filter(session: &SessionId) -> String {
-    format!("PartitionKey eq '{}'", quoted(session.as_str()))
+fn partition_filter(partition: &str) -> String {
+    format!("PartitionKey eq '{}'", quoted(partition))
 }
 
 #[async_trait]
 impl ConversationStore for TableStore {
-    async fn append(&self, session: &SessionId, turn: NewTurn) -> Result<u64, StorageError> {
+    async fn append(
+        &self,
+        session: &SessionId,
+        turn: NewTurn,
+        expected: Expectation,
+    ) -> Result<Appended, StorageError> {
         let turn_id = Uuid::new_v4();
         let entity = TurnEntity::new(session, &turn, turn_id)?;
         self.ensure_table().await?;
-        let hint = self.hint(session);
-        let _one_at_a_time = hint.appending.lock().await;
-        let mut n = match hint.count() {
-            Some(n) => n,
-            None => self.count_from(session, 0).await?,
-        };
-        for _ in 0..MAX_APPEND_ATTEMPTS {
-            if n > MAX_TURN {
-                return Err(StorageError::Rejected(format!(
-                    "a session holds at most {} turns",
-                    MAX_TURN + 1
-                )));
-            }
-            let inserted = self
-                .table
-                .insert::<_, Row>(entity.at(session, n))
-                .map_err(|e| storage_error("inserting a turn", &e))?
-                .await;
-            match inserted {
-                Ok(_) => {
-                    hint.set_count(n + 1);
-                    return Ok(n);
-                }
-                Err(e) if has_status(&e, StatusCode::Conflict) => {
-                    match self.read_turn(session, n, TURN_ID).await? {
-                        // An earlier attempt of ours landed and its answer was lost.
-                        Some(row) if entity::turn_id(&row) == Some(turn_id) => {
-                            hint.set_count(n + 1);
-                            return Ok(n);
-                        }
-                        Some(_) => {
-                            tracing::debug!(turn = n, "turn number taken by another writer");
-                            n = self.count_from(session, n + 1).await?;
-                        }
-                        // Gone again: the session was deleted meanwhile.
-                        None => n = self.count_from(session, 0).await?,
-                    }
-                }
-                Err(e) => return Err(storage_error("inserting a turn", &e)),
+        // A turn this process stored after `last` already refutes the expectation:
+        // no round trip needed to learn it.
+        if let Expectation::After { last, .. } = &expected {
+            if self
+                .count_hint(session)
+                .is_some_and(|count| count > last + 1)
+            {
+                return Ok(Appended::Changed);
             }
         }
-        Err(StorageError::Unavailable(format!(
-            "too much contention: no free turn number after {MAX_APPEND_ATTEMPTS} attempts"
-        )))
+        let appended = match expected {
+            Expectation::New => self.insert_first(session, &entity, turn_id).await?,
+            Expectation::After { last, version } => {
+                self.insert_after(session, &entity, last, version, turn_id)
+                    .await?
+            }
+            Expectation::Restart { last, version } => {
+                self.restart(session, &entity, last, version, turn_id)
+                    .await?
+            }
+        };
+        if let Appended::Stored { number, .. } = &appended {
+            self.set_count_hint(session, number + 1);
+        }
+        Ok(appended)
     }
 
     async fn recent(&self, session: &SessionId, limit: usize) -> Result<Window, StorageError> {
         self.ensure_table().await?;
-        let hint = self.hint(session);
         let wanted = limit + WINDOW_SLACK;
-        let mut expected = hint.count();
+        let mut expected = self.count_hint(session);
         for _ in 0..WINDOW_ATTEMPTS {
             let start = expected.map_or(0, |count| count.saturating_sub(limit as u64));
-            let rows = self.read_turns(session, start, wanted, None).await?;
+            let rows = self.read_turns(session, start, wanted, None, true).await?;
             let (len, ends) = rows.run_from(start);
             let reached = start + len as u64;
             // From turn 0 the rows are the whole truth; from elsewhere they must
-            // begin where expected and reach at least as far as last seen.
-            let trusted =
-                ends && (start == 0 || (len > 0 && reached >= expected.unwrap_or_default()));
+            // begin where expected, reach at least as far as last seen, and the
+            // conversation must still have its turn 0.
+            let trusted = ends
+                && (start == 0
+                    || (len > 0
+                        && reached >= expected.unwrap_or_default()
+                        && rows.first.is_some()));
             if trusted {
-                hint.set_count(reached);
-                let turns = rows.rows[len.saturating_sub(limit)..len]
-                    .iter()
-                    .filter_map(|(_, row)| entity::to_turn(row))
-                    .collect();
+                self.set_count_hint(session, reached);
+                let window = &rows.rows[len.saturating_sub(limit)..len];
                 return Ok(Window {
-                    turns,
+                    turns: window
+                        .iter()
+                        .filter_map(|(_, row)| entity::to_turn(row))
+                        .collect(),
                     total: reached,
+                    dropped: 0,
+                    owner: rows.first.as_ref().and_then(entity::owner),
+                    last: window
+                        .last()
+                        .and_then(|(_, row)| entity::string(row, ETAG))
+                        .map(Version::new),
                 });
             }
             expected = if len > 0 && !ends {
-                // The session runs past this page: count on from its end.
+                // The session runs past this read: count on from its end.
                 Some(self.probe_count(session, reached).await?)
             } else {
                 // Not where this process last saw it end (deleted or rewritten elsewhere).
@@ -503,7 +720,7 @@ impl ConversationStore for TableStore {
         self.ensure_table().await?;
         let filter = format!(
             "{} and RowKey lt '{END_OF_TURN_KEYS}'",
-            partition_filter(session)
+            partition_filter(session.as_str())
         );
         let mut pages = self.table.query().filter(filter).into_stream::<Row>();
         let mut turns = Vec::new();
@@ -519,7 +736,7 @@ impl ConversationStore for TableStore {
         self.ensure_table().await?;
         let mut existed = false;
         for _ in 0..DELETE_ROUNDS {
-            let rows = self.session_rows(session).await?;
+            let rows = self.session_rows(session.as_str()).await?;
             if rows.is_empty() {
                 self.forget(session);
                 return Ok(existed);
@@ -529,15 +746,10 @@ impl ConversationStore for TableStore {
             // name their owner when the delete is tried again.
             self.delete_listing_entries(session.as_str(), &owners(&rows))
                 .await?;
-            let doomed: Vec<DoomedRow> = rows
-                .iter()
-                .filter_map(|row| row.get(ROW_KEY)?.as_str())
-                .map(|key| DoomedRow {
-                    key: key.to_owned(),
-                    etag: None,
-                })
-                .collect();
-            if self.delete_rows(session.as_str(), &doomed).await? {
+            let doomed = rows.iter().filter_map(DoomedRow::as_read).collect();
+            // Each row as read: a turn appended meanwhile fails the delete, and the
+            // next round deletes it too.
+            if self.delete_rows(session.as_str(), doomed).await? {
                 self.forget(session);
                 return Ok(true);
             }

@@ -1,64 +1,44 @@
-//! Purging expired conversations: one scan of the history table's turn rows (keys,
-//! times and owners only), so that conversations the seed wrote, which no listing
-//! knows, expire too. The service returns rows in key order, so each partition's
-//! rows arrive together and are judged as soon as the next partition begins.
+//! Purging expired conversations, in two passes so that nothing depends on the
+//! order the service returns rows in (Cosmos DB for Table does not sort them):
+//! one scan of the history table's turn rows (keys and times only) finds each
+//! session's last turn, so that conversations the seed wrote, which no listing
+//! knows, expire too; then each session whose last turn is older than the cutoff
+//! is read again and deleted as read.
 //!
-//! A session is deleted only as it was scanned: every row with the ETag it was read
-//! with. If it was deleted and started again meanwhile (a query on an expired
-//! session does that), the transaction fails as a whole and the new conversation
-//! is left alone.
+//! A session is deleted only as it was read: every row under the ETag it was read
+//! with. If it was continued or started again meanwhile, a transaction fails and
+//! the conversation is left alone.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::entity::{self, CUSTOMER_ID, PARTITION_KEY, ROW_KEY, SYSTEM_TIMESTAMP, TIMESTAMP};
+use super::entity::{self, PARTITION_KEY, ROW_KEY, SYSTEM_TIMESTAMP, TIMESTAMP};
 use super::error::storage_error;
 use super::keys::END_OF_TURN_KEYS;
-use super::{DoomedRow, Row, TableStore};
-use crate::domain::{CustomerId, SessionId};
+use super::{owners, DoomedRow, Row, TableStore};
+use crate::domain::SessionId;
 use crate::storage::StorageError;
 
-/// The entity's ETag, as the service reports it in query results.
-pub(super) const ETAG: &str = "odata.etag";
-
-/// The turn rows of one session, as scanned.
-struct ScannedSession {
-    partition: String,
-    rows: Vec<DoomedRow>,
-    /// The highest turn number seen, and when that turn was asked.
-    last_turn: Option<(u64, DateTime<Utc>)>,
-    owners: BTreeSet<CustomerId>,
+/// The last turn of a session, by number, and when it was asked.
+#[derive(Clone, Copy)]
+struct LastTurn {
+    number: u64,
+    time: DateTime<Utc>,
 }
 
-impl ScannedSession {
-    fn new(partition: &str) -> Self {
-        Self {
-            partition: partition.to_owned(),
-            rows: Vec::new(),
-            last_turn: None,
-            owners: BTreeSet::new(),
-        }
-    }
-
-    fn add(&mut self, row: &Row) {
-        let (Some(key), Some(number)) = (entity::string(row, ROW_KEY), entity::turn_number(row))
-        else {
-            return;
-        };
-        self.rows.push(DoomedRow {
-            key: key.to_owned(),
-            etag: entity::string(row, ETAG).map(str::to_owned),
-        });
-        if self.last_turn.is_none_or(|(last, _)| number > last) {
-            self.last_turn = Some((number, entity::turn_time(row)));
-        }
-        self.owners.extend(entity::owner(row));
-    }
-
-    fn expired(&self, cutoff: DateTime<Utc>) -> bool {
-        self.last_turn.is_some_and(|(_, time)| time < cutoff)
+impl LastTurn {
+    /// The last turn among `rows` (turn rows read with their times).
+    fn of<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Option<Self> {
+        rows.into_iter()
+            .filter_map(|row| {
+                Some(LastTurn {
+                    number: entity::turn_number(row)?,
+                    time: entity::turn_time(row),
+                })
+            })
+            .max_by_key(|turn| turn.number)
     }
 }
 
@@ -71,45 +51,51 @@ impl TableStore {
             .query()
             .filter(format!("RowKey lt '{END_OF_TURN_KEYS}'"))
             .select(format!(
-                "{PARTITION_KEY},{ROW_KEY},{TIMESTAMP},{SYSTEM_TIMESTAMP},{CUSTOMER_ID}"
+                "{PARTITION_KEY},{ROW_KEY},{TIMESTAMP},{SYSTEM_TIMESTAMP}"
             ))
             .into_stream::<Row>();
-        let mut purged = 0;
-        let mut current: Option<ScannedSession> = None;
+        let mut last_turns: HashMap<String, LastTurn> = HashMap::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| storage_error("scanning for expired sessions", &e))?;
             for row in &page.entities {
-                let Some(partition) = entity::string(row, PARTITION_KEY) else {
+                let (Some(partition), Some(turn)) =
+                    (entity::string(row, PARTITION_KEY), LastTurn::of([row]))
+                else {
                     continue;
                 };
-                if current.as_ref().is_none_or(|s| s.partition != partition) {
-                    if let Some(scanned) = current.replace(ScannedSession::new(partition)) {
-                        purged += u64::from(self.delete_if_expired(scanned, cutoff).await?);
-                    }
-                }
-                if let Some(scanned) = current.as_mut() {
-                    scanned.add(row);
+                let last = last_turns.entry(partition.to_owned()).or_insert(turn);
+                if turn.number > last.number {
+                    *last = turn;
                 }
             }
         }
-        if let Some(scanned) = current {
-            purged += u64::from(self.delete_if_expired(scanned, cutoff).await?);
+        let mut purged = 0;
+        for (partition, last) in last_turns {
+            if last.time < cutoff {
+                purged += u64::from(self.delete_if_expired(&partition, cutoff).await?);
+            }
         }
         Ok(purged)
     }
 
-    /// Deletes `scanned` if it expired and is still as scanned; whether it did.
+    /// Reads the session in `partition` and deletes it as read if it has expired;
+    /// whether it did.
     async fn delete_if_expired(
         &self,
-        scanned: ScannedSession,
+        partition: &str,
         cutoff: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        if !scanned.expired(cutoff) || !self.delete_rows(&scanned.partition, &scanned.rows).await? {
+        let rows = self.session_rows(partition).await?;
+        if LastTurn::of(&rows).is_none_or(|last| last.time >= cutoff) {
             return Ok(false);
         }
-        self.delete_listing_entries(&scanned.partition, &scanned.owners)
+        let doomed = rows.iter().filter_map(DoomedRow::as_read).collect();
+        if !self.delete_rows(partition, doomed).await? {
+            return Ok(false);
+        }
+        self.delete_listing_entries(partition, &owners(&rows))
             .await?;
-        if let Ok(session) = SessionId::parse(&scanned.partition) {
+        if let Ok(session) = SessionId::parse(partition) {
             self.forget(&session);
         }
         Ok(true)
