@@ -225,6 +225,21 @@ fn expected_reply(function: &str) -> Value {
     }
 }
 
+/// Starts the freshly copied handler. While another test thread forks, its child
+/// briefly holds our copy's write descriptor and exec meets ETXTBSY: try again.
+async fn spawn_copied(command: &mut tokio::process::Command) -> tokio::process::Child {
+    let mut attempts = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            spawned => return spawned.expect("the host can start defaultExecutablePath"),
+        }
+    }
+}
+
 /// The app deployed as the host runs it: the package laid out, the handler
 /// started with the app settings, and answering `GET /`.
 struct Deployment {
@@ -297,9 +312,7 @@ impl Deployment {
             )
             .env("SESSION_TTL_DAYS", "30")
             .envs(settings.iter().copied());
-        let child = command
-            .spawn()
-            .expect("the host can start defaultExecutablePath");
+        let child = spawn_copied(&mut command).await;
 
         // The host probes GET / every 25 ms until any HTTP answer arrives.
         let client = reqwest::Client::new();
