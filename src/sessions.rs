@@ -2,6 +2,8 @@
 //! conversations, read, delete and purge them, with ownership and expiry applied.
 //! It reads the durable store when storage is configured, else the in-process one.
 
+mod sharing;
+
 use std::cmp::Reverse;
 use std::fmt;
 use std::time::Duration;
@@ -199,6 +201,8 @@ impl Sessions {
         if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
             return Ok(false);
         }
+        // Shares first: should the delete fail, the conversation can be deleted again.
+        self.store.revoke_shares(budget, session).await?;
         self.store.delete(budget, session).await
     }
 

@@ -51,10 +51,10 @@ pub fn requester(
 }
 
 /// A query string's parameters, percent-decoded.
-struct Parameters(Vec<(String, String)>);
+pub(super) struct Parameters(Vec<(String, String)>);
 
 impl Parameters {
-    fn of(request: &Request) -> Self {
+    pub(super) fn of(request: &Request) -> Self {
         Self(
             form_urlencoded::parse(request.query.as_bytes())
                 .into_owned()
@@ -71,7 +71,7 @@ impl Parameters {
     }
 
     /// Who the request says is asking (`customer_id`), then who is, by [`requester`].
-    fn requester(
+    pub(super) fn requester(
         &self,
         state: &AppState,
         request: &Request,
@@ -244,12 +244,12 @@ async fn conversation(
 }
 
 /// The same answer for an unknown, expired or someone else's conversation.
-fn not_found(session: &SessionId) -> ApiError {
+pub(super) fn not_found(session: &SessionId) -> ApiError {
     ApiError::NotFound(format!("no conversation {session}"))
 }
 
 /// The `{session_id}` path segment, percent-decoded and checked.
-fn session_in_path(raw: &str) -> Result<SessionId, ApiError> {
+pub(super) fn session_in_path(raw: &str) -> Result<SessionId, ApiError> {
     let decoded = percent_decode_str(raw).decode_utf8().map_err(|_| {
         ApiError::invalid(
             InvalidInput::SessionId,

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, StorageError, Window,
-    WindowCache,
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, StorageError,
+    Window, WindowCache,
 };
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -283,6 +283,30 @@ impl GuardedStore {
         .await
     }
 
+    pub async fn create_share(
+        &self,
+        budget: StorageBudget,
+        share: &Share,
+    ) -> Result<(), StorageError> {
+        self.call(budget, self.inner.create_share(share)).await
+    }
+
+    pub async fn shared(
+        &self,
+        budget: StorageBudget,
+        id: &ShareId,
+    ) -> Result<Option<Share>, StorageError> {
+        self.call(budget, self.inner.shared(id)).await
+    }
+
+    pub async fn revoke_shares(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<u64, StorageError> {
+        self.call(budget, self.inner.revoke_shares(session)).await
+    }
+
     async fn call<T>(
         &self,
         budget: StorageBudget,
@@ -432,6 +456,18 @@ mod tests {
             _: Option<&CustomerId>,
             _: Option<&Feedback>,
         ) -> Result<bool, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn create_share(&self, _: &Share) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn shared(&self, _: &ShareId) -> Result<Option<Share>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn revoke_shares(&self, _: &SessionId) -> Result<u64, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -45,6 +45,7 @@ mod feedback;
 mod keys;
 mod listing;
 mod purge;
+mod shares;
 mod titles;
 
 use std::collections::{BTreeSet, HashMap};
@@ -65,11 +66,11 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, StorageError, Version,
-    Window,
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, StorageError,
+    Version, Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -95,6 +96,9 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
+    /// Shared snapshots (`shares.rs`).
+    shares: TableClient,
+    shares_ready: OnceCell<()>,
     /// The turn count last seen per session: where the next window read starts
     /// looking. A hint, never the truth.
     counts: Mutex<HashMap<SessionId, u64>>,
@@ -173,8 +177,8 @@ impl TurnRows {
 }
 
 impl TableStore {
-    /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes (by identity: with a token from
+    /// A store keeping turns in `history_table`, its listing index in
+    /// `sessions_table` and shared snapshots in `shares_table`, as `connection` describes (by identity: with a token from
     /// `credentials`), trusting `trusted_cas` besides the public certificate
     /// authorities. Makes no request: the handler starts (and answers, degraded)
     /// while storage is down.
@@ -182,6 +186,7 @@ impl TableStore {
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        shares_table: &str,
         credentials: &Credentials,
         trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
@@ -191,6 +196,8 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
+            shares: service.table_client(shares_table),
+            shares_ready: OnceCell::new(),
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -838,5 +845,17 @@ impl ConversationStore for TableStore {
     ) -> Result<bool, StorageError> {
         self.merge_feedback(session, turn, requester, feedback)
             .await
+    }
+
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+        self.store_share(share).await
+    }
+
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+        self.read_share(id).await
+    }
+
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
+        self.delete_shares_of(session).await
     }
 }
