@@ -206,16 +206,21 @@ impl Sessions {
         self.store.delete(budget, session).await
     }
 
-    /// Deletes every expired conversation.
+    /// Deletes every expired conversation, then the shares of conversations that
+    /// are gone.
     pub async fn purge(&self) -> Result<PurgeOutcome, StorageError> {
-        let Some(cutoff) = self.retention.cutoff(self.clock.now()) else {
-            return Ok(PurgeOutcome::KeptForever);
+        let budget = StorageBudget::lasting(PURGE_BUDGET);
+        let outcome = match self.retention.cutoff(self.clock.now()) {
+            None => PurgeOutcome::KeptForever,
+            Some(cutoff) => PurgeOutcome::Purged(self.store.purge_before(budget, cutoff).await?),
         };
-        let purged = self
-            .store
-            .purge_before(StorageBudget::lasting(PURGE_BUDGET), cutoff)
-            .await?;
-        Ok(PurgeOutcome::Purged(purged))
+        // Shares of gone conversations no longer read: a failure here leaves rows
+        // for the next purge, and the purge itself stands.
+        match self.sweep_shares(budget).await {
+            Ok(swept) => tracing::info!(swept, "deleted the shares of gone conversations"),
+            Err(error) => tracing::warn!(%error, "shares of gone conversations not deleted"),
+        }
+        Ok(outcome)
     }
 
     /// Whether a conversation whose last turn is `last`, owned by `owner`, exists

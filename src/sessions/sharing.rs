@@ -2,11 +2,15 @@
 //! lives no longer than the conversation it was taken of: reading one checks that
 //! the conversation is still there, unexpired, with the same owner and the same
 //! turn 0 (a conversation deleted, or expired and started again, is another one),
-//! so it dies with its conversation whatever removed it; deleting the
-//! conversation, and revoking, also delete its shares' rows.
+//! so it dies with its conversation whatever removed it. Deleting the
+//! conversation and revoking delete its shares' rows at once; the purge deletes
+//! the rows of shares whose conversation went otherwise (deleted with all of its
+//! owner's, expired, or started again).
 
-use crate::domain::{owner_of, CustomerId, SessionId, ShareId};
-use crate::storage::{Share, StorageError};
+use std::collections::BTreeMap;
+
+use crate::domain::{owner_of, CustomerId, SessionId, ShareId, Turn};
+use crate::storage::{Share, ShareOrigin, StorageBudget, StorageError};
 use crate::transcript;
 
 use super::Sessions;
@@ -50,13 +54,44 @@ impl Sessions {
             return Ok(None);
         };
         let turns = self.store.all(budget, &share.session).await?;
+        Ok(self.still_shows(&share.origin(), &turns).then_some(share))
+    }
+
+    /// Whether the conversation a share was taken of is `turns`, live: its turn 0
+    /// is the one the share saw, and it has not expired.
+    fn still_shows(&self, origin: &ShareOrigin, turns: &[Turn]) -> bool {
         let same_conversation = turns.first().is_some_and(|first| {
             first.index == 0
-                && first.timestamp == share.started_at
-                && first.owner.as_ref() == Some(&share.owner)
+                && first.timestamp == origin.started_at
+                && first.owner.as_ref() == Some(&origin.owner)
         });
-        let live = self.visible(turns.last(), Some(&share.owner), Some(&share.owner));
-        Ok((same_conversation && live).then_some(share))
+        same_conversation && self.visible(turns.last(), Some(&origin.owner), Some(&origin.owner))
+    }
+
+    /// Deletes every share whose conversation is gone; how many.
+    pub(super) async fn sweep_shares(&self, budget: StorageBudget) -> Result<u64, StorageError> {
+        let mut by_session: BTreeMap<SessionId, Vec<ShareOrigin>> = BTreeMap::new();
+        for origin in self.store.share_origins(budget).await? {
+            by_session
+                .entry(origin.session.clone())
+                .or_default()
+                .push(origin);
+        }
+        let mut swept = 0;
+        for (session, origins) in by_session {
+            let turns = self.store.all(budget, &session).await?;
+            for origin in origins {
+                if !self.still_shows(&origin, &turns)
+                    && self
+                        .store
+                        .revoke_share(budget, &session, &origin.id)
+                        .await?
+                {
+                    swept += 1;
+                }
+            }
+        }
+        Ok(swept)
     }
 
     /// Revokes every share of `session`; `false` (nothing changed) unless

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, StorageError,
-    Window, WindowCache,
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, ShareOrigin,
+    StorageError, Window, WindowCache,
 };
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 
@@ -307,6 +307,23 @@ impl GuardedStore {
         self.call(budget, self.inner.revoke_shares(session)).await
     }
 
+    pub async fn share_origins(
+        &self,
+        budget: StorageBudget,
+    ) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.call(budget, self.inner.share_origins()).await
+    }
+
+    pub async fn revoke_share(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        id: &ShareId,
+    ) -> Result<bool, StorageError> {
+        self.call(budget, self.inner.revoke_share(session, id))
+            .await
+    }
+
     async fn call<T>(
         &self,
         budget: StorageBudget,
@@ -468,6 +485,14 @@ mod tests {
             std::future::pending().await
         }
         async fn revoke_shares(&self, _: &SessionId) -> Result<u64, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn revoke_share(&self, _: &SessionId, _: &ShareId) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, StorageError,
-    Version, Window,
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, ShareOrigin,
+    StorageError, Version, Window,
 };
 use crate::domain::{
     may_access, title_of, CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn,
@@ -415,6 +415,14 @@ impl ConversationStore for InProcessStore {
 
     async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
         Ok(self.shelf().remove_session(session))
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        Ok(self.shelf().origins())
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        Ok(self.shelf().remove_of(session, id))
     }
 }
 

@@ -159,6 +159,26 @@ pub struct Share {
     pub document: String,
 }
 
+/// Which conversation a share was taken of: a [`Share`] without its snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareOrigin {
+    pub id: ShareId,
+    pub session: SessionId,
+    pub owner: CustomerId,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Share {
+    pub fn origin(&self) -> ShareOrigin {
+        ShareOrigin {
+            id: self.id.clone(),
+            session: self.session.clone(),
+            owner: self.owner.clone(),
+            started_at: self.started_at,
+        }
+    }
+}
+
 /// Why a storage call failed, whatever the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -273,4 +293,10 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     /// Revokes every share of `session`; how many there were.
     async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError>;
+
+    /// Where every stored share comes from, revoked or not yet whole ones aside.
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError>;
+
+    /// Revokes share `id` of `session` alone; `false` if there was none.
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError>;
 }

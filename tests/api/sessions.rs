@@ -2170,6 +2170,15 @@ mod sharing {
             self.get(&format!("/api/shared/{id}")).await
         }
 
+        /// How many rows the shares table holds in `partition` (Table backend only).
+        async fn share_rows(&self, partition: &str) -> usize {
+            let shares = raw_table_client(
+                &shared_table_endpoint(),
+                &crate::helpers::shares_table_for(&self.table),
+            );
+            stored_rows(&shares, partition).await.len()
+        }
+
         async fn assert_share_gone(&self, id: &str) {
             self.open_share(id).await.assert_error(404, "not_found");
         }
@@ -2382,12 +2391,8 @@ mod sharing {
             .await;
         manager.assert_share_gone(&id).await;
         if backend == Backend::Table {
-            let shares = raw_table_client(
-                &shared_table_endpoint(),
-                &crate::helpers::shares_table_for(&manager.table),
-            );
-            assert_eq!(stored_rows(&shares, "doomed").await, []);
-            assert_eq!(stored_rows(&shares, &id).await, []);
+            assert_eq!(manager.share_rows("doomed").await, 0);
+            assert_eq!(manager.share_rows(&id).await, 0);
         }
     }
 
@@ -2407,6 +2412,14 @@ mod sharing {
             .delete(manager.url("/api/sessions?customer_id=alice"));
         assert_eq!(manager.app.send(request).await.status, 200);
         manager.assert_share_gone(&alices).await;
+        assert_eq!(manager.open_share(&bobs).await.status, 200);
+        // The purge deletes the rows too (conversations are kept forever here).
+        assert_eq!(manager.purge().await.0, 200);
+        if backend == Backend::Table {
+            assert_eq!(manager.share_rows("a-1").await, 0);
+            assert_eq!(manager.share_rows(&alices).await, 0);
+            assert_eq!(manager.share_rows("b-1").await, 1);
+        }
         assert_eq!(manager.open_share(&bobs).await.status, 200);
     }
 
@@ -2436,14 +2449,16 @@ mod sharing {
             .await;
         assert_eq!(restarted["turn"], 0);
         manager.assert_share_gone(&fading).await;
+        let fresh = manager.shared_id("fading", "alice").await;
         assert_eq!(manager.purge().await.0, 200);
         manager.assert_share_gone(&purged).await;
-        assert_eq!(
-            manager
-                .open_share(&manager.shared_id("fading", "alice").await)
-                .await
-                .status,
-            200
-        );
+        manager.assert_share_gone(&fading).await;
+        assert_eq!(manager.open_share(&fresh).await.status, 200);
+        if backend == Backend::Table {
+            // The old conversation's share is deleted, the new one's kept.
+            assert_eq!(manager.share_rows("purged").await, 0);
+            assert_eq!(manager.share_rows("fading").await, 1);
+            assert_eq!(manager.share_rows(&fading).await, 0);
+        }
     }
 }

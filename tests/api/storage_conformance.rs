@@ -1130,11 +1130,12 @@ mod sharing {
     use super::*;
     use crate::helpers::shares_table_for;
     use session_rag::domain::ShareId;
-    use session_rag::storage::Share;
+    use session_rag::storage::{Share, ShareOrigin};
 
     conformance_suite!(
         a_share_reads_back_until_its_conversation_revokes_it,
         a_snapshot_larger_than_an_entity_reads_back_whole,
+        every_share_has_an_origin_and_one_can_be_revoked_alone,
     );
 
     fn share_of(session: &SessionId, document: String) -> Share {
@@ -1195,6 +1196,35 @@ mod sharing {
         assert_eq!(read, share);
         assert_eq!(store.revoke_shares(&s).await, Ok(1));
         assert_eq!(store.shared(&share.id).await, Ok(None));
+    }
+
+    async fn every_share_has_an_origin_and_one_can_be_revoked_alone(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (s, t) = (session("o'brien 会话 1"), session("other"));
+        let (first, second) = (share_of(&s, "{}".into()), share_of(&s, "{}".into()));
+        let elsewhere = share_of(&t, "{}".into());
+        for share in [&first, &second, &elsewhere] {
+            store.create_share(share).await.unwrap();
+        }
+        let origins = |mut origins: Vec<ShareOrigin>| {
+            origins.sort_by(|a, b| a.id.cmp(&b.id));
+            origins
+        };
+        assert_eq!(
+            origins(store.share_origins().await.unwrap()),
+            origins(vec![first.origin(), second.origin(), elsewhere.origin()])
+        );
+
+        assert_eq!(store.revoke_share(&s, &first.id).await, Ok(true));
+        assert_eq!(store.revoke_share(&s, &first.id).await, Ok(false));
+        // Only with its own session.
+        assert_eq!(store.revoke_share(&t, &second.id).await, Ok(false));
+        assert_eq!(store.shared(&first.id).await, Ok(None));
+        assert_eq!(store.shared(&second.id).await, Ok(Some(second.clone())));
+        assert_eq!(
+            origins(store.share_origins().await.unwrap()),
+            origins(vec![second.origin(), elsewhere.origin()])
+        );
     }
 
     /// Shares live in a table of their own: the seed's session partition and the

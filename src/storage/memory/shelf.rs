@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{SessionId, ShareId};
-use crate::storage::Share;
+use crate::storage::{Share, ShareOrigin};
 
 /// Bytes counted per share besides its document and ids.
 const SHARE_OVERHEAD_BYTES: usize = 256;
@@ -63,6 +63,22 @@ impl Shelf {
             self.remove(id);
         }
         doomed.len() as u64
+    }
+
+    pub fn origins(&self) -> Vec<ShareOrigin> {
+        self.shares
+            .values()
+            .map(|(_, share)| share.origin())
+            .collect()
+    }
+
+    /// Removes share `id` if it is one of `session`'s.
+    pub fn remove_of(&mut self, session: &SessionId, id: &ShareId) -> bool {
+        let ours = self.get(id).is_some_and(|share| share.session == *session);
+        if ours {
+            self.remove(id);
+        }
+        ours
     }
 
     fn remove(&mut self, id: &ShareId) {

@@ -66,8 +66,8 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, StorageError,
-    Version, Window,
+    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, Share, ShareOrigin,
+    StorageError, Version, Window,
 };
 use crate::credential::Credentials;
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
@@ -856,6 +856,14 @@ impl ConversationStore for TableStore {
     }
 
     async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
-        self.delete_shares_of(session).await
+        self.delete_shares_of(session, None).await
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.every_share_origin().await
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        Ok(self.delete_shares_of(session, Some(id)).await? > 0)
     }
 }

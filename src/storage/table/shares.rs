@@ -19,12 +19,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
-use super::entity::{self, ascii_json, insert_split, read_split, ROW_KEY};
+use super::entity::{self, ascii_json, insert_split, read_split, PARTITION_KEY, ROW_KEY};
 use super::error::{has_status, storage_error};
 use super::keys::quoted;
 use super::{ensure_exists, partition_filter, Row, TableStore};
 use crate::domain::{CustomerId, SessionId, ShareId};
-use crate::storage::{Share, StorageError};
+use crate::storage::{Share, ShareOrigin, StorageError};
 
 /// The pointer row's RowKey in a share's partition.
 const POINTER: &str = "~session";
@@ -53,6 +53,16 @@ fn parse_part_key(key: &str) -> Option<(ShareId, usize)> {
         .then(|| n.parse().ok())
         .flatten()?;
     Some((ShareId::parse(id)?, n))
+}
+
+/// Where share `id` of `session` comes from, as its head `head` says.
+fn origin_of(session: SessionId, id: ShareId, head: &Row) -> Option<ShareOrigin> {
+    Some(ShareOrigin {
+        owner: CustomerId::parse(entity::string(head, OWNER)?).ok()?,
+        started_at: entity::string(head, STARTED_AT).and_then(entity::parse_timestamp)?,
+        session,
+        id,
+    })
 }
 
 fn time_text(time: DateTime<Utc>) -> String {
@@ -177,26 +187,25 @@ impl TableStore {
         let Some((_, 0, head)) = parts.first() else {
             return Ok(None);
         };
-        let field = |name| entity::string(head, name);
-        let time = |name| field(name).and_then(entity::parse_timestamp);
         let count = head.get(PARTS).and_then(Value::as_u64);
         let whole = count.is_some_and(|count| {
             parts.len() as u64 == count && parts.iter().zip(0..).all(|((_, n, _), m)| *n == m)
         });
-        let (Some(owner), Some(started_at), Some(created_at), Some(turns), true) = (
-            field(OWNER).and_then(|owner| CustomerId::parse(owner).ok()),
-            time(STARTED_AT),
-            time(CREATED_AT),
-            field(TURNS).and_then(|turns| turns.parse().ok()),
+        let created_at = entity::string(head, CREATED_AT).and_then(entity::parse_timestamp);
+        let turns = entity::string(head, TURNS).and_then(|turns| turns.parse().ok());
+        let (Some(origin), Some(created_at), Some(turns), true) = (
+            origin_of(session, id.clone(), head),
+            created_at,
+            turns,
             whole,
         ) else {
             return Ok(None);
         };
         Ok(Some(Share {
-            id: id.clone(),
-            session,
-            owner,
-            started_at,
+            id: origin.id,
+            session: origin.session,
+            owner: origin.owner,
+            started_at: origin.started_at,
             created_at,
             turns,
             document: parts
@@ -206,9 +215,35 @@ impl TableStore {
         }))
     }
 
-    pub(super) async fn delete_shares_of(&self, session: &SessionId) -> Result<u64, StorageError> {
+    pub(super) async fn every_share_origin(&self) -> Result<Vec<ShareOrigin>, StorageError> {
         self.ensure_shares_table().await?;
-        let mut parts = self.share_parts(session, None, Some(ROW_KEY)).await?;
+        let mut pages = self
+            .shares
+            .query()
+            .select(format!("{PARTITION_KEY},{ROW_KEY},{OWNER},{STARTED_AT}"))
+            .into_stream::<Row>();
+        let mut origins = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| storage_error("reading the shares", &e))?;
+            origins.extend(page.entities.iter().filter_map(|row| {
+                let (id, 0) = parse_part_key(entity::string(row, ROW_KEY)?)? else {
+                    return None;
+                };
+                let session = SessionId::parse(entity::string(row, PARTITION_KEY)?).ok()?;
+                origin_of(session, id, row)
+            }));
+        }
+        Ok(origins)
+    }
+
+    /// Deletes `session`'s share `id`, or all its shares when `None`; how many.
+    pub(super) async fn delete_shares_of(
+        &self,
+        session: &SessionId,
+        id: Option<&ShareId>,
+    ) -> Result<u64, StorageError> {
+        self.ensure_shares_table().await?;
+        let mut parts = self.share_parts(session, id, Some(ROW_KEY)).await?;
         // Heads first: a share without its head no longer reads.
         parts.sort_by_key(|(_, n, _)| *n);
         let mut revoked = 0;
