@@ -15,6 +15,12 @@ use crate::transcript;
 
 use super::Sessions;
 
+/// A conversation's first and last turn.
+struct Ends {
+    first: Option<Turn>,
+    last: Option<Turn>,
+}
+
 impl Sessions {
     /// Shares the turns `session` has so far; `None` (nothing stored) unless
     /// `requester` owns it and it is live. A conversation without an owner is
@@ -53,19 +59,29 @@ impl Sessions {
         let Some(share) = self.store.shared(budget, id).await? else {
             return Ok(None);
         };
-        let turns = self.store.all(budget, &share.session).await?;
-        Ok(self.still_shows(&share.origin(), &turns).then_some(share))
+        let ends = self.ends(budget, &share.session).await?;
+        Ok(self.still_shows(&share.origin(), &ends).then_some(share))
     }
 
-    /// Whether the conversation a share was taken of is `turns`, live: its turn 0
-    /// is the one the share saw, and it has not expired.
-    fn still_shows(&self, origin: &ShareOrigin, turns: &[Turn]) -> bool {
-        let same_conversation = turns.first().is_some_and(|first| {
+    /// The first and the last turn of `session`, if it has them. The last is read
+    /// first: a conversation deleted and started again between the two reads
+    /// shows another turn 0, never the old turn 0 with the new last turn.
+    async fn ends(&self, budget: StorageBudget, session: &SessionId) -> Result<Ends, StorageError> {
+        let last = self.store.recent(budget, session, 1).await?.turns.pop();
+        let first = self.store.first_turn(budget, session).await?;
+        Ok(Ends { first, last })
+    }
+
+    /// Whether the conversation a share was taken of is still the one with these
+    /// `ends`, live: its turn 0 is the one the share saw, and it has not expired.
+    fn still_shows(&self, origin: &ShareOrigin, ends: &Ends) -> bool {
+        let same_conversation = ends.first.as_ref().is_some_and(|first| {
             first.index == 0
                 && first.timestamp == origin.started_at
                 && first.owner.as_ref() == Some(&origin.owner)
         });
-        same_conversation && self.visible(turns.last(), Some(&origin.owner), Some(&origin.owner))
+        same_conversation
+            && self.visible(ends.last.as_ref(), Some(&origin.owner), Some(&origin.owner))
     }
 
     /// Deletes every share whose conversation is gone; how many.
@@ -79,9 +95,9 @@ impl Sessions {
         }
         let mut swept = 0;
         for (session, origins) in by_session {
-            let turns = self.store.all(budget, &session).await?;
+            let ends = self.ends(budget, &session).await?;
             for origin in origins {
-                if !self.still_shows(&origin, &turns)
+                if !self.still_shows(&origin, &ends)
                     && self
                         .store
                         .revoke_share(budget, &session, &origin.id)
