@@ -2480,4 +2480,39 @@ mod sharing {
             assert_eq!(manager.share_rows(&fading).await, 0);
         }
     }
+
+    /// A share made while its conversation is being deleted: whichever wins, the
+    /// share never reads once the delete is done (the delete's revoke may come
+    /// before the share's rows, so only the check at read time can stop it), and
+    /// the purge leaves none of its rows.
+    #[tokio::test]
+    async fn a_share_made_while_its_conversation_is_deleted_dies_with_it() {
+        const ROUNDS: usize = 20;
+        let manager = Manager::start(Backend::Table).await;
+        let mut created = 0;
+        for round in 0..ROUNDS {
+            let session = format!("raced-{round}");
+            manager
+                .say("What does LONPF2 do?", &session, Some("alice"))
+                .await;
+            let delete_path = format!("/api/sessions/{session}?customer_id=alice");
+            let (shared, deleted) = tokio::join!(
+                manager.share(&session, "alice"),
+                manager.delete(&delete_path)
+            );
+            assert_eq!(deleted.status(), 204, "round {round}");
+            if shared.status == 201 {
+                created += 1;
+                let id = shared.body["share_id"].as_str().unwrap();
+                manager.assert_share_gone(id).await;
+            } else {
+                shared.assert_error(404, "not_found");
+            }
+        }
+        assert_eq!(manager.purge().await.0, 200);
+        for round in 0..ROUNDS {
+            assert_eq!(manager.share_rows(&format!("raced-{round}")).await, 0);
+        }
+        println!("{created} of {ROUNDS} shares were made while their conversation was deleted");
+    }
 }
