@@ -16,7 +16,7 @@ use crate::domain::{
     Title, Turn,
 };
 use crate::storage::{
-    DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError,
+    DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError, Window,
 };
 
 pub use crate::storage::ListPosition;
@@ -114,8 +114,11 @@ impl Sessions {
             return Ok(None);
         }
         // The last turn, whether it expired: an expired one is not read whole.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+        if self
+            .last_if_visible(budget, session, requester)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let turns = self.store.all(budget, session).await?;
@@ -134,10 +137,11 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        // The last turn says whether the conversation has expired; the window, who
-        // owns it.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+        if self
+            .last_if_visible(budget, session, requester)
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
         // Shares first: should the delete fail, the conversation can be deleted again.
@@ -160,6 +164,20 @@ impl Sessions {
             Err(error) => tracing::warn!(%error, "shares of gone conversations not deleted"),
         }
         Ok(outcome)
+    }
+
+    /// The window of `session`'s last turn (which says whether it expired, and who
+    /// owns it) when the conversation exists for `requester`; `None` otherwise.
+    async fn last_if_visible(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        requester: Option<&CustomerId>,
+    ) -> Result<Option<Window>, StorageError> {
+        let last = self.store.recent(budget, session, 1).await?;
+        Ok(self
+            .visible(last.turns.last(), last.owner.as_ref(), requester)
+            .then_some(last))
     }
 
     /// Whether a conversation whose last turn is `last`, owned by `owner`, exists
@@ -228,10 +246,12 @@ impl Sessions {
         feedback: Option<&Feedback>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        // The last turn says whether the conversation has expired. Ownership is
-        // checked again by the store, on the turn it changes.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+        // Ownership is checked again by the store, on the turn it changes.
+        if self
+            .last_if_visible(budget, session, requester)
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
         self.store

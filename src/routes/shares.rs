@@ -6,7 +6,7 @@ use warp::http::{header, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::sessions::{not_found, session_in_path, Parameters};
+use super::sessions::{addressed, no_content_or_not_found, not_found};
 use super::{ApiError, AppState, Request};
 use crate::domain::{timestamp_text, ShareId};
 use crate::storage::StorageError;
@@ -18,13 +18,10 @@ pub async fn share(
     raw_id: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let session = session_in_path(raw_id)?;
-    let requester = Parameters::of(request).requester(state, request)?;
+    let (session, requester) = addressed(state, raw_id, request)?;
     if request.method == Method::DELETE {
-        return match state.sessions.unshare(&session, requester.as_ref()).await? {
-            true => Ok(StatusCode::NO_CONTENT.into_response()),
-            false => Err(not_found(&session)),
-        };
+        let revoked = state.sessions.unshare(&session, requester.as_ref()).await?;
+        return no_content_or_not_found(revoked, &session);
     }
     let Some(share) = state.sessions.share(&session, requester.as_ref()).await? else {
         return Err(not_found(&session));

@@ -118,9 +118,9 @@ impl Sessions {
         requester: Option<&CustomerId>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        let last = self.store.recent(budget, session, 1).await?;
-        if last.owner.is_none() || !self.visible(last.turns.last(), last.owner.as_ref(), requester)
-        {
+        let last = self.last_if_visible(budget, session, requester).await?;
+        // A conversation without an owner has no shares to revoke.
+        if last.is_none_or(|last| last.owner.is_none()) {
             return Ok(false);
         }
         self.store.revoke_shares(budget, session).await?;

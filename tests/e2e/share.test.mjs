@@ -7,33 +7,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { browserDuring, handlerDuring, sharedStorage } from './harness.mjs';
+import { answers, ask, browserCustomer, openChat as openChatIn, sessionOf } from './pages.mjs';
 
 const TIMEOUT = { timeout: 60_000 };
 
 const browser = browserDuring();
 
-async function openChat(base, { headers, suffix = '' } = {}) {
-  const page = await browser.context.newPage();
-  if (headers) await page.setExtraHTTPHeaders(headers);
-  page.requested = [];
-  page.on('request', (request) => page.requested.push(request.url()));
-  await page.goto(`${base}/api/chat${suffix}`);
-  await page.locator('#transcript').waitFor();
-  return page;
-}
-
-const answers = (page) => page.locator('#transcript article.assistant');
-const sessionOf = (page) => decodeURIComponent(new URL(page.url()).hash.replace('#session=', ''));
-const browserCustomer = (page) => page.evaluate(() => localStorage.getItem('session-rag.customer_id'));
-
-async function ask(page, question) {
-  const next = answers(page).nth(await answers(page).count());
-  await page.locator('#question').fill(question);
-  await page.locator('#question').press('Enter');
-  await next.waitFor();
-  await next.locator('.feedback').waitFor();
-  return next;
-}
+const openChat = (base, options) => openChatIn(browser, base, options);
 
 /** Clicks Share and returns the link the page shows. */
 async function share(page) {
