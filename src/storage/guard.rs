@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, ListPosition, ListingPage,
+    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
     SessionSummary, Share, ShareOrigin, StorageError, Window, WindowCache,
 };
 use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
@@ -207,9 +207,11 @@ impl GuardedStore {
         &self,
         budget: StorageBudget,
         session: &SessionId,
-    ) -> Result<bool, StorageError> {
+        expected: Seen,
+    ) -> Result<Deleted, StorageError> {
         self.forget_window(session);
-        self.call(budget, self.inner.delete(session)).await
+        self.call(budget, self.inner.delete(session, expected))
+            .await
     }
 
     pub async fn update_listing(
@@ -442,7 +444,7 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
-        async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
+        async fn delete(&self, _: &SessionId, _: Seen) -> Result<Deleted, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, ListPosition, ListingPage,
+    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
     SessionSummary, Share, ShareOrigin, StorageError, Version, Window,
 };
 use crate::domain::{
@@ -152,9 +152,14 @@ impl Session {
             (
                 Expectation::After { last, version } | Expectation::Restart { last, version },
                 Some(session),
-            ) => session.total() == last + 1 && *version == stamp_version(session.last_stamp),
+            ) => session.ends_at(*last, version),
             _ => false,
         }
+    }
+
+    /// Whether turn `last` is this session's last turn, unchanged since `version`.
+    fn ends_at(&self, last: u64, version: &Version) -> bool {
+        self.total() == last + 1 && *version == stamp_version(self.last_stamp)
     }
 }
 
@@ -230,15 +235,11 @@ impl State {
         Some(entry)
     }
 
-    fn remove(&mut self, session: &SessionId) -> bool {
-        match self.sessions.remove(session) {
-            None => false,
-            Some(mut removed) => {
-                self.indexes.remove(session, &mut removed);
-                self.by_last_use.remove(&removed.last_use);
-                self.bytes -= removed.bytes;
-                true
-            }
+    fn remove(&mut self, session: &SessionId) {
+        if let Some(mut removed) = self.sessions.remove(session) {
+            self.indexes.remove(session, &mut removed);
+            self.by_last_use.remove(&removed.last_use);
+            self.bytes -= removed.bytes;
         }
     }
 
@@ -364,8 +365,17 @@ impl ConversationStore for InProcessStore {
             .and_then(|s| s.turns.first().cloned()))
     }
 
-    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
-        Ok(self.lock().remove(session))
+    /// Checked and removed under the lock.
+    async fn delete(&self, session: &SessionId, expected: Seen) -> Result<Deleted, StorageError> {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(Deleted::Missing);
+        };
+        if !entry.ends_at(expected.last, &expected.version) {
+            return Ok(Deleted::Changed);
+        }
+        state.remove(session);
+        Ok(Deleted::Deleted)
     }
 
     /// Listings are read from the turns themselves: nothing to record.

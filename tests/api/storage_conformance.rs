@@ -11,13 +11,14 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::{json, Value};
 use session_rag::domain::{CustomerId, NewTurn, SessionId};
 use session_rag::storage::{
-    Appended, ConversationStore, Expectation, InProcessStore, ListPosition, SessionSummary,
-    StorageError, TableStore, Window,
+    Appended, ConversationStore, Deleted, Expectation, InProcessStore, ListPosition,
+    SessionSummary, StorageError, TableStore, Window,
 };
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    insert_batched, raw_table_client, sessions_table_for, shared_table_store, stored_rows,
+    delete_as_read, insert_batched, raw_table_client, sessions_table_for, shared_table_store,
+    stored_rows,
 };
 
 /// A fresh, empty store of one kind.
@@ -87,6 +88,7 @@ conformance_suite!(
     a_continuation_is_refused_after_a_restart,
     a_restart_replaces_only_the_conversation_it_saw,
     a_restart_is_refused_once_the_conversation_was_continued,
+    a_delete_leaves_a_restart_made_since_its_read_alone,
     the_window_names_turn_zeros_owner_and_its_last_version,
     the_version_an_append_returns_is_the_one_a_read_finds,
 );
@@ -211,13 +213,23 @@ async fn delete_removes_a_session_and_numbering_starts_again(backend: Backend) {
     append_all(store, &doomed, 3).await;
     append_all(store, &kept, 2).await;
 
-    assert_eq!(store.delete(&doomed).await, Ok(true));
+    let seen = store.recent(&doomed, 1).await.unwrap().seen().unwrap();
+    assert_eq!(
+        store.delete(&doomed, seen.clone()).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(store.recent(&doomed, 10).await.unwrap().total, 0);
     assert!(store.all(&doomed).await.unwrap().is_empty());
+    assert_eq!(
+        store.delete(&doomed, seen.clone()).await,
+        Ok(Deleted::Missing)
+    );
     assert_eq!(append(store, &doomed, turn("again")).await, Ok(0));
     assert_eq!(store.recent(&kept, 10).await.unwrap().total, 2);
 
-    assert_eq!(store.delete(&session("never-existed")).await, Ok(false));
+    // Started again, it is not the conversation seen any more.
+    assert_eq!(store.delete(&doomed, seen).await, Ok(Deleted::Changed));
+    assert_eq!(stored_users(store, &doomed).await, ["again"]);
 }
 
 async fn concurrent_appends_get_unique_gap_free_numbers(backend: Backend) {
@@ -279,7 +291,10 @@ async fn awkward_session_ids_stay_isolated(backend: Backend) {
         assert_eq!(users(&window.turns), expected, "{id:?}");
         assert_eq!(store.all(&session(id)).await.unwrap().len(), i + 1);
     }
-    assert_eq!(store.delete(&session("o'brien")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(store, &session("o'brien")).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(
         store.recent(&session("o''brien"), 10).await.unwrap().total,
         2
@@ -478,7 +493,10 @@ async fn a_deleted_session_leaves_the_listing(backend: Backend) {
     for id in ["kept", "doomed"] {
         append_listed(store, &session(id), Some(&alice), "q", Utc::now()).await;
     }
-    assert_eq!(store.delete(&session("doomed")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(store, &session("doomed")).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(listed_ids(store, &alice).await, [session("kept")]);
 
     // Started again, it is listed again from its new first turn.
@@ -540,7 +558,7 @@ async fn the_first_turn_names_the_owner(backend: Backend) {
         (0, "first", Some(alice))
     );
     assert_eq!(store.first_turn(&session("nobody")).await, Ok(None));
-    store.delete(&s).await.unwrap();
+    delete_as_read(store, &s).await.unwrap();
     assert_eq!(store.first_turn(&s).await, Ok(None));
 }
 
@@ -571,7 +589,7 @@ async fn pages_run_latest_first_ties_by_session_id_and_continue_exactly(backend:
     // A position is a place in the order, not an entry: it still works after its
     // conversation was deleted, and a new conversation sorts into it.
     let after_c = ListPosition::of(&first.sessions[2]);
-    store.delete(&session("c")).await.unwrap();
+    delete_as_read(store, &session("c")).await.unwrap();
     append_listed(store, &session("cc"), Some(&alice), "q", at(5)).await;
     let rest = store
         .sessions_page(&alice, 10, Some(&after_c), None)
@@ -692,7 +710,7 @@ async fn stores_sharing_a_table_continue_each_others_sessions() {
     assert_eq!(append(&first, &s, turn("from first")).await, Ok(5));
 
     // A delete elsewhere leaves `first` with a count that is too high.
-    assert_eq!(second.delete(&s).await, Ok(true));
+    assert_eq!(delete_as_read(&second, &s).await, Ok(Deleted::Deleted));
     let window = first.recent(&s, 2).await.unwrap();
     assert_eq!(window.total, 0);
     assert!(window.turns.is_empty());
@@ -818,7 +836,7 @@ async fn a_continuation_is_refused_after_a_delete(backend: Backend) {
     let s = session("deleted meanwhile");
     append_all(store, &s, 3).await;
     let seen = store.recent(&s, 10).await.unwrap();
-    assert_eq!(store.delete(&s).await, Ok(true));
+    assert_eq!(delete_as_read(store, &s).await, Ok(Deleted::Deleted));
     assert_eq!(
         store.append(&s, turn("late"), seen.continuation()).await,
         Ok(Appended::Changed)
@@ -895,6 +913,39 @@ async fn a_restart_is_refused_once_the_conversation_was_continued(backend: Backe
         Ok(Appended::Changed)
     );
     assert_eq!(stored_users(store, &s).await, ["q0", "q1", "kept"]);
+}
+
+/// Alice's delete read her conversation; then it expired and Bob started it again.
+/// With one turn, Bob's turn 0 has the number Alice saw last (only its version
+/// differs); with three, that number is gone.
+async fn a_delete_leaves_a_restart_made_since_its_read_alone(backend: Backend) {
+    let store = backend.store.as_ref();
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    for turns in [1, 3] {
+        let s = session(&format!("restarted before its delete ({turns})"));
+        for n in 0..turns {
+            append_listed(store, &s, Some(&alice), &format!("old {n}"), Utc::now()).await;
+        }
+        let alices = store.recent(&s, 1).await.unwrap();
+        let bobs = owned("bob's", "bob");
+        assert_eq!(
+            number(store.append(&s, bobs.clone(), alices.restart()).await),
+            0
+        );
+        store.update_listing(&s, 0, &bobs).await.unwrap();
+
+        let seen = alices.seen().unwrap();
+        assert_eq!(
+            store.delete(&s, seen).await,
+            Ok(Deleted::Changed),
+            "{turns}"
+        );
+        assert_eq!(stored_users(store, &s).await, ["bob's"], "{turns}");
+        let first = store.first_turn(&s).await.unwrap().unwrap();
+        assert_eq!(first.owner.as_ref(), Some(&bob));
+        assert!(listed_ids(store, &bob).await.contains(&s), "{turns}");
+    }
+    assert_eq!(listed_ids(store, &bob).await.len(), 2);
 }
 
 async fn the_window_names_turn_zeros_owner_and_its_last_version(backend: Backend) {
@@ -1022,6 +1073,160 @@ async fn turns_listed_by_two_processes_at_once_leave_one_entry() {
     );
 }
 
+/// A rename is a listing transaction like a turn's, conditional on the record as
+/// read: racing the turns of its conversation recorded by other processes, it never
+/// leaves a second sorted entry, never loses the title, never moves the count back.
+#[tokio::test]
+async fn renames_racing_turns_leave_one_titled_entry() {
+    use session_rag::domain::Title;
+    const ROUNDS: usize = 10;
+    const TURNS: i64 = 6;
+    const RENAMES: usize = 3;
+    let table = unique_table_name("renamerace");
+    let stores: [Arc<dyn ConversationStore>; 3] = [
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+    ];
+    let alice = customer("alice");
+    let title = Title::parse("Loan posting").unwrap();
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        let at = |n: i64| start + TimeDelta::seconds(round as i64 * 100 + n);
+        append_listed(stores[0].as_ref(), &s, Some(&alice), "q", at(0)).await;
+        let mut stored = Vec::new();
+        for n in 1..TURNS {
+            let store = stores[n as usize % 2].clone();
+            let turn = NewTurn {
+                owner: Some(alice.clone()),
+                timestamp: at(n),
+                ..self::turn("q")
+            };
+            let number = append(store.as_ref(), &s, turn.clone()).await.unwrap();
+            stored.push((store, number, turn));
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(stored.len() + RENAMES));
+        let mut racers = Vec::new();
+        for (store, number, turn) in stored {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            racers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_listing(&s, number, &turn).await.unwrap();
+            }));
+        }
+        for n in 0..RENAMES {
+            let store = stores[n % 3].clone();
+            let (s, barrier, alice, title) =
+                (s.clone(), barrier.clone(), alice.clone(), title.clone());
+            racers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let renamed = store.rename(&alice, &s, &title, None).await.unwrap();
+                assert_eq!(renamed.map(|r| r.title), Some("Loan posting".into()));
+            }));
+        }
+        for racer in futures::future::join_all(racers).await {
+            racer.unwrap();
+        }
+        assert_eq!(
+            listing_rows(&table, "alice", s.as_str()).await,
+            (1, 1),
+            "round {round}"
+        );
+        let listed = pages(stores[2].as_ref(), &alice, 100, None).await;
+        let entry = listed.iter().find(|e| e.session_id == s).unwrap();
+        assert_eq!(
+            (entry.title.as_str(), entry.turns, entry.updated_at),
+            ("Loan posting", TURNS as u64, at(TURNS - 1)),
+            "round {round}"
+        );
+        let record = stores[2].summary(&alice, &s).await.unwrap();
+        assert_eq!(record.as_ref(), Some(entry), "round {round}");
+    }
+}
+
+/// Deleting all of alice's conversations while bob starts one of them again (as
+/// after its expiry), from another process: every turn row goes only as it was read,
+/// so either the restart lands first and bob's conversation stays whole, or the
+/// delete does and the restart is refused; alice's listing ends empty either way.
+#[tokio::test]
+async fn delete_all_racing_a_restart_by_someone_else_never_deletes_the_new_conversation() {
+    use tokio::time::Instant;
+    const ROUNDS: usize = 30;
+    let table = unique_table_name("delallrace");
+    let deleter: Arc<dyn ConversationStore> = Arc::new(shared_table_store(&table));
+    let restarter: Arc<dyn ConversationStore> = Arc::new(shared_table_store(&table));
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let mut outcomes = [0; 2];
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        // One turn: the restart replaces that very row (a longer conversation would
+        // also lose rows to it, which fails any delete sent after it whole).
+        append_listed(deleter.as_ref(), &s, Some(&alice), "q", start).await;
+        let seen = restarter.recent(&s, 10).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let deleting = {
+            let (store, barrier, alice) = (deleter.clone(), barrier.clone(), alice.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let until = Instant::now() + std::time::Duration::from_secs(60);
+                store.delete_all(&alice, until).await.unwrap()
+            })
+        };
+        let restarting = {
+            let (store, s, bob) = (restarter.clone(), s.clone(), bob.clone());
+            // Later and later: the restart lands before, during and after the delete.
+            let delay = std::time::Duration::from_micros(500 * round as u64);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokio::time::sleep(delay).await;
+                let turn = NewTurn {
+                    owner: Some(bob),
+                    timestamp: Utc::now(),
+                    ..self::turn("bob's")
+                };
+                match store.append(&s, turn, seen.restart()).await.unwrap() {
+                    Appended::Stored { number: 0, .. } => true,
+                    Appended::Changed => false,
+                    other => panic!("{other:?}"),
+                }
+            })
+        };
+        let deleted = deleting.await.unwrap();
+        let restarted = restarting.await.unwrap();
+        outcomes[usize::from(restarted)] += 1;
+        // A restart that came first removes alice's listing rows itself, before or
+        // after the delete-all does (which then counts them).
+        assert!(deleted.complete, "round {round}");
+        assert!(
+            deleted.deleted == 1 || restarted,
+            "round {round}: {deleted:?}"
+        );
+        let left: Vec<(u64, String, Option<CustomerId>)> = restarter
+            .all(&s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.index, t.user, t.owner))
+            .collect();
+        if restarted {
+            assert_eq!(
+                left,
+                [(0, "bob's".into(), Some(bob.clone()))],
+                "round {round}"
+            );
+        } else {
+            assert_eq!(left, [], "round {round}");
+        }
+        assert_eq!(listing_rows(&table, "alice", s.as_str()).await, (0, 0));
+    }
+    println!(
+        "restarts first / deletes first: {} / {}",
+        outcomes[1], outcomes[0]
+    );
+}
+
 /// Entries of the previous format (RowKey = session id, no sorted entry), as a
 /// handler before the sorted listing wrote them: the owner's first listing
 /// converts them all, a turn converts its own; each is then listed once, in order.
@@ -1121,7 +1326,10 @@ async fn entries_of_the_previous_format_are_converted_on_first_touch() {
         ids(&pages(&other, &olga, 1, Some(later)).await),
         ["old-007"]
     );
-    assert_eq!(store.delete(&session("old-007")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(&store, &session("old-007")).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(listing_rows(&table, "olga", "old-007").await, (0, 0));
     assert_eq!(pages(&other, &olga, 100, None).await.len(), 119);
     // Listing a customer without conversations writes nothing.
@@ -1473,15 +1681,19 @@ async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
             }));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        // Deletes are ETag-guarded (an append meanwhile must fail them), so a
-        // stream of feedback on the turn can make one give up; asked again once
-        // the writers are done, it ends the conversation.
-        let deleted = store.delete(&s).await;
+        // Deletes remove the conversation only as read (feedback meanwhile changes
+        // its turn, so the delete says it changed); asked again once the writers
+        // are done, it ends the conversation.
+        let deleted = delete_as_read(store.as_ref(), &s).await;
         for writer in writers {
             writer.await.unwrap();
         }
-        if deleted.is_err() {
-            assert_eq!(store.delete(&s).await, Ok(true), "round {round}");
+        if deleted != Ok(Deleted::Deleted) {
+            assert_eq!(
+                delete_as_read(store.as_ref(), &s).await,
+                Ok(Deleted::Deleted),
+                "round {round}"
+            );
         }
         assert_eq!(
             store.all(&s).await.unwrap(),
