@@ -1813,7 +1813,8 @@ mod manager {
             &shared_table_endpoint(),
             &sessions_table_for(&manager.table),
         );
-        history.create().await.unwrap();
+        // The app's start-up probe may have created it already.
+        let _ = history.create().await;
         index.create().await.unwrap();
         // What 1,000 conversations of three turns of one customer leave: their turns
         // (one partition each), and their listing entries, written 100 to a
@@ -2056,7 +2057,8 @@ mod search {
             &shared_table_endpoint(),
             &sessions_table_for(&manager.table),
         );
-        history.create().await.unwrap();
+        // The app's start-up probe may have created it already.
+        let _ = history.create().await;
         index.create().await.unwrap();
         for conversations in [100, 1_000] {
             let customer = format!("searcher{conversations}");
