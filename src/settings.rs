@@ -214,6 +214,9 @@ pub struct Settings {
     /// `CHAT_SESSIONS_TABLE`, the listing index; `None`: [`Settings::sessions_table`]
     /// derives it from `CHAT_HISTORY_TABLE`.
     pub chat_sessions_table: Option<String>,
+    /// `CHAT_SHARES_TABLE`, the shared snapshots; `None`: [`Settings::shares_table`]
+    /// derives it from `CHAT_HISTORY_TABLE`.
+    pub chat_shares_table: Option<String>,
     /// `SESSION_TTL_DAYS`: how long a conversation is kept after its last turn;
     /// `None` keeps conversations forever.
     pub session_ttl: Option<Duration>,
@@ -259,6 +262,7 @@ impl Settings {
             docs_dir: None,
             chat_history_table: TableName("OTISChatHistory".into()),
             chat_sessions_table: None,
+            chat_shares_table: None,
             session_ttl: None,
             trust_easy_auth_headers: false,
             storage: None,
@@ -383,6 +387,7 @@ impl Settings {
             docs_dir,
             chat_history_table: chat_history_table.unwrap_or(defaults.chat_history_table),
             chat_sessions_table: get("CHAT_SESSIONS_TABLE"),
+            chat_shares_table: get("CHAT_SHARES_TABLE"),
             session_ttl: session_ttl.map(|days| Duration::from_secs_f64(days * SECONDS_PER_DAY)),
             trust_easy_auth_headers: trust_easy_auth_headers.unwrap_or(false),
             storage: storage_connection(get)?,
@@ -401,32 +406,67 @@ impl Settings {
             clock: defaults.clock,
         };
         settings.check_sessions_table()?;
+        settings.check_shares_table()?;
         Ok(settings)
     }
 
     /// The listing index's table: `CHAT_SESSIONS_TABLE`, else `CHAT_HISTORY_TABLE`
     /// followed by `Sessions` (`OTISChatSessions` by default).
     pub fn sessions_table(&self) -> String {
-        self.chat_sessions_table.clone().unwrap_or_else(|| {
-            let history = self.chat_history_table.as_str();
-            format!(
-                "{}Sessions",
-                history.strip_suffix("History").unwrap_or(history)
-            )
-        })
+        self.chat_sessions_table
+            .clone()
+            .unwrap_or_else(|| self.beside_history("Sessions"))
     }
 
     /// The listing index's table must be a valid name and not the history table.
     pub fn check_sessions_table(&self) -> Result<(), SettingsError> {
-        let name = self.sessions_table();
-        let problem = if !is_valid_table_name(&name) {
-            format!("{name:?} is not a valid table name (3-63 letters and digits, starting with a letter); set CHAT_SESSIONS_TABLE to one")
+        self.check_own_table("CHAT_SESSIONS_TABLE", &self.sessions_table(), "the listing")
+    }
+
+    /// The shared snapshots' table: `CHAT_SHARES_TABLE`, else `CHAT_HISTORY_TABLE`
+    /// followed by `Shares` (`OTISChatShares` by default).
+    pub fn shares_table(&self) -> String {
+        self.chat_shares_table
+            .clone()
+            .unwrap_or_else(|| self.beside_history("Shares"))
+    }
+
+    /// The shares' table must be a valid name, apart from history and listing.
+    pub fn check_shares_table(&self) -> Result<(), SettingsError> {
+        let name = self.shares_table();
+        if name.eq_ignore_ascii_case(&self.sessions_table()) {
+            return Err(SettingsError::new(
+                "CHAT_SHARES_TABLE",
+                format!("{name:?} is the listing's table; shares need a table of their own"),
+            ));
+        }
+        self.check_own_table("CHAT_SHARES_TABLE", &name, "sharing")
+    }
+
+    /// The history table's name with `History` replaced by `kind` (or `kind` appended).
+    fn beside_history(&self, kind: &str) -> String {
+        let history = self.chat_history_table.as_str();
+        format!(
+            "{}{kind}",
+            history.strip_suffix("History").unwrap_or(history)
+        )
+    }
+
+    /// `name` (from `setting`) is a valid table name and not the history table.
+    fn check_own_table(
+        &self,
+        setting: &'static str,
+        name: &str,
+        what: &str,
+    ) -> Result<(), SettingsError> {
+        let problem = if !is_valid_table_name(name) {
+            format!("{name:?} is not a valid table name (3-63 letters and digits, starting with a letter); set {setting} to one")
         } else if name.eq_ignore_ascii_case(self.chat_history_table.as_str()) {
-            format!("{name:?} is the history table; the listing needs a table of its own")
+            format!("{name:?} is the history table; {what} needs a table of its own")
         } else {
             return Ok(());
         };
-        Err(SettingsError::new("CHAT_SESSIONS_TABLE", problem))
+        Err(SettingsError::new(setting, problem))
     }
 }
 
@@ -566,6 +606,19 @@ mod tests {
         let long = format!("T{}", "x".repeat(60));
         let err = from(&[("CHAT_HISTORY_TABLE", long.as_str())]).unwrap_err();
         assert_eq!(err.name, "CHAT_SESSIONS_TABLE");
+    }
+
+    #[test]
+    fn shares_have_a_table_of_their_own() {
+        assert_eq!(from(&[]).unwrap().shares_table(), "OTISChatShares");
+        let s = from(&[("CHAT_HISTORY_TABLE", "Chats")]).unwrap();
+        assert_eq!(s.shares_table(), "ChatsShares");
+        let s = from(&[("CHAT_SHARES_TABLE", "Snapshots")]).unwrap();
+        assert_eq!(s.shares_table(), "Snapshots");
+        for taken in ["OTISChatHistory", "OTISChatSessions", "no"] {
+            let err = from(&[("CHAT_SHARES_TABLE", taken)]).unwrap_err();
+            assert_eq!(err.name, "CHAT_SHARES_TABLE", "{taken}");
+        }
     }
 
     #[test]

@@ -122,12 +122,14 @@ impl Stores {
             None => None,
             Some(connection) => {
                 settings.check_sessions_table()?;
+                settings.check_shares_table()?;
                 Some(
                     GuardedStore::new(
                         Arc::new(TableStore::connect(
                             connection,
                             settings.chat_history_table.as_str(),
                             &settings.sessions_table(),
+                            &settings.shares_table(),
                             credentials,
                             &settings.storage_trusted_cas,
                         )?),

@@ -5,6 +5,7 @@ mod identifiers;
 mod manager;
 mod query;
 mod search;
+mod share;
 mod turn;
 
 pub use conversation::{
@@ -14,4 +15,5 @@ pub use identifiers::{CustomerId, SessionId};
 pub use manager::{Feedback, Rating, Title};
 pub use query::{InvalidInput, InvalidQuery, Metadata, QueryRequest, Question};
 pub use search::{Match, Role, SearchQuery};
+pub use share::ShareId;
 pub use turn::{NewTurn, Turn};

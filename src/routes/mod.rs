@@ -9,6 +9,7 @@ mod error;
 mod invocation;
 mod query;
 mod sessions;
+mod shares;
 mod whoami;
 
 pub use error::ApiError;
@@ -67,11 +68,13 @@ enum Endpoint {
     OpenApi,
     Purge,
     Feedback,
+    Share,
+    Shared,
 }
 
 /// A path the handler serves and the methods it accepts there.
 pub struct Route {
-    /// `{session_id}` and `{turn}` stand for one path segment each.
+    /// `{session_id}`, `{turn}` and `{share_id}` stand for one path segment each.
     pub path: &'static str,
     /// The methods, as the `Allow` header of a 405 lists them.
     pub allow: &'static str,
@@ -163,6 +166,17 @@ pub const ROUTES: &[Route] = &[
         path: "/api/sessions/{session_id}/turns/{turn}/feedback",
         allow: "PUT, DELETE",
         endpoint: Endpoint::Feedback,
+    },
+    Route {
+        path: "/api/sessions/{session_id}/share",
+        allow: "POST, DELETE",
+        endpoint: Endpoint::Share,
+    },
+    // Anonymous (its own function): the share id is the capability.
+    Route {
+        path: "/api/shared/{share_id}",
+        allow: "GET",
+        endpoint: Endpoint::Shared,
     },
 ];
 
@@ -287,7 +301,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
 }
 
 /// Runs `endpoint` for a request whose method it accepts; `parameters` are the
-/// path's `{session_id}` (then `{turn}`) segments.
+/// path's `{session_id}` (then `{turn}`) or `{share_id}` segments.
 async fn serve(
     state: &Arc<AppState>,
     endpoint: Endpoint,
@@ -318,6 +332,8 @@ async fn serve(
             let turn = parameters.get(1).copied().unwrap_or_default();
             sessions::feedback(state, parameter, turn, request).await
         }
+        Endpoint::Share => shares::share(state, parameter, request).await,
+        Endpoint::Shared => shares::shared(state, parameter).await,
     }
 }
 

@@ -171,12 +171,20 @@ pub async fn delete(
     raw_id: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let session = session_in_path(raw_id)?;
-    let requester = Parameters::of(request).requester(state, request)?;
-    if !state.sessions.delete(&session, requester.as_ref()).await? {
-        return Err(not_found(&session));
+    let (session, requester) = addressed(state, raw_id, request)?;
+    let deleted = state.sessions.delete(&session, requester.as_ref()).await?;
+    no_content_or_not_found(deleted, &session)
+}
+
+/// 204 when `done`, else the 404 of [`not_found`].
+pub(super) fn no_content_or_not_found(
+    done: bool,
+    session: &SessionId,
+) -> Result<Response, ApiError> {
+    match done {
+        true => Ok(StatusCode::NO_CONTENT.into_response()),
+        false => Err(not_found(session)),
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The formats a conversation exports to.
@@ -235,16 +243,26 @@ async fn conversation(
     raw_id: &str,
     request: &Request,
 ) -> Result<(SessionId, Vec<Turn>), ApiError> {
-    let session = session_in_path(raw_id)?;
-    let requester = Parameters::of(request).requester(state, request)?;
+    let (session, requester) = addressed(state, raw_id, request)?;
     match state.sessions.read(&session, requester.as_ref()).await? {
         Some(turns) => Ok((session, turns)),
         None => Err(not_found(&session)),
     }
 }
 
+/// The conversation the path names, and who asks about it.
+pub(super) fn addressed(
+    state: &AppState,
+    raw_id: &str,
+    request: &Request,
+) -> Result<(SessionId, Option<CustomerId>), ApiError> {
+    let session = session_in_path(raw_id)?;
+    let requester = Parameters::of(request).requester(state, request)?;
+    Ok((session, requester))
+}
+
 /// The same answer for an unknown, expired or someone else's conversation.
-fn not_found(session: &SessionId) -> ApiError {
+pub(super) fn not_found(session: &SessionId) -> ApiError {
     ApiError::NotFound(format!("no conversation {session}"))
 }
 

@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Window, WindowCache,
+    SessionSummary, Share, ShareOrigin, StorageError, Window, WindowCache,
 };
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -300,6 +300,47 @@ impl GuardedStore {
         .await
     }
 
+    pub async fn create_share(
+        &self,
+        budget: StorageBudget,
+        share: &Share,
+    ) -> Result<(), StorageError> {
+        self.call(budget, self.inner.create_share(share)).await
+    }
+
+    pub async fn shared(
+        &self,
+        budget: StorageBudget,
+        id: &ShareId,
+    ) -> Result<Option<Share>, StorageError> {
+        self.call(budget, self.inner.shared(id)).await
+    }
+
+    pub async fn revoke_shares(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<u64, StorageError> {
+        self.call(budget, self.inner.revoke_shares(session)).await
+    }
+
+    pub async fn share_origins(
+        &self,
+        budget: StorageBudget,
+    ) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.call(budget, self.inner.share_origins()).await
+    }
+
+    pub async fn revoke_share(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        id: &ShareId,
+    ) -> Result<bool, StorageError> {
+        self.call(budget, self.inner.revoke_share(session, id))
+            .await
+    }
+
     async fn call<T>(
         &self,
         budget: StorageBudget,
@@ -459,6 +500,26 @@ mod tests {
             _: Option<&CustomerId>,
             _: Option<&Feedback>,
         ) -> Result<bool, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn create_share(&self, _: &Share) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn shared(&self, _: &ShareId) -> Result<Option<Share>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn revoke_shares(&self, _: &SessionId) -> Result<u64, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn revoke_share(&self, _: &SessionId, _: &ShareId) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

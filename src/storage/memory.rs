@@ -1,5 +1,7 @@
 //! In-process conversations: lost at restart, bounded in total size.
 
+mod shelf;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -11,9 +13,12 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Version, Window,
+    SessionSummary, Share, ShareOrigin, StorageError, Version, Window,
 };
-use crate::domain::{may_access, title_of, CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{
+    may_access, title_of, CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn,
+};
+use shelf::Shelf;
 
 /// Keeps the turns of every session in memory, within `max_bytes`: past it, the
 /// least recently used sessions are dropped whole, so a flood of session ids cannot
@@ -26,6 +31,8 @@ use crate::domain::{may_access, title_of, CustomerId, Feedback, NewTurn, Session
 pub struct InProcessStore {
     max_bytes: usize,
     state: Mutex<State>,
+    /// Shares, within their own `max_bytes`.
+    shares: Mutex<Shelf>,
 }
 
 #[derive(Default)]
@@ -192,12 +199,20 @@ impl InProcessStore {
         Self {
             max_bytes,
             state: Mutex::new(State::default()),
+            shares: Mutex::new(Shelf::default()),
         }
     }
 
     /// How many sessions are held (for tests and the memory figures).
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
+    }
+
+    fn shelf(&self) -> std::sync::MutexGuard<'_, Shelf> {
+        // Like the conversations: nothing a panic could leave half done matters more.
+        self.shares
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -510,6 +525,27 @@ impl ConversationStore for InProcessStore {
         held.bytes = held.bytes + added - removed;
         state.bytes = state.bytes + added - removed;
         Ok(true)
+    }
+
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+        self.shelf().put(share, self.max_bytes);
+        Ok(())
+    }
+
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+        Ok(self.shelf().get(id).cloned())
+    }
+
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
+        Ok(self.shelf().remove_session(session))
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        Ok(self.shelf().origins())
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        Ok(self.shelf().remove_of(session, id))
     }
 }
 

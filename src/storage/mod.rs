@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 
 /// The most recent turns of a session, oldest first, how many turns it has in all,
 /// who owns it and how its last turn was stored: all an append needs to state what
@@ -172,6 +172,42 @@ pub struct DeletedAll {
     pub complete: bool,
 }
 
+/// A read-only snapshot of a conversation's turns, shared under an unguessable id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Share {
+    pub id: ShareId,
+    pub session: SessionId,
+    /// Which conversation it was taken of: its owner and when its turn 0 was
+    /// asked. A conversation deleted or started again since is another one.
+    pub owner: CustomerId,
+    pub started_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// How many turns it holds.
+    pub turns: u64,
+    /// The snapshot as served (JSON text), opaque to the store and never cut.
+    pub document: String,
+}
+
+/// Which conversation a share was taken of: a [`Share`] without its snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareOrigin {
+    pub id: ShareId,
+    pub session: SessionId,
+    pub owner: CustomerId,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Share {
+    pub fn origin(&self) -> ShareOrigin {
+        ShareOrigin {
+            id: self.id.clone(),
+            session: self.session.clone(),
+            owner: self.owner.clone(),
+            started_at: self.started_at,
+        }
+    }
+}
+
 /// Why a storage call failed, whatever the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -297,4 +333,19 @@ pub trait ConversationStore: Send + Sync + 'static {
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
     ) -> Result<bool, StorageError>;
+
+    /// Stores `share`, readable by its id (whole or not at all) until revoked.
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError>;
+
+    /// The share stored as `id`; `None` when there is none or it was revoked.
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError>;
+
+    /// Revokes every share of `session`; how many there were.
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError>;
+
+    /// Where every stored share comes from, revoked or not yet whole ones aside.
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError>;
+
+    /// Revokes share `id` of `session` alone; `false` if there was none.
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError>;
 }

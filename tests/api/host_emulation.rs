@@ -181,6 +181,9 @@ fn sample_request(function: &str, method: &reqwest::Method) -> (String, Value, u
         ("session", "DELETE") => (owner, Value::Null, 204),
         // After `session`'s DELETE: nothing of the customer's is left.
         ("sessions", "DELETE") => (owner, Value::Null, 200),
+        // After `session`'s DELETE too: nothing to share, nothing shared.
+        ("share", _) => (owner, Value::Null, 404),
+        ("shared", _) => (String::new(), Value::Null, 404),
         (other, method) => {
             panic!("add a sample request for {method} of the new function {other:?} to this test")
         }
@@ -368,7 +371,8 @@ async fn call_every_function(deployment: &Deployment, base: &str) {
                 .as_str()
                 .unwrap_or(&name)
                 .replace("{session_id}", SESSION)
-                .replace("{turn}", "0");
+                .replace("{turn}", "0")
+                .replace("{share_id}", "AAAAAAAAAAAAAAAAAAAAAA");
             for method in trigger["methods"].as_array().expect("methods are declared") {
                 let method =
                     reqwest::Method::from_bytes(method.as_str().unwrap().to_uppercase().as_bytes())

@@ -1704,3 +1704,146 @@ async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
         assert_eq!(entries, [], "round {round}: a listing entry came back");
     }
 }
+
+mod sharing {
+    use super::*;
+    use crate::helpers::shares_table_for;
+    use session_rag::domain::ShareId;
+    use session_rag::storage::{Share, ShareOrigin};
+
+    conformance_suite!(
+        a_share_reads_back_until_its_conversation_revokes_it,
+        a_snapshot_larger_than_an_entity_reads_back_whole,
+        every_share_has_an_origin_and_one_can_be_revoked_alone,
+    );
+
+    fn share_of(session: &SessionId, document: String) -> Share {
+        Share {
+            id: ShareId::generate().unwrap(),
+            session: session.clone(),
+            owner: customer("o'alice"),
+            started_at: Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap()
+                + TimeDelta::nanoseconds(123_456_789),
+            created_at: Utc.with_ymd_and_hms(2026, 12, 1, 22, 0, 0).unwrap(),
+            turns: 3,
+            document,
+        }
+    }
+
+    async fn a_share_reads_back_until_its_conversation_revokes_it(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (awkward, other) = (session("o'brien 会话 1"), session("other"));
+        let first = share_of(&awkward, r#"{"title":"Zoë's \"first\""}"#.into());
+        let second = share_of(&awkward, "{}".into());
+        let elsewhere = share_of(&other, "{}".into());
+        for share in [&first, &second, &elsewhere] {
+            store.create_share(share).await.unwrap();
+        }
+        assert_eq!(store.shared(&first.id).await, Ok(Some(first.clone())));
+        assert_eq!(store.shared(&second.id).await, Ok(Some(second.clone())));
+        let unknown = ShareId::generate().unwrap();
+        assert_eq!(store.shared(&unknown).await, Ok(None));
+
+        assert_eq!(store.revoke_shares(&awkward).await, Ok(2));
+        assert_eq!(store.shared(&first.id).await, Ok(None));
+        assert_eq!(store.shared(&second.id).await, Ok(None));
+        assert_eq!(
+            store.shared(&elsewhere.id).await,
+            Ok(Some(elsewhere.clone())),
+            "another conversation's share stays"
+        );
+        assert_eq!(store.revoke_shares(&awkward).await, Ok(0));
+        assert_eq!(store.revoke_shares(&session("never-shared")).await, Ok(0));
+    }
+
+    /// More text, non-ASCII and astral characters included, than one entity
+    /// (1 MiB) could hold: read back exactly, never cut.
+    async fn a_snapshot_larger_than_an_entity_reads_back_whole(backend: Backend) {
+        let store = backend.store.as_ref();
+        let s = session("long snapshot");
+        let document = format!(
+            "{}{}{}",
+            "a".repeat(600_000),
+            "é😀".repeat(200_000),
+            "z".repeat(10)
+        );
+        let share = share_of(&s, document);
+        store.create_share(&share).await.unwrap();
+        let read = store.shared(&share.id).await.unwrap().expect("stored");
+        assert_eq!(read.document.len(), share.document.len());
+        assert!(read.document == share.document, "the text changed");
+        assert_eq!(read, share);
+        assert_eq!(store.revoke_shares(&s).await, Ok(1));
+        assert_eq!(store.shared(&share.id).await, Ok(None));
+    }
+
+    async fn every_share_has_an_origin_and_one_can_be_revoked_alone(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (s, t) = (session("o'brien 会话 1"), session("other"));
+        let (first, second) = (share_of(&s, "{}".into()), share_of(&s, "{}".into()));
+        let elsewhere = share_of(&t, "{}".into());
+        for share in [&first, &second, &elsewhere] {
+            store.create_share(share).await.unwrap();
+        }
+        let origins = |mut origins: Vec<ShareOrigin>| {
+            origins.sort_by(|a, b| a.id.cmp(&b.id));
+            origins
+        };
+        assert_eq!(
+            origins(store.share_origins().await.unwrap()),
+            origins(vec![first.origin(), second.origin(), elsewhere.origin()])
+        );
+
+        assert_eq!(store.revoke_share(&s, &first.id).await, Ok(true));
+        assert_eq!(store.revoke_share(&s, &first.id).await, Ok(false));
+        // Only with its own session.
+        assert_eq!(store.revoke_share(&t, &second.id).await, Ok(false));
+        assert_eq!(store.shared(&first.id).await, Ok(None));
+        assert_eq!(store.shared(&second.id).await, Ok(Some(second.clone())));
+        assert_eq!(
+            origins(store.share_origins().await.unwrap()),
+            origins(vec![second.origin(), elsewhere.origin()])
+        );
+    }
+
+    /// Shares live in a table of their own: the seed's session partition and the
+    /// owner's listing partition get no row, and a large snapshot spans rows.
+    #[tokio::test]
+    async fn shares_keep_out_of_the_history_and_listing_tables() {
+        let table = unique_table_name("sharing");
+        let store = shared_table_store(&table);
+        let endpoint = shared_table_endpoint();
+        let alice = customer("o'alice");
+        let s = session("shared-conversation");
+        append_listed(&store, &s, Some(&alice), "q0", Utc::now()).await;
+        let history = stored_rows(&raw_table_client(&endpoint, &table), s.as_str()).await;
+        let listing = raw_table_client(&endpoint, &sessions_table_for(&table));
+        let listed = stored_rows(&listing, alice.as_str()).await;
+
+        let share = share_of(&s, "x".repeat(1_000_000));
+        store.create_share(&share).await.unwrap();
+        let shares = raw_table_client(&endpoint, &shares_table_for(&table));
+        let parts = stored_rows(&shares, s.as_str()).await;
+        assert_eq!(parts.len(), 3, "about 900 KiB a part");
+        assert_eq!(stored_rows(&shares, share.id.as_str()).await.len(), 1);
+        let unchanged =
+            |rows: &[serde_json::Map<String, serde_json::Value>],
+             before: &[serde_json::Map<String, serde_json::Value>]| {
+                let keys = |rows: &[serde_json::Map<String, serde_json::Value>]| {
+                    rows.iter()
+                        .map(|row| row["RowKey"].as_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(keys(rows), keys(before));
+            };
+        unchanged(
+            &stored_rows(&raw_table_client(&endpoint, &table), s.as_str()).await,
+            &history,
+        );
+        unchanged(&stored_rows(&listing, alice.as_str()).await, &listed);
+
+        assert_eq!(store.revoke_shares(&s).await, Ok(1));
+        assert_eq!(stored_rows(&shares, s.as_str()).await, []);
+        assert_eq!(stored_rows(&shares, share.id.as_str()).await, []);
+    }
+}

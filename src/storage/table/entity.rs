@@ -110,7 +110,7 @@ pub fn ascii_json(value: &Value) -> Box<RawValue> {
 /// Stores `text` under `name`, continued in `name_2`, `name_3`, … when it is longer
 /// than one property may hold. Split only between characters, so parts concatenate
 /// back to the same bytes.
-fn insert_split(properties: &mut Map<String, Value>, name: &str, text: &str) {
+pub fn insert_split(properties: &mut Map<String, Value>, name: &str, text: &str) {
     let mut part = String::new();
     let mut units = 0;
     let mut number = 1;
@@ -207,7 +207,7 @@ pub fn string<'a>(entity: &'a Map<String, Value>, name: &str) -> Option<&'a str>
     entity.get(name).and_then(Value::as_str)
 }
 
-fn read_split(entity: &Map<String, Value>, name: &str) -> String {
+pub fn read_split(entity: &Map<String, Value>, name: &str) -> String {
     (1..)
         .map_while(|number| string(entity, &part_name(name, number)))
         .collect()

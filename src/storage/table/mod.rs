@@ -47,6 +47,7 @@ mod feedback;
 mod keys;
 mod listing;
 mod purge;
+mod shares;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -67,10 +68,10 @@ use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
     Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Version, Window,
+    SessionSummary, Share, ShareOrigin, StorageError, Version, Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -96,6 +97,9 @@ pub struct TableStore {
     index_ready: OnceCell<()>,
     /// What this process has learnt about listings (`listing.rs`).
     listing_hints: listing::ListingHints,
+    /// Shared snapshots (`shares.rs`).
+    shares: TableClient,
+    shares_ready: OnceCell<()>,
     /// The turn count last seen per session: where the next window read starts
     /// looking. A hint, never the truth.
     counts: Mutex<HashMap<SessionId, u64>>,
@@ -174,15 +178,16 @@ impl TurnRows {
 }
 
 impl TableStore {
-    /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes (by identity: with a token from
-    /// `credentials`), trusting `trusted_cas` besides the public certificate
+    /// A store keeping turns in `history_table`, its listing index in
+    /// `sessions_table` and shared snapshots in `shares_table`, as `connection`
+    /// describes (by identity: with a token from `credentials`), trusting `trusted_cas` besides the public certificate
     /// authorities. Makes no request: the handler starts (and answers, degraded)
     /// while storage is down.
     pub fn connect(
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        shares_table: &str,
         credentials: &Credentials,
         trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
@@ -193,6 +198,8 @@ impl TableStore {
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
             listing_hints: listing::ListingHints::default(),
+            shares: service.table_client(shares_table),
+            shares_ready: OnceCell::new(),
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -830,5 +837,25 @@ impl ConversationStore for TableStore {
     ) -> Result<bool, StorageError> {
         self.merge_feedback(session, turn, requester, feedback)
             .await
+    }
+
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+        self.store_share(share).await
+    }
+
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+        self.read_share(id).await
+    }
+
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
+        self.delete_shares_of(session, None).await
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.every_share_origin().await
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        Ok(self.delete_shares_of(session, Some(id)).await? > 0)
     }
 }
