@@ -310,6 +310,7 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
                 &connection,
                 &table_name,
                 &format!("{table_name}Sessions"),
+                &format!("{table_name}Analytics"),
                 &Credentials::new(CredentialChoice::DeveloperTools),
                 &[],
             )

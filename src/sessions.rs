@@ -12,6 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use futures::StreamExt;
 
+use crate::analytics;
 use crate::clock::Clock;
 use crate::domain::{
     may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
@@ -270,8 +271,9 @@ impl Sessions {
         self.store.delete_all(self.store.budget(), owner).await
     }
 
-    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`;
-    /// `false` (nothing changed) when there is no such turn for `requester`.
+    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`,
+    /// and counts the change in the figures; `false` (nothing changed) when there
+    /// is no such turn for `requester`.
     pub async fn set_feedback(
         &self,
         session: &SessionId,
@@ -286,9 +288,16 @@ impl Sessions {
         if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
             return Ok(false);
         }
-        self.store
+        let Some(rated) = self
+            .store
             .set_feedback(budget, session, turn, requester, feedback)
-            .await
+            .await?
+        else {
+            return Ok(false);
+        };
+        let rating = feedback.map(|f| f.rating);
+        analytics::count_feedback(&self.store, budget, session, turn, &rated, rating).await;
+        Ok(true)
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` that hold every word

@@ -1,5 +1,6 @@
 //! Domain types: parsed once at the edge, trusted everywhere after ("parse, don't validate").
 
+mod analytics;
 mod conversation;
 mod identifiers;
 mod manager;
@@ -7,6 +8,7 @@ mod query;
 mod search;
 mod turn;
 
+pub use analytics::DayRange;
 pub use conversation::{
     may_access, one_line_within, owner_of, timestamp_text, title_of, Retention,
 };

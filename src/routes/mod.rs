@@ -3,6 +3,7 @@
 //! that unknown routes, wrong methods and oversized bodies all get the contract's
 //! JSON errors.
 
+mod analytics;
 mod answer_stream;
 mod chat;
 mod error;
@@ -23,6 +24,7 @@ use warp::http::{header, HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::analytics::Analytics;
 use crate::conversation::Conversations;
 use crate::sessions::Sessions;
 
@@ -36,6 +38,7 @@ pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
 pub struct AppState {
     pub conversations: Conversations,
     pub sessions: Sessions,
+    pub analytics: Analytics,
     pub documents_indexed: usize,
     /// `TRUST_EASY_AUTH_HEADERS`: the owner is the `X-MS-CLIENT-PRINCIPAL-ID` header.
     pub trust_easy_auth_headers: bool,
@@ -67,6 +70,8 @@ enum Endpoint {
     OpenApi,
     Purge,
     Feedback,
+    Analytics,
+    AppAnalytics,
 }
 
 /// A path the handler serves and the methods it accepts there.
@@ -163,6 +168,17 @@ pub const ROUTES: &[Route] = &[
         path: "/api/sessions/{session_id}/turns/{turn}/feedback",
         allow: "PUT, DELETE",
         endpoint: Endpoint::Feedback,
+    },
+    Route {
+        path: "/api/analytics",
+        allow: "GET",
+        endpoint: Endpoint::Analytics,
+    },
+    // The whole app's figures: a function of its own, for the host's admin key.
+    Route {
+        path: "/api/analytics/app",
+        allow: "GET",
+        endpoint: Endpoint::AppAnalytics,
     },
 ];
 
@@ -318,6 +334,8 @@ async fn serve(
             let turn = parameters.get(1).copied().unwrap_or_default();
             sessions::feedback(state, parameter, turn, request).await
         }
+        Endpoint::Analytics => analytics::customer(state, request).await,
+        Endpoint::AppAnalytics => analytics::app(state, request).await,
     }
 }
 

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, StorageError, Window,
-    WindowCache,
+    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, Rated, Scope, SessionSummary,
+    StorageError, Window, WindowCache,
 };
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -274,13 +274,41 @@ impl GuardedStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         self.forget_window(session);
         self.call(
             budget,
             self.inner.set_feedback(session, turn, requester, feedback),
         )
         .await
+    }
+
+    pub async fn add_counts(
+        &self,
+        budget: StorageBudget,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        self.call(budget, self.inner.add_counts(scope, day, change))
+            .await
+    }
+
+    pub async fn day_counts(
+        &self,
+        budget: StorageBudget,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        self.call(budget, self.inner.day_counts(scope, days)).await
+    }
+
+    pub async fn first_seen(
+        &self,
+        budget: StorageBudget,
+        customer: &CustomerId,
+    ) -> Result<bool, StorageError> {
+        self.call(budget, self.inner.first_seen(customer)).await
     }
 
     async fn call<T>(
@@ -431,7 +459,28 @@ mod tests {
             _: u64,
             _: Option<&CustomerId>,
             _: Option<&Feedback>,
-        ) -> Result<bool, StorageError> {
+        ) -> Result<Option<Rated>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn add_counts(
+            &self,
+            _: &Scope,
+            _: NaiveDate,
+            _: DayCounts,
+        ) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn day_counts(
+            &self,
+            _: &Scope,
+            _: &DayRange,
+        ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn first_seen(&self, _: &CustomerId) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

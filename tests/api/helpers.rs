@@ -101,6 +101,7 @@ pub fn shared_table_store(table: &str) -> TableStore {
         &azurite_connection(&azurite::shared_table_endpoint()),
         table,
         &sessions_table_for(table),
+        &analytics_table_for(table),
         &Credentials::new(CredentialChoice::DeveloperTools),
         &[],
     )
@@ -117,6 +118,13 @@ pub fn sessions_table_for(table: &str) -> String {
     let mut settings = Settings::defaults();
     settings.chat_history_table = table_name(table);
     settings.sessions_table()
+}
+
+/// The figures' table the app uses beside the history table `table`.
+pub fn analytics_table_for(table: &str) -> String {
+    let mut settings = Settings::defaults();
+    settings.chat_history_table = table_name(table);
+    settings.analytics_table()
 }
 
 /// The SDK's own client for `table` of the Azurite at `endpoint`, to write and

@@ -38,6 +38,7 @@
 //! taken in the service's order (Cosmos DB for Table does not sort them).
 
 mod connection;
+mod counters;
 mod delete_all;
 mod entity;
 mod error;
@@ -54,7 +55,7 @@ use async_trait::async_trait;
 use azure_core::StatusCode;
 use azure_data_tables::clients::{PartitionKeyClient, TableClient};
 use azure_data_tables::IfMatchCondition;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -65,11 +66,11 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, DeletedAll, Expectation, SessionSummary, StorageError, Version,
-    Window,
+    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, Rated, Scope, SessionSummary,
+    StorageError, Version, Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -95,6 +96,10 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
+    /// The daily figures (`counters.rs`).
+    figures: TableClient,
+    figures_ready: OnceCell<()>,
+    counter_hints: counters::CounterHints,
     /// The turn count last seen per session: where the next window read starts
     /// looking. A hint, never the truth.
     counts: Mutex<HashMap<SessionId, u64>>,
@@ -173,8 +178,8 @@ impl TurnRows {
 }
 
 impl TableStore {
-    /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes (by identity: with a token from
+    /// A store keeping turns in `history_table`, its listing index in
+    /// `sessions_table` and the daily figures in `analytics_table`, as `connection` describes (by identity: with a token from
     /// `credentials`), trusting `trusted_cas` besides the public certificate
     /// authorities. Makes no request: the handler starts (and answers, degraded)
     /// while storage is down.
@@ -182,6 +187,7 @@ impl TableStore {
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        analytics_table: &str,
         credentials: &Credentials,
         trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
@@ -191,6 +197,9 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
+            figures: service.table_client(analytics_table),
+            figures_ready: OnceCell::new(),
+            counter_hints: counters::CounterHints::default(),
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -835,8 +844,29 @@ impl ConversationStore for TableStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         self.merge_feedback(session, turn, requester, feedback)
             .await
+    }
+
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        self.add_to_counters(scope, day, change).await
+    }
+
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        self.read_counters(scope, days).await
+    }
+
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+        self.mark_customer(customer).await
     }
 }

@@ -1,0 +1,338 @@
+//! The daily figures (`CHAT_ANALYTICS_TABLE`): counters kept as turns and
+//! feedback happen, so that reading a customer's figures costs one range query of
+//! a few rows per day, however many conversations there are. Its own table: the
+//! history table's partitions are sessions (the seed's code reads them), the
+//! listing's are customers' (any text could be a customer id), while here the
+//! partition names cannot collide: `customer:` + the customer id, or `app`.
+//!
+//! A partition holds, per UTC day, up to [`SHARDS`] counter rows, RowKey
+//! `YYYY-MM-DD.N` (Int64 properties `conversations`, `turns`, `up`, `down`,
+//! `customers`); a day's figures are the sum of its rows, so writers on several
+//! rows never contend. Each process writes its own home row first (another one
+//! while this process writes that one, so it never races itself) and remembers
+//! the row's ETag and values,
+//! so that an add is one Replace under `If-Match`; a 412 (another writer got
+//! there first: nothing was applied) reads the row and tries again. A write
+//! whose outcome is unknown (a timeout, a lost connection) is never retried: a
+//! count may fall short, it is never doubled.
+//!
+//! A customer's partition also holds the row `first_seen`, inserted once (409
+//! afterwards) when the customer's first conversation starts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use azure_core::StatusCode;
+use azure_data_tables::IfMatchCondition;
+use chrono::NaiveDate;
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+
+use super::entity::{ascii_json, string, ROW_KEY};
+use super::error::{has_status, storage_error};
+use super::keys::quoted;
+use super::{ensure_exists, lock, Row, TableStore};
+use crate::domain::{CustomerId, DayRange};
+use crate::storage::{DayCounts, Scope, StorageError};
+
+/// Counter rows per partition and day.
+const SHARDS: usize = 8;
+/// Reads and writes per add before giving up on a row that keeps changing.
+const ATTEMPTS: usize = 16;
+/// Rows (and customers) this process keeps hints for; past this they start over.
+const MAX_HINTS: usize = 100_000;
+/// The row whose insertion marks a customer's first conversation.
+const FIRST_SEEN: &str = "first_seen";
+
+/// A counter row as this process last wrote or read it.
+#[derive(Clone)]
+struct Hint {
+    etag: String,
+    counts: DayCounts,
+}
+
+/// The [`SHARDS`] rows of one partition and day, each with what this process
+/// knows of it; locked while this process writes it.
+type DayRows = Arc<[tokio::sync::Mutex<Option<Hint>>]>;
+
+/// What this process knows of the counters. Hints, never the truth: a stale one
+/// costs a refused write and a read.
+pub struct CounterHints {
+    /// The shard this process writes first, chosen at random once.
+    home: usize,
+    days: Mutex<HashMap<(String, NaiveDate), DayRows>>,
+    /// Customers known to have a `first_seen` row.
+    customers: Mutex<HashSet<CustomerId>>,
+}
+
+impl Default for CounterHints {
+    fn default() -> Self {
+        Self {
+            home: usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % SHARDS,
+            days: Mutex::default(),
+            customers: Mutex::default(),
+        }
+    }
+}
+
+impl CounterHints {
+    fn day_rows(&self, partition: &str, day: NaiveDate) -> DayRows {
+        let mut days = lock(&self.days);
+        let key = (partition.to_owned(), day);
+        if days.len() >= MAX_HINTS && !days.contains_key(&key) {
+            days.clear();
+        }
+        days.entry(key)
+            .or_insert_with(|| (0..SHARDS).map(|_| tokio::sync::Mutex::new(None)).collect())
+            .clone()
+    }
+
+    /// The home row, or while this process writes that one the next free one;
+    /// with all of them busy, the home row once it is free. So this process never
+    /// races itself, and other processes mostly write other rows.
+    async fn claim<'a>(
+        &self,
+        rows: &'a DayRows,
+    ) -> (usize, tokio::sync::MutexGuard<'a, Option<Hint>>) {
+        for offset in 0..SHARDS {
+            let shard = (self.home + offset) % SHARDS;
+            if let Ok(hint) = rows[shard].try_lock() {
+                return (shard, hint);
+            }
+        }
+        (self.home, rows[self.home].lock().await)
+    }
+
+    fn know_customer(&self, customer: &CustomerId) {
+        let mut customers = lock(&self.customers);
+        if customers.len() >= MAX_HINTS {
+            customers.clear();
+        }
+        customers.insert(customer.clone());
+    }
+}
+
+fn partition_of(scope: &Scope) -> String {
+    match scope {
+        Scope::Customer(customer) => format!("customer:{customer}"),
+        Scope::App => "app".into(),
+    }
+}
+
+const NAMES: [&str; 5] = ["conversations", "turns", "up", "down", "customers"];
+
+fn values(counts: &DayCounts) -> [i64; 5] {
+    [
+        counts.conversations,
+        counts.turns,
+        counts.up,
+        counts.down,
+        counts.customers,
+    ]
+}
+
+/// A counter row's entity: its keys and the counts as Int64 properties.
+fn body(partition: &str, row_key: &str, counts: &DayCounts) -> Box<serde_json::value::RawValue> {
+    let mut entity = Map::new();
+    entity.insert("PartitionKey".into(), partition.into());
+    entity.insert(ROW_KEY.into(), row_key.into());
+    for (name, value) in NAMES.into_iter().zip(values(counts)) {
+        entity.insert(format!("{name}@odata.type"), "Edm.Int64".into());
+        entity.insert(name.into(), value.to_string().into());
+    }
+    ascii_json(&Value::Object(entity))
+}
+
+/// The counts a row holds (Int64 values arrive as strings; absent ones are 0).
+fn counts_of(entity: &Row) -> DayCounts {
+    let value = |name: &str| match entity.get(name) {
+        Some(Value::String(text)) => text.parse().unwrap_or(0),
+        Some(number) => number.as_i64().unwrap_or(0),
+        None => 0,
+    };
+    DayCounts {
+        conversations: value("conversations"),
+        turns: value("turns"),
+        up: value("up"),
+        down: value("down"),
+        customers: value("customers"),
+    }
+}
+
+/// The day a counter row counts, from its RowKey (`YYYY-MM-DD.N`).
+fn day_of(entity: &Row) -> Option<NaiveDate> {
+    let (day, shard) = string(entity, ROW_KEY)?.split_once('.')?;
+    shard.parse::<usize>().ok()?;
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+}
+
+impl TableStore {
+    pub(super) async fn add_to_counters(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        if change.is_zero() {
+            return Ok(());
+        }
+        ensure_exists(&self.figures, &self.figures_ready).await?;
+        let partition = partition_of(scope);
+        let rows = self.counter_hints.day_rows(&partition, day);
+        let (shard, mut known) = self.counter_hints.claim(&rows).await;
+        let row_key = format!("{day}.{shard}");
+        let client = self
+            .figures
+            .partition_key_client(quoted(&partition))
+            .entity_client(quoted(&row_key));
+        let failed = |e: &azure_core::Error| storage_error("counting", e);
+        for _ in 0..ATTEMPTS {
+            let Some(hint) = known.take() else {
+                match client.get::<Row>().await {
+                    Ok(read) => {
+                        *known = Some(Hint {
+                            etag: read.etag.to_string(),
+                            counts: counts_of(&read.entity),
+                        });
+                        continue;
+                    }
+                    Err(e) if has_status(&e, StatusCode::NotFound) => {}
+                    Err(e) => return Err(failed(&e)),
+                }
+                match self
+                    .figures
+                    .insert::<_, Row>(body(&partition, &row_key, &change))
+                    .map_err(|e| failed(&e))?
+                    .await
+                {
+                    Ok(inserted) => {
+                        *known = Some(Hint {
+                            etag: inserted.etag.to_string(),
+                            counts: change,
+                        });
+                        return Ok(());
+                    }
+                    // Another writer created it first: read it.
+                    Err(e) if has_status(&e, StatusCode::Conflict) => continue,
+                    Err(e) => return Err(failed(&e)),
+                }
+            };
+            let total = hint.counts.plus(change);
+            let replaced = client
+                .update(
+                    body(&partition, &row_key, &total),
+                    IfMatchCondition::Etag(hint.etag.into()),
+                )
+                .map_err(|e| failed(&e))?
+                .await;
+            match replaced {
+                Ok(response) => {
+                    *known = Some(Hint {
+                        etag: response.etag.to_string(),
+                        counts: total,
+                    });
+                    return Ok(());
+                }
+                // Changed or gone since: nothing was applied; read it again.
+                Err(e)
+                    if has_status(&e, StatusCode::PreconditionFailed)
+                        || has_status(&e, StatusCode::NotFound) => {}
+                // The outcome is unknown: not tried again, and the next add reads.
+                Err(e) => return Err(failed(&e)),
+            }
+        }
+        Err(StorageError::Unavailable(
+            "a counter kept changing while it was written".into(),
+        ))
+    }
+
+    /// One range query of `scope`'s partition: the rows of the days in `days`.
+    pub(super) async fn read_counters(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        // Day keys start with a digit: `0` is before them all and `:` after.
+        let from = days
+            .from
+            .map_or_else(|| "0".to_owned(), |day| day.to_string());
+        let to = days
+            .to
+            .map_or_else(|| ":".to_owned(), |day| format!("{day}~"));
+        let filter = format!(
+            "PartitionKey eq '{}' and RowKey ge '{from}' and RowKey lt '{to}'",
+            quoted(&partition_of(scope))
+        );
+        let mut pages = self.figures.query().filter(filter).into_stream::<Row>();
+        let mut by_day: BTreeMap<NaiveDate, DayCounts> = BTreeMap::new();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                // No table yet: nothing was counted.
+                Err(e) if has_status(&e, StatusCode::NotFound) => break,
+                Err(e) => return Err(storage_error("reading the figures", &e)),
+            };
+            for entity in &page.entities {
+                if let Some(day) = day_of(entity).filter(|day| days.contains(*day)) {
+                    let counts = by_day.entry(day).or_default();
+                    *counts = counts.plus(counts_of(entity));
+                }
+            }
+        }
+        Ok(by_day.into_iter().collect())
+    }
+
+    pub(super) async fn mark_customer(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+        if lock(&self.counter_hints.customers).contains(customer) {
+            return Ok(false);
+        }
+        ensure_exists(&self.figures, &self.figures_ready).await?;
+        let marker = json!({
+            "PartitionKey": partition_of(&Scope::Customer(customer.clone())),
+            ROW_KEY: FIRST_SEEN,
+            FIRST_SEEN: true,
+        });
+        let inserted = self
+            .figures
+            .insert::<_, Row>(ascii_json(&marker))
+            .map_err(|e| storage_error("counting", &e))?
+            .await;
+        let first = match inserted {
+            Ok(_) => true,
+            Err(e) if has_status(&e, StatusCode::Conflict) => false,
+            Err(e) => return Err(storage_error("counting", &e)),
+        };
+        self.counter_hints.know_customer(customer);
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_rows_read_back_and_sort_by_day() {
+        let counts = DayCounts {
+            conversations: 1,
+            turns: 3_000_000_000,
+            up: -1,
+            down: 2,
+            customers: 0,
+        };
+        let row = ("app".to_owned(), "2026-12-01.7".to_owned());
+        let entity: Row = serde_json::from_str(body(&row.0, &row.1, &counts).get()).unwrap();
+        assert_eq!(counts_of(&entity), counts);
+        assert_eq!(day_of(&entity), NaiveDate::from_ymd_opt(2026, 12, 1));
+        let mut marker = Row::new();
+        marker.insert(ROW_KEY.into(), FIRST_SEEN.into());
+        assert_eq!(day_of(&marker), None);
+        // Every day key lies between the open bounds of a range query.
+        assert!("0" < row.1.as_str() && row.1.as_str() < ":");
+        assert!(row.1.as_str() < "2026-12-01~" && row.1.as_str() > "2026-11-30~");
+        assert_eq!(
+            partition_of(&Scope::Customer(CustomerId::parse("app").unwrap())),
+            "customer:app"
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! Analytics over HTTP, on both backends the sessions API reads (in-process, and
+//! Table Storage in the shared Azurite): known turns and feedback give known
+//! figures, per customer and app-wide; date ranges; what is refused. Days come
+//! from a clock the tests control.
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use serde_json::{json, Value};
+use session_rag::clock::{Clock, TimeControl};
+use session_rag::settings::Settings;
+
+use crate::azurite::{shared_table_endpoint, unique_table_name};
+use crate::helpers::{
+    analytics_table_for, raw_table_client, spawn_app_with, stored_rows, use_table, TestApp,
+    TestResponse,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    InProcess,
+    Table,
+}
+
+struct Figures {
+    app: TestApp,
+    backend: Backend,
+    table: String,
+    time: TimeControl,
+}
+
+impl Figures {
+    /// The app on `backend`, its clock at noon (UTC) on 10 March 2026.
+    async fn start(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        let (clock, time) = Clock::controlled(Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap());
+        let table = unique_table_name("analytics");
+        let app = spawn_app_with(|settings| {
+            if backend == Backend::Table {
+                use_table(settings, &shared_table_endpoint(), &table);
+            }
+            settings.clock = clock;
+            configure(settings);
+        })
+        .await;
+        Self {
+            app,
+            backend,
+            table,
+            time,
+        }
+    }
+
+    /// Asks in `session` as `customer` and returns the stored turn's number.
+    async fn say(&self, session: &str, customer: Option<&str>) -> u64 {
+        let reply = self
+            .app
+            .ask(json!({
+                "question": "What does LONPF2 do?",
+                "session_id": session,
+                "customer_id": customer,
+                "enable_persistence": self.backend == Backend::Table,
+            }))
+            .await;
+        reply["turn"].as_u64().expect("the turn was kept")
+    }
+
+    /// Rates (`Some`) or un-rates turn `turn` of `session` as `customer`.
+    async fn rate(&self, session: &str, turn: u64, customer: &str, rating: Option<&str>) {
+        let url = format!(
+            "{}/api/sessions/{session}/turns/{turn}/feedback?customer_id={customer}",
+            self.app.address
+        );
+        let request = match rating {
+            Some(rating) => self.app.client.put(url).json(&json!({"rating": rating})),
+            None => self.app.client.delete(url),
+        };
+        let status = request.send().await.unwrap().status().as_u16();
+        assert!(status == 200 || status == 204, "{status}");
+    }
+
+    async fn get(&self, path_and_query: &str) -> TestResponse {
+        let url = format!("{}{path_and_query}", self.app.address);
+        self.app.send(self.app.client.get(url)).await
+    }
+
+    /// `GET path_and_query`, expected to succeed.
+    async fn figures(&self, path_and_query: &str) -> Value {
+        let response = self.get(path_and_query).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.body
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($behaviour:ident),+ $(,)?) => {
+        mod in_process {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(super::Backend::InProcess).await;
+            })+
+        }
+        mod table_storage {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(super::Backend::Table).await;
+            })+
+        }
+    };
+}
+
+on_both_backends!(
+    known_turns_and_feedback_give_known_figures,
+    date_ranges_narrow_the_figures,
+    bad_requests_are_refused,
+);
+
+async fn known_turns_and_feedback_give_known_figures(backend: Backend) {
+    let figures = Figures::start(backend, |_| {}).await;
+    for _ in 0..3 {
+        figures.say("a-1", Some("alice")).await;
+    }
+    figures.say("a-2", Some("alice")).await;
+    figures.say("b-1", Some("bob")).await;
+    figures.say("b-1", Some("bob")).await;
+    figures.say("anonymous", None).await;
+
+    figures.rate("a-1", 0, "alice", Some("up")).await;
+    figures.rate("a-1", 1, "alice", Some("up")).await;
+    figures.rate("a-1", 2, "alice", Some("down")).await;
+    // A change of mind, a removal, and a rating given again: counted as changes.
+    figures.rate("a-1", 1, "alice", Some("down")).await;
+    figures.rate("a-1", 2, "alice", None).await;
+    figures.rate("a-1", 2, "alice", None).await;
+    figures.rate("a-1", 0, "alice", Some("up")).await;
+    figures.rate("b-1", 0, "bob", Some("down")).await;
+
+    let alice = figures.figures("/api/analytics?customer_id=alice").await;
+    assert_eq!(
+        alice,
+        json!({
+            "conversations": 2, "turns": 4, "feedback": {"up": 1, "down": 1},
+            "satisfaction": 0.5,
+            "days": [{"date": "2026-03-10", "conversations": 2, "turns": 4, "up": 1, "down": 1}],
+        })
+    );
+    let bob = figures.figures("/api/analytics?customer_id=bob").await;
+    assert_eq!(
+        (
+            &bob["conversations"],
+            &bob["turns"],
+            &bob["feedback"],
+            &bob["satisfaction"]
+        ),
+        (
+            &json!(1),
+            &json!(2),
+            &json!({"up": 0, "down": 1}),
+            &json!(0.0)
+        )
+    );
+    let nobody = figures.figures("/api/analytics?customer_id=carol").await;
+    assert_eq!(
+        nobody,
+        json!({"conversations": 0, "turns": 0, "feedback": {"up": 0, "down": 0}, "satisfaction": null, "days": []})
+    );
+
+    // App-wide: everyone's, the anonymous conversation too; two customers so far.
+    let app = figures.figures("/api/analytics/app").await;
+    assert_eq!(
+        app,
+        json!({
+            "conversations": 4, "turns": 7, "feedback": {"up": 1, "down": 2},
+            "satisfaction": 1.0 / 3.0, "customers": 2,
+            "days": [{"date": "2026-03-10", "conversations": 4, "turns": 7, "up": 1, "down": 2, "customers": 2}],
+        })
+    );
+
+    // Deleting a conversation does not un-count it; a customer is new only once.
+    let deleted = figures
+        .app
+        .client
+        .delete(format!(
+            "{}/api/sessions/a-2?customer_id=alice",
+            figures.app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    figures.say("a-3", Some("alice")).await;
+    let alice = figures.figures("/api/analytics?customer_id=alice").await;
+    assert_eq!(
+        (&alice["conversations"], &alice["turns"]),
+        (&json!(3), &json!(5))
+    );
+    let app = figures.figures("/api/analytics/app").await;
+    assert_eq!(app["customers"], 2);
+
+    if backend == Backend::Table {
+        // The figures live in a table of their own, apart from the seed's rows.
+        let counters = raw_table_client(
+            &shared_table_endpoint(),
+            &analytics_table_for(&figures.table),
+        );
+        assert!(!stored_rows(&counters, "customer:alice").await.is_empty());
+        assert!(!stored_rows(&counters, "app").await.is_empty());
+    }
+}
+
+async fn date_ranges_narrow_the_figures(backend: Backend) {
+    let figures = Figures::start(backend, |_| {}).await;
+    // 10 March: a conversation of two turns, the first rated up.
+    figures.say("first", Some("alice")).await;
+    figures.say("first", Some("alice")).await;
+    figures.time.advance(TimeDelta::days(1));
+    // 11 March: a new conversation, the first one continued, and the rating of a
+    // 10 March answer changed: it counts on the day of the answer.
+    figures.say("second", Some("alice")).await;
+    figures.say("first", Some("alice")).await;
+    figures.rate("first", 0, "alice", Some("up")).await;
+    figures.rate("first", 1, "alice", Some("down")).await;
+    figures.rate("first", 2, "alice", Some("up")).await;
+    figures.say("elsewhere", Some("bob")).await;
+
+    let tenth = json!({"date": "2026-03-10", "conversations": 1, "turns": 2, "up": 1, "down": 1});
+    let eleventh =
+        json!({"date": "2026-03-11", "conversations": 1, "turns": 2, "up": 1, "down": 0});
+    let alice = |range: &str| format!("/api/analytics?customer_id=alice{range}");
+    let days = |body: Value| body["days"].clone();
+    assert_eq!(
+        days(figures.figures(&alice("")).await),
+        json!([tenth, eleventh])
+    );
+    assert_eq!(
+        days(
+            figures
+                .figures(&alice("&from=2026-03-10&to=2026-03-11"))
+                .await
+        ),
+        json!([tenth, eleventh])
+    );
+    let only_tenth = figures.figures(&alice("&to=2026-03-10")).await;
+    assert_eq!(
+        (
+            &only_tenth["turns"],
+            &only_tenth["satisfaction"],
+            &only_tenth["days"]
+        ),
+        (&json!(2), &json!(0.5), &json!([tenth]))
+    );
+    let only_eleventh = figures.figures(&alice("&from=2026-03-11")).await;
+    assert_eq!(
+        (
+            &only_eleventh["conversations"],
+            &only_eleventh["satisfaction"],
+            &only_eleventh["days"]
+        ),
+        (&json!(1), &json!(1.0), &json!([eleventh]))
+    );
+    let empty = figures
+        .figures(&alice("&from=2026-03-12&to=2026-03-31"))
+        .await;
+    assert_eq!(
+        empty,
+        json!({"conversations": 0, "turns": 0, "feedback": {"up": 0, "down": 0}, "satisfaction": null, "days": []})
+    );
+    let app = figures
+        .figures("/api/analytics/app?from=2026-03-11&to=2026-03-11")
+        .await;
+    assert_eq!(
+        (&app["conversations"], &app["turns"], &app["customers"]),
+        (&json!(2), &json!(3), &json!(1))
+    );
+}
+
+async fn bad_requests_are_refused(backend: Backend) {
+    let figures = Figures::start(backend, |_| {}).await;
+    figures.say("s", Some("alice")).await;
+    for (path, code) in [
+        ("/api/analytics", "invalid_customer_id"),
+        ("/api/analytics?from=2026-03-01", "invalid_customer_id"),
+        ("/api/analytics?customer_id=a%23b", "invalid_customer_id"),
+        (
+            "/api/analytics?customer_id=alice&from=2026-3-1",
+            "invalid_date",
+        ),
+        (
+            "/api/analytics?customer_id=alice&to=2026-02-30",
+            "invalid_date",
+        ),
+        (
+            "/api/analytics?customer_id=alice&from=yesterday",
+            "invalid_date",
+        ),
+        ("/api/analytics?customer_id=alice&from=", "invalid_date"),
+        (
+            "/api/analytics?customer_id=alice&from=2026-03-11&to=2026-03-10",
+            "invalid_date",
+        ),
+        ("/api/analytics/app?to=2026-13-01", "invalid_date"),
+        (
+            "/api/analytics/app?from=2026-03-11&to=2026-03-10",
+            "invalid_date",
+        ),
+    ] {
+        figures.get(path).await.assert_error(400, code);
+    }
+}
+
+/// Behind App Service Authentication the principal decides whose figures, as for
+/// every sessions route; a stated customer id is ignored.
+#[tokio::test]
+async fn the_signed_in_principal_decides_whose_figures() {
+    let figures = Figures::start(Backend::InProcess, |settings| {
+        settings.trust_easy_auth_headers = true;
+    })
+    .await;
+    let asked = figures
+        .app
+        .send(
+            figures
+                .app
+                .client
+                .post(format!("{}/api/query", figures.app.address))
+                .header("x-ms-client-principal-id", "alice")
+                .json(&json!({"question": "What does LONPF2 do?", "session_id": "s"})),
+        )
+        .await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let url = format!("{}/api/analytics?customer_id=bob", figures.app.address);
+    let as_alice = figures
+        .app
+        .send(
+            figures
+                .app
+                .client
+                .get(&url)
+                .header("x-ms-client-principal-id", "alice"),
+        )
+        .await;
+    assert_eq!((as_alice.status, &as_alice.body["turns"]), (200, &json!(1)));
+    figures
+        .get("/api/analytics?customer_id=alice")
+        .await
+        .assert_error(400, "invalid_customer_id");
+}
