@@ -330,6 +330,109 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
     figures
 }
 
+/// A listing of `conversations` of one customer through `/api/sessions`: their
+/// entries are written in the listing's previous format (straight into the
+/// handler's listing table), so the first listing converts them. Returns the
+/// conversion, the median first page of 20 and the median walk through all pages
+/// of 100.
+async fn listing_latency(
+    endpoint: &str,
+    port: u16,
+    sessions_table: &str,
+    conversations: usize,
+) -> (Duration, Duration, Duration) {
+    const RUNS: usize = 9;
+    let customer = format!("busy{conversations}");
+    let index = azurite_table(endpoint, sessions_table);
+    let _ = index.create().await;
+    let entries: Vec<Value> = (0..conversations)
+        .map(|n| {
+            let time = format!(
+                "2026-11-{:02}T{:02}:{:02}:{:02}Z",
+                1 + n % 25,
+                n % 24,
+                n % 60,
+                n / 60 % 60
+            );
+            json!({
+                "PartitionKey": customer, "RowKey": format!("conversation-{n:05}"),
+                "title": format!("What does program {n} do?"), "turns": 1 + n % 7,
+                "created_at": time, "updated_at": time,
+            })
+        })
+        .collect();
+    for chunk in entries.chunks(100) {
+        let mut batch = index.partition_key_client(&customer).transaction();
+        for entry in chunk {
+            batch = batch.insert(entry).unwrap();
+        }
+        batch.await.unwrap();
+    }
+    let client = reqwest::Client::new();
+    let list = |query: String| {
+        let request = client
+            .get(format!(
+                "http://127.0.0.1:{port}/api/sessions?customer_id={customer}&{query}"
+            ))
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // A conversion longer than the storage budget answers 503 and keeps its
+    // progress: list again (past the circuit breaker's pause) until it is done.
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(format!(
+                "http://127.0.0.1:{port}/api/sessions?customer_id={customer}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => break,
+            503 => tokio::time::sleep(Duration::from_secs(1)).await,
+            status => panic!("listing answered {status}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "conversion never ends"
+        );
+    }
+    let conversion = started.elapsed();
+    let (mut first_pages, mut walks) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let page = list(String::new()).await;
+        first_pages.push(started.elapsed());
+        assert_eq!(page["sessions"].as_array().unwrap().len(), 20);
+
+        let started = Instant::now();
+        let mut seen = 0;
+        let mut query = "limit=100".to_owned();
+        loop {
+            let page = list(query).await;
+            seen += page["sessions"].as_array().unwrap().len();
+            let Some(token) = page["continuation"].as_str() else {
+                break;
+            };
+            query = format!("limit=100&continuation={token}");
+        }
+        walks.push(started.elapsed());
+        assert_eq!(seen, conversations);
+    }
+    first_pages.sort_unstable();
+    walks.sort_unstable();
+    (
+        conversion,
+        percentile(&first_pages, 0.5),
+        percentile(&walks, 0.5),
+    )
+}
+
 /// An OpenAI-compatible chat-completions server on loopback that streams every
 /// answer at the pace above, and records how long after each request its first
 /// token went out (the model's own time to first token).
@@ -635,6 +738,22 @@ async fn main() {
         "idle after start-up: {idle:.1} MiB; after {total} requests: {:.1} MiB",
         handler.rss_mib()
     );
+    if let Some(endpoint) = &endpoint {
+        println!("\n## listing one customer's conversations (`GET /api/sessions`), median of 9");
+        println!("| conversations | first page of 20 ms | all pages of 100 ms | converting the previous format (first listings) ms |");
+        println!("|---|---|---|---|");
+        let sessions_table = format!("bench{}Sessions", std::process::id());
+        for conversations in [1_000, 10_000] {
+            let (conversion, first_page, all_pages) =
+                listing_latency(endpoint, handler.port, &sessions_table, conversations).await;
+            println!(
+                "| {conversations} | {} | {} | {} |",
+                ms(first_page),
+                ms(all_pages),
+                ms(conversion)
+            );
+        }
+    }
     drop(handler);
 
     println!("\n## in-process memory: {MEMORY_TURNS} turns over {MEMORY_SESSIONS} sessions, fresh handler each");

@@ -2,14 +2,10 @@
 //! conversations, read, delete and purge them, with ownership and expiry applied.
 //! It reads the durable store when storage is configured, else the in-process one.
 
-use std::cmp::Reverse;
 use std::fmt;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat, Utc};
-
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::analytics;
@@ -18,7 +14,11 @@ use crate::domain::{
     may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
     Title, Turn,
 };
-use crate::storage::{DeletedAll, GuardedStore, SessionSummary, StorageBudget, StorageError};
+use crate::storage::{
+    DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError,
+};
+
+pub use crate::storage::ListPosition;
 
 /// How long one purge may take: under the Functions Consumption plan's default
 /// function timeout (5 minutes).
@@ -30,71 +30,10 @@ pub struct Sessions {
     clock: Clock,
 }
 
-/// Where a page of a listing ended: its last conversation. Listings run from the
-/// most recently updated conversation down, ties by session id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPosition {
-    updated_at: DateTime<Utc>,
-    session_id: SessionId,
-}
-
-impl ListPosition {
-    fn of(summary: &SessionSummary) -> Self {
-        Self {
-            updated_at: summary.updated_at,
-            session_id: summary.session_id.clone(),
-        }
-    }
-
-    /// The opaque continuation token: base64url of `[updated_at, session_id]`, the
-    /// time to the nanosecond so that the next page starts exactly after this one.
-    pub fn token(&self) -> String {
-        let position = serde_json::json!([
-            self.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            self.session_id.as_str(),
-        ]);
-        URL_SAFE_NO_PAD.encode(position.to_string())
-    }
-
-    /// The position a token names; `None` for anything [`ListPosition::token`] did not make.
-    pub fn from_token(token: &str) -> Option<Self> {
-        let json = URL_SAFE_NO_PAD.decode(token).ok()?;
-        let (updated_at, session_id): (String, String) = serde_json::from_slice(&json).ok()?;
-        Some(Self {
-            updated_at: DateTime::parse_from_rfc3339(&updated_at)
-                .ok()?
-                .with_timezone(&Utc),
-            session_id: SessionId::parse(&session_id).ok()?,
-        })
-    }
-
-    fn sort_key(&self) -> (Reverse<DateTime<Utc>>, &SessionId) {
-        listing_order(self.updated_at, &self.session_id)
-    }
-}
-
-/// The listing order as a key: later updates first, then session ids ascending.
-fn listing_order(
-    updated_at: DateTime<Utc>,
-    session_id: &SessionId,
-) -> (Reverse<DateTime<Utc>>, &SessionId) {
-    (Reverse(updated_at), session_id)
-}
-
-fn sort_key(summary: &SessionSummary) -> (Reverse<DateTime<Utc>>, &SessionId) {
-    listing_order(summary.updated_at, &summary.session_id)
-}
-
-/// One page of a customer's conversations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub sessions: Vec<SessionSummary>,
-    /// Where the next page starts; `None` on the last page.
-    pub next: Option<ListPosition>,
-}
-
 /// How many conversations a search reads at the same time.
 const SEARCH_PARALLELISM: usize = 8;
+/// Listing entries a search asks for at a time.
+const SEARCH_LISTING_PAGE: usize = 50;
 
 /// A conversation a search found, and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +49,6 @@ pub struct SearchPage {
     /// Where the next page starts; `None` once every conversation was read.
     pub next: Option<ListPosition>,
 }
-
 /// What a purge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurgeOutcome {
@@ -144,45 +82,46 @@ impl Sessions {
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` (from the start when
-    /// `None`), expired ones left out.
+    /// `None`), expired ones left out: one page read, whatever the listing's length.
     pub async fn list(
         &self,
         owner: &CustomerId,
         limit: usize,
         after: Option<&ListPosition>,
-    ) -> Result<Page, StorageError> {
-        let mut sessions = self.listed_after(self.store.budget(), owner, after).await?;
-        let next = (sessions.len() > limit).then(|| ListPosition::of(&sessions[limit - 1]));
-        sessions.truncate(limit);
-        Ok(Page { sessions, next })
-    }
-
-    /// `owner`'s live conversations in listing order, from after `after`.
-    async fn listed_after(
-        &self,
-        budget: StorageBudget,
-        owner: &CustomerId,
-        after: Option<&ListPosition>,
-    ) -> Result<Vec<SessionSummary>, StorageError> {
-        let mut sessions = self.store.sessions_of(budget, owner).await?;
+    ) -> Result<ListingPage, StorageError> {
         let cutoff = self.retention.cutoff(self.clock.now());
-        sessions.retain(|s| {
-            cutoff.is_none_or(|cutoff| s.updated_at >= cutoff)
-                && after.is_none_or(|after| sort_key(s) > after.sort_key())
-        });
-        sessions.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-        Ok(sessions)
+        self.store
+            .sessions_page(self.store.budget(), owner, limit, after, cutoff)
+            .await
     }
 
     /// Every turn of `session`, or `None` when `requester` may not see it: unknown,
     /// expired, or owned by someone else (all alike, so none can be told apart).
+    /// Someone else's conversation costs one point read (its turn 0), an expired
+    /// one two; only a visible one is read whole.
     pub async fn read(
         &self,
         session: &SessionId,
         requester: Option<&CustomerId>,
     ) -> Result<Option<Vec<Turn>>, StorageError> {
-        let turns = self.store.all(self.store.budget(), session).await?;
-        let visible = self.visible(turns.last(), owner_of(&turns), requester);
+        let budget = self.store.budget();
+        // Turn 0 says who owns it: someone else's conversation costs this one read.
+        let Some(first) = self.store.first_turn(budget, session).await? else {
+            return Ok(None);
+        };
+        if !may_access(first.owner.as_ref(), requester) {
+            return Ok(None);
+        }
+        // The last turn, whether it expired: an expired one is not read whole.
+        let last = self.store.recent(budget, session, 1).await?;
+        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+            return Ok(None);
+        }
+        let turns = self.store.all(budget, session).await?;
+        // Judged again on what was read: the conversation may have been deleted and
+        // started again by someone else in between.
+        let owner = owner_of(&turns).or(first.owner.as_ref());
+        let visible = self.visible(turns.last(), owner, requester);
         Ok(visible.then_some(turns))
     }
 
@@ -301,10 +240,10 @@ impl Sessions {
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` that hold every word
-    /// of `query`, in listing order, each with where. It reads the conversations
-    /// listed for `owner` one after another, [`SEARCH_PARALLELISM`] at a time, and
-    /// stops when the page is full or half of the request's storage budget is
-    /// spent: then `next` says where the next page goes on.
+    /// of `query`, in listing order, each with where. It walks `owner`'s listing a
+    /// page at a time and reads the conversations on it, [`SEARCH_PARALLELISM`] at
+    /// a time, until the page of hits is full or half of the request's storage
+    /// budget is spent: then `next` says where the next page goes on.
     pub async fn search(
         &self,
         owner: &CustomerId,
@@ -314,73 +253,248 @@ impl Sessions {
     ) -> Result<SearchPage, StorageError> {
         let budget = self.store.budget();
         let stop_at = budget.halfway();
-        let candidates = self.listed_after(budget, owner, after).await?;
-        let remaining = candidates.len();
-        let mut reads = futures::stream::iter(candidates)
-            .map(|summary| async move {
-                let turns = self.store.all(budget, &summary.session_id).await?;
-                Ok::<_, StorageError>((summary, turns))
-            })
-            .buffered(SEARCH_PARALLELISM);
+        let cutoff = self.retention.cutoff(self.clock.now());
+        let mut position = after.cloned();
         let mut hits = Vec::new();
-        let mut scanned = 0;
-        while let Some(read) = reads.next().await {
-            let (summary, turns) = read?;
-            scanned += 1;
-            // An entry left behind in the listing can name a conversation that is no
-            // longer the owner's: it is not shown.
-            let found = (owner_of(&turns) == Some(owner))
-                .then(|| query.matches(&turns))
-                .flatten();
-            let position = ListPosition::of(&summary);
-            if let Some(matches) = found {
-                hits.push(SearchHit { summary, matches });
+        loop {
+            let ListingPage { sessions, next } = self
+                .store
+                .sessions_page(
+                    budget,
+                    owner,
+                    SEARCH_LISTING_PAGE,
+                    position.as_ref(),
+                    cutoff,
+                )
+                .await?;
+            let listed = sessions.len();
+            let mut reads = futures::stream::iter(sessions)
+                .map(|summary| async move {
+                    let turns = self.store.all(budget, &summary.session_id).await?;
+                    Ok::<_, StorageError>((summary, turns))
+                })
+                .buffered(SEARCH_PARALLELISM);
+            let mut scanned = 0;
+            while let Some(read) = reads.next().await {
+                let (summary, turns) = read?;
+                scanned += 1;
+                position = Some(ListPosition::of(&summary));
+                // An entry left behind in the listing can name a conversation that is
+                // no longer the owner's: it is not shown.
+                let found = (owner_of(&turns) == Some(owner))
+                    .then(|| query.matches(&turns))
+                    .flatten();
+                if let Some(matches) = found {
+                    hits.push(SearchHit { summary, matches });
+                }
+                let more = scanned < listed || next.is_some();
+                if !more {
+                    break;
+                }
+                if hits.len() == limit || tokio::time::Instant::now() >= stop_at {
+                    return Ok(SearchPage {
+                        hits,
+                        next: position,
+                    });
+                }
             }
-            let more = scanned < remaining;
-            if more && (hits.len() == limit || tokio::time::Instant::now() >= stop_at) {
-                return Ok(SearchPage {
-                    hits,
-                    next: Some(position),
-                });
+            if next.is_none() {
+                return Ok(SearchPage { hits, next: None });
             }
         }
-        Ok(SearchPage { hits, next: None })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
-    fn position(nanos: u32, session: &str) -> ListPosition {
-        ListPosition {
-            updated_at: Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap()
-                + chrono::TimeDelta::nanoseconds(i64::from(nanos)),
-            session_id: SessionId::parse(session).unwrap(),
+    use async_trait::async_trait;
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use chrono::NaiveDate;
+
+    use crate::domain::{DayRange, NewTurn};
+    use crate::storage::{
+        Appended, ConversationStore, DayCounts, Expectation, InProcessStore, Rated, Scope, Window,
+    };
+
+    /// The in-process store, counting the reads the sessions API makes of it.
+    struct Counted {
+        store: InProcessStore,
+        first_turns: AtomicUsize,
+        recents: AtomicUsize,
+        alls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ConversationStore for Counted {
+        async fn append(
+            &self,
+            s: &SessionId,
+            turn: NewTurn,
+            expected: Expectation,
+        ) -> Result<Appended, StorageError> {
+            self.store.append(s, turn, expected).await
+        }
+        async fn recent(&self, s: &SessionId, limit: usize) -> Result<Window, StorageError> {
+            self.recents.fetch_add(1, Ordering::SeqCst);
+            self.store.recent(s, limit).await
+        }
+        async fn all(&self, s: &SessionId) -> Result<Vec<Turn>, StorageError> {
+            self.alls.fetch_add(1, Ordering::SeqCst);
+            self.store.all(s).await
+        }
+        async fn first_turn(&self, s: &SessionId) -> Result<Option<Turn>, StorageError> {
+            self.first_turns.fetch_add(1, Ordering::SeqCst);
+            self.store.first_turn(s).await
+        }
+        async fn delete(&self, s: &SessionId) -> Result<bool, StorageError> {
+            self.store.delete(s).await
+        }
+        async fn update_listing(
+            &self,
+            s: &SessionId,
+            number: u64,
+            turn: &NewTurn,
+        ) -> Result<(), StorageError> {
+            self.store.update_listing(s, number, turn).await
+        }
+        async fn sessions_page(
+            &self,
+            owner: &CustomerId,
+            limit: usize,
+            after: Option<&ListPosition>,
+            cutoff: Option<DateTime<Utc>>,
+        ) -> Result<ListingPage, StorageError> {
+            self.store.sessions_page(owner, limit, after, cutoff).await
+        }
+        async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
+            self.store.purge_before(cutoff).await
+        }
+        async fn summary(
+            &self,
+            owner: &CustomerId,
+            s: &SessionId,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.store.summary(owner, s).await
+        }
+        async fn rename(
+            &self,
+            owner: &CustomerId,
+            s: &SessionId,
+            title: &Title,
+            cutoff: Option<DateTime<Utc>>,
+        ) -> Result<Option<SessionSummary>, StorageError> {
+            self.store.rename(owner, s, title, cutoff).await
+        }
+        async fn delete_all(
+            &self,
+            owner: &CustomerId,
+            stop_at: tokio::time::Instant,
+        ) -> Result<DeletedAll, StorageError> {
+            self.store.delete_all(owner, stop_at).await
+        }
+        async fn set_feedback(
+            &self,
+            s: &SessionId,
+            turn: u64,
+            requester: Option<&CustomerId>,
+            feedback: Option<&Feedback>,
+        ) -> Result<Option<Rated>, StorageError> {
+            self.store.set_feedback(s, turn, requester, feedback).await
+        }
+        async fn add_counts(
+            &self,
+            scope: &Scope,
+            day: NaiveDate,
+            change: DayCounts,
+        ) -> Result<(), StorageError> {
+            self.store.add_counts(scope, day, change).await
+        }
+        async fn day_counts(
+            &self,
+            scope: &Scope,
+            days: &DayRange,
+        ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+            self.store.day_counts(scope, days).await
+        }
+        async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+            self.store.first_seen(customer).await
         }
     }
 
-    #[test]
-    fn tokens_round_trip_to_the_nanosecond() {
-        for original in [
-            position(0, "s"),
-            position(123_456_789, "o'brien \"Zoë\" 会话"),
+    impl Counted {
+        fn new() -> Self {
+            Self {
+                store: InProcessStore::new(1 << 20),
+                first_turns: AtomicUsize::new(0),
+                recents: AtomicUsize::new(0),
+                alls: AtomicUsize::new(0),
+            }
+        }
+
+        /// How many times turn 0, the last turns and all turns were read since asked last.
+        fn reads(&self) -> [usize; 3] {
+            [&self.first_turns, &self.recents, &self.alls].map(|n| n.swap(0, Ordering::SeqCst))
+        }
+    }
+
+    fn turn(owner: &str, age: TimeDelta) -> NewTurn {
+        NewTurn {
+            user: "q".into(),
+            assistant: "a".into(),
+            metadata_json: "{}".into(),
+            timestamp: Clock::system().now() - age,
+            owner: Some(CustomerId::parse(owner).unwrap()),
+        }
+    }
+
+    /// Reads of someone else's conversation cost one point read, of an expired one
+    /// two; only a visible one is read whole. A delete reads the last turn's window,
+    /// which names the owner.
+    #[tokio::test]
+    async fn conversations_are_read_whole_only_when_visible() {
+        let counted = Arc::new(Counted::new());
+        let sessions = Sessions::new(
+            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
+            Retention::after(Duration::from_secs(3_600)),
+            Clock::system(),
+        );
+        let (alice, bob) = (
+            CustomerId::parse("alice").unwrap(),
+            CustomerId::parse("bob").unwrap(),
+        );
+        let (fresh, stale) = (
+            SessionId::parse("fresh").unwrap(),
+            SessionId::parse("stale").unwrap(),
+        );
+        for (session, age) in [
+            (&fresh, TimeDelta::zero()),
+            (&fresh, TimeDelta::zero()),
+            (&fresh, TimeDelta::zero()),
+            (&stale, TimeDelta::hours(2)),
         ] {
-            let token = original.token();
-            assert!(token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-            assert_eq!(ListPosition::from_token(&token), Some(original));
+            let expected = counted.recent(session, 1).await.unwrap().continuation();
+            let appended = counted.append(session, turn("alice", age), expected);
+            assert!(matches!(appended.await, Ok(Appended::Stored { .. })));
         }
-    }
+        counted.reads();
 
-    #[test]
-    fn foreign_tokens_are_refused() {
-        let bad_id = URL_SAFE_NO_PAD.encode(r#"["2025-01-24T10:30:00Z","a/b"]"#);
-        for token in ["", "not base64!", "bm9wZQ", &bad_id] {
-            assert_eq!(ListPosition::from_token(token), None, "{token:?}");
-        }
+        assert_eq!(sessions.read(&fresh, Some(&bob)).await, Ok(None));
+        assert_eq!(counted.reads(), [1, 0, 0], "someone else's");
+        assert_eq!(sessions.delete(&fresh, None).await, Ok(false));
+        assert_eq!(counted.reads(), [0, 1, 0], "no requester");
+        assert_eq!(sessions.read(&stale, Some(&alice)).await, Ok(None));
+        assert_eq!(counted.reads(), [1, 1, 0], "expired");
+        let unknown = SessionId::parse("unknown").unwrap();
+        assert_eq!(sessions.read(&unknown, Some(&alice)).await, Ok(None));
+        assert_eq!(counted.reads(), [1, 0, 0], "unknown");
+        let turns = sessions.read(&fresh, Some(&alice)).await.unwrap().unwrap();
+        assert_eq!(turns.len(), 3);
+        assert_eq!(counted.reads(), [1, 1, 1], "visible");
     }
 
     #[test]

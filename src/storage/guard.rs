@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, Rated, Scope, SessionSummary,
-    StorageError, Window, WindowCache,
+    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, ListPosition, ListingPage,
+    Rated, Scope, SessionSummary, StorageError, Window, WindowCache,
 };
 use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn};
 
@@ -195,6 +195,14 @@ impl GuardedStore {
         self.call(budget, self.inner.all(session)).await
     }
 
+    pub async fn first_turn(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<Option<Turn>, StorageError> {
+        self.call(budget, self.inner.first_turn(session)).await
+    }
+
     pub async fn delete(
         &self,
         budget: StorageBudget,
@@ -215,12 +223,19 @@ impl GuardedStore {
             .await
     }
 
-    pub async fn sessions_of(
+    pub async fn sessions_page(
         &self,
         budget: StorageBudget,
         owner: &CustomerId,
-    ) -> Result<Vec<SessionSummary>, StorageError> {
-        self.call(budget, self.inner.sessions_of(owner)).await
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
+        self.call(
+            budget,
+            self.inner.sessions_page(owner, limit, after, cutoff),
+        )
+        .await
     }
 
     pub async fn purge_before(
@@ -410,6 +425,10 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
+        async fn first_turn(&self, _: &SessionId) -> Result<Option<Turn>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
         async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
@@ -423,7 +442,13 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
-        async fn sessions_of(&self, _: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+        async fn sessions_page(
+            &self,
+            _: &CustomerId,
+            _: usize,
+            _: Option<&ListPosition>,
+            _: Option<DateTime<Utc>>,
+        ) -> Result<ListingPage, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -1,6 +1,8 @@
 //! In-process conversations: lost at restart, bounded in total size.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -8,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, Rated, Scope, SessionSummary,
-    StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, ListPosition, ListingPage,
+    Rated, Scope, SessionSummary, StorageError, Version, Window,
 };
 use crate::domain::{
     may_access, title_of, CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn,
@@ -19,6 +21,10 @@ use crate::domain::{
 /// least recently used sessions are dropped whole, so a flood of session ids cannot
 /// exhaust the process; a session that alone outgrows the cap drops its oldest
 /// turns (the others keep their numbers, and its window says how many are gone).
+///
+/// One lock guards everything, so nothing under it scans all sessions: listings
+/// and the purge read [`Indexes`] kept up to date by every append and removal, a
+/// page in O(page · log n), a purge in short rounds of expired sessions.
 pub struct InProcessStore {
     max_bytes: usize,
     state: Mutex<State>,
@@ -48,6 +54,60 @@ struct State {
     /// The stamp of the turn stored last: every stored turn gets a new one, so a
     /// turn number reached again after a restart never looks unchanged.
     stamp: u64,
+    indexes: Indexes,
+}
+
+/// An owner's conversations in listing order: latest last turn first, ties by id.
+type Listing = BTreeSet<(Reverse<DateTime<Utc>>, SessionId)>;
+
+/// Sessions in the orders listings and the purge read them.
+#[derive(Default)]
+struct Indexes {
+    listings: HashMap<CustomerId, Listing>,
+    /// Every session by the time of its last turn, oldest first.
+    by_last_turn: BTreeSet<(DateTime<Utc>, SessionId)>,
+}
+
+/// Where a session stands in [`Indexes`]: what it was added with, so that it is
+/// removed from exactly there.
+struct IndexKey {
+    owner: Option<CustomerId>,
+    last_turn: DateTime<Utc>,
+}
+
+impl Indexes {
+    fn add(&mut self, id: &SessionId, session: &mut Session) {
+        let Some(last) = session.turns.last() else {
+            return;
+        };
+        let key = IndexKey {
+            owner: session.owner.clone(),
+            last_turn: last.timestamp,
+        };
+        self.by_last_turn.insert((key.last_turn, id.clone()));
+        if let Some(owner) = &key.owner {
+            self.listings
+                .entry(owner.clone())
+                .or_default()
+                .insert((Reverse(key.last_turn), id.clone()));
+        }
+        session.indexed = Some(key);
+    }
+
+    fn remove(&mut self, id: &SessionId, session: &mut Session) {
+        let Some(key) = session.indexed.take() else {
+            return;
+        };
+        self.by_last_turn.remove(&(key.last_turn, id.clone()));
+        if let Some(owner) = &key.owner {
+            if let Some(listing) = self.listings.get_mut(owner) {
+                listing.remove(&(Reverse(key.last_turn), id.clone()));
+                if listing.is_empty() {
+                    self.listings.remove(owner);
+                }
+            }
+        }
+    }
 }
 
 struct Session {
@@ -60,6 +120,7 @@ struct Session {
     last_stamp: u64,
     last_use: u64,
     bytes: usize,
+    indexed: Option<IndexKey>,
     /// The title its owner gave it, if renamed.
     title: Option<String>,
 }
@@ -109,6 +170,9 @@ impl Session {
 fn stamp_version(stamp: u64) -> Version {
     Version::new(stamp.to_string())
 }
+
+/// Sessions a purge or a delete-all removes per hold of the lock.
+const REMOVAL_ROUND: usize = 256;
 
 /// Per-session bookkeeping counted against the cap besides its id's two copies.
 const SESSION_OVERHEAD_BYTES: usize = 256;
@@ -177,7 +241,8 @@ impl State {
     fn remove(&mut self, session: &SessionId) -> bool {
         match self.sessions.remove(session) {
             None => false,
-            Some(removed) => {
+            Some(mut removed) => {
+                self.indexes.remove(session, &mut removed);
                 self.by_last_use.remove(&removed.last_use);
                 self.bytes -= removed.bytes;
                 true
@@ -198,7 +263,8 @@ impl State {
             }
             let oldest = oldest.clone();
             self.by_last_use.remove(&tick);
-            if let Some(evicted) = self.sessions.remove(&oldest) {
+            if let Some(mut evicted) = self.sessions.remove(&oldest) {
+                self.indexes.remove(&oldest, &mut evicted);
                 self.bytes -= evicted.bytes;
             }
         }
@@ -245,18 +311,24 @@ impl ConversationStore for InProcessStore {
                     last_stamp: stamp,
                     last_use: tick,
                     bytes,
+                    indexed: None,
                     title: None,
                 },
             );
             state.by_last_use.insert(tick, session.clone());
             state.bytes += bytes;
         }
-        let entry = state.sessions.get_mut(session).expect("inserted above");
+        let State {
+            sessions, indexes, ..
+        } = &mut *state;
+        let entry = sessions.get_mut(session).expect("inserted above");
         let number = entry.total();
         let turn = turn.at(number);
         let added = turn_bytes(&turn);
+        indexes.remove(session, entry);
         entry.turns.push(turn);
         entry.last_stamp = stamp;
+        indexes.add(session, entry);
         entry.bytes += added;
         state.bytes += added;
         state.evict_until_within(self.max_bytes, session);
@@ -292,6 +364,14 @@ impl ConversationStore for InProcessStore {
             .unwrap_or_default())
     }
 
+    async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError> {
+        let state = self.lock();
+        Ok(state
+            .sessions
+            .get(session)
+            .and_then(|s| s.turns.first().cloned()))
+    }
+
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
         Ok(self.lock().remove(session))
     }
@@ -301,27 +381,50 @@ impl ConversationStore for InProcessStore {
         Ok(())
     }
 
-    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
+    async fn sessions_page(
+        &self,
+        owner: &CustomerId,
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
         let state = self.lock();
-        Ok(state
-            .sessions
-            .iter()
-            .filter_map(|(id, session)| session.summary(id, owner))
-            .collect())
+        let Some(listing) = state.indexes.listings.get(owner) else {
+            return Ok(ListingPage::from_candidates(Vec::new(), limit));
+        };
+        let start = after.map_or(Bound::Unbounded, |after| {
+            Bound::Excluded((Reverse(after.updated_at), after.session_id.clone()))
+        });
+        let candidates = listing
+            .range((start, Bound::Unbounded))
+            .take_while(|(Reverse(updated_at), _)| cutoff.is_none_or(|c| *updated_at >= c))
+            .take(limit + 1)
+            .filter_map(|(_, id)| state.sessions.get(id)?.summary(id, owner))
+            .collect();
+        Ok(ListingPage::from_candidates(candidates, limit))
     }
 
+    /// In rounds of [`REMOVAL_ROUND`] expired sessions, so appends wait at most one round.
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
-        let mut state = self.lock();
-        let expired: Vec<SessionId> = state
-            .sessions
-            .iter()
-            .filter(|(_, session)| session.turns.last().is_some_and(|t| t.timestamp < cutoff))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &expired {
-            state.remove(id);
+        let mut purged = 0;
+        loop {
+            let mut state = self.lock();
+            let expired: Vec<SessionId> = state
+                .indexes
+                .by_last_turn
+                .iter()
+                .take_while(|(last_turn, _)| *last_turn < cutoff)
+                .take(REMOVAL_ROUND)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if expired.is_empty() {
+                return Ok(purged);
+            }
+            for id in &expired {
+                state.remove(id);
+            }
+            purged += expired.len() as u64;
         }
-        Ok(expired.len() as u64)
     }
 
     async fn summary(
@@ -364,26 +467,36 @@ impl ConversationStore for InProcessStore {
         Ok(state.sessions[session].summary(session, owner))
     }
 
-    /// Everything happens under one lock: always complete.
+    /// From the owner's index, in rounds of [`REMOVAL_ROUND`] sessions like the purge,
+    /// so appends wait at most one round; it never stops early: always complete.
     async fn delete_all(
         &self,
         owner: &CustomerId,
         _stop_at: tokio::time::Instant,
     ) -> Result<DeletedAll, StorageError> {
-        let mut state = self.lock();
-        let owned: Vec<SessionId> = state
-            .sessions
-            .iter()
-            .filter(|(_, session)| session.owner.as_ref() == Some(owner))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &owned {
-            state.remove(id);
+        let mut deleted = 0;
+        loop {
+            let mut state = self.lock();
+            let owned: Vec<SessionId> = state
+                .indexes
+                .listings
+                .get(owner)
+                .into_iter()
+                .flatten()
+                .take(REMOVAL_ROUND)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if owned.is_empty() {
+                return Ok(DeletedAll {
+                    deleted,
+                    complete: true,
+                });
+            }
+            for id in &owned {
+                state.remove(id);
+            }
+            deleted += owned.len() as u64;
         }
-        Ok(DeletedAll {
-            deleted: owned.len() as u64,
-            complete: true,
-        })
     }
 
     async fn set_feedback(
@@ -571,5 +684,50 @@ mod tests {
         assert_eq!(window.dropped, 1);
         assert_eq!(window.turns.len(), 1);
         assert_eq!(window.turns[0].user, "again");
+    }
+
+    /// An owner's listing as (session, turns, last turn's second).
+    async fn listed(store: &InProcessStore, owner: &CustomerId) -> Vec<(SessionId, u64, i64)> {
+        let page = store.sessions_page(owner, 10, None, None).await.unwrap();
+        page.sessions
+            .into_iter()
+            .map(|s| (s.session_id, s.turns, s.updated_at.timestamp()))
+            .collect()
+    }
+
+    /// Listings follow the session's owner, not its oldest kept turn: trimming
+    /// keeps the conversation listed, and a restart lists it for the new owner only.
+    #[tokio::test]
+    async fn listings_survive_trimming_and_follow_a_restart() {
+        let text = "v".repeat(200);
+        let (alice, bob) = (
+            CustomerId::parse("alice").unwrap(),
+            CustomerId::parse("bob").unwrap(),
+        );
+        let owned = |owner: &CustomerId, at: i64| NewTurn {
+            owner: Some(owner.clone()),
+            timestamp: DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(at),
+            ..turn(&text)
+        };
+        let s = id("trimmed");
+        let store = InProcessStore::new(session_bytes(&s) + 2 * bytes_of(&text) + 64);
+        for at in 0..4 {
+            append(&store, &s, owned(&alice, at)).await;
+        }
+        assert_eq!(store.recent(&s, 10).await.unwrap().dropped, 2);
+        assert_eq!(listed(&store, &alice).await, [(s.clone(), 4, 3)]);
+
+        let seen = store.recent(&s, 1).await.unwrap();
+        let restarted = store.append(&s, owned(&bob, 10), seen.restart()).await;
+        assert!(matches!(restarted, Ok(Appended::Stored { number: 0, .. })));
+        assert!(listed(&store, &alice).await.is_empty());
+        assert_eq!(listed(&store, &bob).await, [(s.clone(), 1, 10)]);
+        assert_eq!(
+            store
+                .purge_before(DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(11))
+                .await,
+            Ok(1)
+        );
+        assert!(listed(&store, &bob).await.is_empty());
     }
 }

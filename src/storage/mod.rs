@@ -4,11 +4,13 @@
 
 mod guard;
 mod memory;
+mod page;
 mod table;
 mod window_cache;
 
 pub use guard::{GuardedStore, StorageBudget};
 pub use memory::InProcessStore;
+pub use page::{ListPosition, ListingPage};
 pub use table::TableStore;
 use window_cache::WindowCache;
 
@@ -217,7 +219,9 @@ pub enum StorageError {
 ///   to a racing restart;
 /// - `recent` costs the same however long the session is;
 /// - a conversation is listed for its owner once `update_listing` has seen one of
-///   its turns, until it is deleted or purged.
+///   its turns, until it is deleted or purged;
+/// - a listing page costs about its own size, however many conversations the
+///   owner (or anyone else) has.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
     /// Stores `turn` in `session` if the session is as `expected`, or stores nothing
@@ -235,6 +239,10 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Every turn of `session` in order of their numbers; empty when the session is unknown.
     async fn all(&self, session: &SessionId) -> Result<Vec<Turn>, StorageError>;
 
+    /// Turn 0 of `session` (which names its owner), in one read; `None` when the
+    /// session is unknown.
+    async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError>;
+
     /// Removes every turn of `session` and its listing entry; `false` when there was
     /// nothing to remove.
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError>;
@@ -249,8 +257,17 @@ pub trait ConversationStore: Send + Sync + 'static {
         turn: &NewTurn,
     ) -> Result<(), StorageError>;
 
-    /// Every conversation listed for `owner`, in no particular order, expired or not.
-    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError>;
+    /// Up to `limit` (at least 1) of the conversations listed for `owner`, in listing
+    /// order (latest last turn first, ties by session id), from just after `after`
+    /// (from the start when `None`); those whose last turn is before `cutoff` are
+    /// left out. `next` is set when more follow.
+    async fn sessions_page(
+        &self,
+        owner: &CustomerId,
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError>;
 
     /// Deletes every session whose last turn is older than `cutoff`, with its listing
     /// entry, and returns how many it deleted.

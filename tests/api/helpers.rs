@@ -214,6 +214,17 @@ pub async fn stored_rows(table: &TableClient, session: &str) -> Vec<Map<String, 
     rows
 }
 
+/// Inserts `rows` of one `partition` into `table`, 100 to a transaction.
+pub async fn insert_batched(table: &TableClient, partition: &str, rows: &[Value]) {
+    for chunk in rows.chunks(100) {
+        let mut batch = table.partition_key_client(partition).transaction();
+        for row in chunk {
+            batch = batch.insert(row).expect("a row serializes");
+        }
+        batch.await.expect("rows inserted");
+    }
+}
+
 /// One Server-Sent Event as a client receives it: its name and its JSON data.
 #[derive(Debug, Clone)]
 pub struct Event {

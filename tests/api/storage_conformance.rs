@@ -8,14 +8,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use serde_json::{json, Value};
 use session_rag::domain::{CustomerId, NewTurn, SessionId};
 use session_rag::storage::{
-    Appended, ConversationStore, Expectation, InProcessStore, SessionSummary, StorageError,
-    TableStore, Window,
+    Appended, ConversationStore, Expectation, InProcessStore, ListPosition, SessionSummary,
+    StorageError, TableStore, Window,
 };
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
-use crate::helpers::{raw_table_client, sessions_table_for, shared_table_store, stored_rows};
+use crate::helpers::{
+    insert_batched, raw_table_client, sessions_table_for, shared_table_store, stored_rows,
+};
 
 /// A fresh, empty store of one kind.
 struct Backend {
@@ -73,6 +76,11 @@ conformance_suite!(
     owned_sessions_are_listed_for_their_owner_only,
     a_deleted_session_leaves_the_listing,
     purge_deletes_sessions_whose_last_turn_is_before_the_cutoff,
+    the_first_turn_names_the_owner,
+    pages_run_latest_first_ties_by_session_id_and_continue_exactly,
+    pages_leave_out_what_expired_before_the_cutoff,
+    a_continued_conversation_moves_up_and_is_listed_once,
+    concurrent_turns_of_one_conversation_leave_one_entry,
     turn_zero_is_refused_once_taken_and_its_owner_owns_the_conversation,
     a_continuation_is_refused_once_another_turn_follows,
     a_continuation_is_refused_after_a_delete,
@@ -366,9 +374,36 @@ async fn append_listed(
     number
 }
 
+/// `owner`'s whole listing in listing order, `limit` to a page, expired or not.
+async fn pages(
+    store: &dyn ConversationStore,
+    owner: &CustomerId,
+    limit: usize,
+    cutoff: Option<DateTime<Utc>>,
+) -> Vec<SessionSummary> {
+    let mut listed = Vec::new();
+    let mut after: Option<ListPosition> = None;
+    loop {
+        let page = store
+            .sessions_page(owner, limit, after.as_ref(), cutoff)
+            .await
+            .unwrap();
+        assert!(page.sessions.len() <= limit);
+        listed.extend(page.sessions);
+        match page.next {
+            None => return listed,
+            Some(next) => {
+                assert_eq!(Some(&next), listed.last().map(ListPosition::of).as_ref());
+                after = Some(next);
+            }
+        }
+        assert!(listed.len() < 1_000, "the continuation never ends");
+    }
+}
+
 /// `owner`'s listing, by session id.
 async fn listing(store: &dyn ConversationStore, owner: &CustomerId) -> Vec<SessionSummary> {
-    let mut sessions = store.sessions_of(owner).await.unwrap();
+    let mut sessions = pages(store, owner, 100, None).await;
     sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
     sessions
 }
@@ -480,6 +515,159 @@ async fn purge_deletes_sessions_whose_last_turn_is_before_the_cutoff(backend: Ba
     // An id purged starts again from turn 0.
     assert_eq!(append(store, &session("old"), turn("new")).await, Ok(0));
     assert_eq!(store.purge_before(days_ago(1)).await, Ok(0));
+}
+
+fn ids(sessions: &[SessionSummary]) -> Vec<&str> {
+    sessions.iter().map(|s| s.session_id.as_str()).collect()
+}
+
+async fn the_first_turn_names_the_owner(backend: Backend) {
+    let store = backend.store.as_ref();
+    let (alice, s) = (customer("alice"), session("owned"));
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    append_listed(store, &s, Some(&alice), "first", start).await;
+    append_listed(
+        store,
+        &s,
+        Some(&alice),
+        "second",
+        start + TimeDelta::seconds(1),
+    )
+    .await;
+    let first = store.first_turn(&s).await.unwrap().unwrap();
+    assert_eq!(
+        (first.index, first.user.as_str(), first.owner),
+        (0, "first", Some(alice))
+    );
+    assert_eq!(store.first_turn(&session("nobody")).await, Ok(None));
+    store.delete(&s).await.unwrap();
+    assert_eq!(store.first_turn(&s).await, Ok(None));
+}
+
+/// The paging rules: latest last turn first, equal times by session id, each page
+/// continuing exactly after the previous one's last conversation, whatever the size.
+async fn pages_run_latest_first_ties_by_session_id_and_continue_exactly(backend: Backend) {
+    let store = backend.store.as_ref();
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let at = |seconds| start + TimeDelta::seconds(seconds);
+    // Whole seconds: Table Storage keeps times to the second.
+    for (id, second) in [("d", 5), ("b", 5), ("c", 5), ("a", 1), ("e", 9), ("f", 0)] {
+        append_listed(store, &session(id), Some(&alice), id, at(second)).await;
+    }
+    append_listed(store, &session("bob's"), Some(&bob), "q", at(7)).await;
+    let expected = ["e", "b", "c", "d", "a", "f"];
+    for limit in [1, 2, 4, 5, 6, 100] {
+        assert_eq!(
+            ids(&pages(store, &alice, limit, None).await),
+            expected,
+            "{limit}"
+        );
+    }
+    let first = store.sessions_page(&alice, 6, None, None).await.unwrap();
+    assert_eq!(first.next, None, "no next page when exactly the rest fits");
+    assert_eq!(first.sessions[0].updated_at, at(9));
+
+    // A position is a place in the order, not an entry: it still works after its
+    // conversation was deleted, and a new conversation sorts into it.
+    let after_c = ListPosition::of(&first.sessions[2]);
+    store.delete(&session("c")).await.unwrap();
+    append_listed(store, &session("cc"), Some(&alice), "q", at(5)).await;
+    let rest = store
+        .sessions_page(&alice, 10, Some(&after_c), None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest.sessions), ["cc", "d", "a", "f"]);
+    let nothing_left = ListPosition {
+        updated_at: at(-1),
+        session_id: session("z"),
+    };
+    let empty = store
+        .sessions_page(&alice, 10, Some(&nothing_left), None)
+        .await
+        .unwrap();
+    assert_eq!((empty.sessions.len(), empty.next), (0, None));
+}
+
+async fn pages_leave_out_what_expired_before_the_cutoff(backend: Backend) {
+    let store = backend.store.as_ref();
+    let alice = customer("alice");
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let at = |seconds| start + TimeDelta::seconds(seconds);
+    for (id, second) in [("old", 1), ("edge", 10), ("new", 20)] {
+        append_listed(store, &session(id), Some(&alice), id, at(second)).await;
+    }
+    // Continued past the cutoff: kept, though its first turn is older.
+    append_listed(store, &session("revived"), Some(&alice), "q", at(0)).await;
+    append_listed(store, &session("revived"), Some(&alice), "q", at(15)).await;
+    let cutoff = Some(at(10));
+    assert_eq!(
+        ids(&pages(store, &alice, 1, cutoff).await),
+        ["new", "revived", "edge"]
+    );
+    let page = store.sessions_page(&alice, 3, None, cutoff).await.unwrap();
+    assert_eq!(page.next, None, "what expired does not make a next page");
+    assert!(pages(store, &alice, 10, Some(at(21))).await.is_empty());
+    assert_eq!(pages(store, &alice, 10, None).await.len(), 4);
+}
+
+async fn a_continued_conversation_moves_up_and_is_listed_once(backend: Backend) {
+    let store = backend.store.as_ref();
+    let alice = customer("alice");
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let at = |seconds| start + TimeDelta::seconds(seconds);
+    append_listed(store, &session("one"), Some(&alice), "first", at(0)).await;
+    append_listed(store, &session("two"), Some(&alice), "q", at(1)).await;
+    append_listed(store, &session("one"), Some(&alice), "again", at(2)).await;
+    let listed = pages(store, &alice, 1, None).await;
+    assert_eq!(ids(&listed), ["one", "two"]);
+    assert_eq!(
+        (
+            listed[0].title.as_str(),
+            listed[0].turns,
+            listed[0].created_at,
+            listed[0].updated_at
+        ),
+        ("first", 2, at(0), at(2))
+    );
+    if backend.kind == Kind::Table {
+        // Only the new sorted entry is stored.
+        assert_eq!(pages(store, &alice, 100, Some(at(1))).await.len(), 2);
+        assert_eq!(pages(store, &alice, 100, Some(at(2))).await.len(), 1);
+    }
+}
+
+/// Many turns of one conversation at once, each recorded in the listing as soon as
+/// it is stored: one entry, holding the latest.
+async fn concurrent_turns_of_one_conversation_leave_one_entry(backend: Backend) {
+    const TURNS: i64 = 12;
+    let alice = customer("alice");
+    let s = session("busy");
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let turns = (0..TURNS).map(|n| {
+        let (store, alice, s) = (backend.store.clone(), alice.clone(), s.clone());
+        tokio::spawn(async move {
+            append_listed(
+                store.as_ref(),
+                &s,
+                Some(&alice),
+                "q",
+                start + TimeDelta::seconds(n),
+            )
+            .await
+        })
+    });
+    futures::future::join_all(turns).await;
+    let listed = pages(backend.store.as_ref(), &alice, 100, None).await;
+    assert_eq!(ids(&listed), ["busy"]);
+    assert_eq!(listed[0].turns, TURNS as u64);
+    let last = start + TimeDelta::seconds(TURNS - 1);
+    match backend.kind {
+        // The latest time any turn recorded.
+        Kind::Table => assert_eq!(listed[0].updated_at, last),
+        // The time of the turn stored last.
+        Kind::InProcess => assert!((start..=last).contains(&listed[0].updated_at)),
+    }
 }
 
 // Only the durable store: stores sharing one table, as handler processes do.
@@ -762,6 +950,185 @@ async fn the_version_an_append_returns_is_the_one_a_read_finds(backend: Backend)
         Ok(Appended::Stored { number: 0, .. })
     ));
     assert_eq!(stored_users(store, &s).await, ["again"]);
+}
+
+/// The listing rows of `owner` naming `session`: its record and its sorted entries.
+async fn listing_rows(table: &str, owner: &str, session: &str) -> (usize, usize) {
+    let index = raw_table_client(&shared_table_endpoint(), &sessions_table_for(table));
+    let rows = stored_rows(&index, owner).await;
+    let records = rows
+        .iter()
+        .filter(|row| row["RowKey"] == session && row.get("session_id").is_none())
+        .count();
+    let sorted = rows
+        .iter()
+        .filter(|row| row.get("session_id") == Some(&Value::from(session)))
+        .count();
+    (records, sorted)
+}
+
+/// Two processes recording turns of one conversation at the same instant: each
+/// transaction is conditional on the record it read, so one sorted entry remains.
+#[tokio::test]
+async fn turns_listed_by_two_processes_at_once_leave_one_entry() {
+    const ROUNDS: usize = 10;
+    const TURNS: i64 = 8;
+    let table = unique_table_name("listrace");
+    let stores: [Arc<dyn ConversationStore>; 2] = [
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+    ];
+    let alice = customer("alice");
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        // The turns are stored one after the other (numbers in time order, as the
+        // service stores them); their listing updates then race.
+        let mut stored = Vec::new();
+        for n in 0..TURNS {
+            let store = stores[n as usize % 2].clone();
+            // Pairs share a second: some turns move the entry, some only count.
+            let turn = NewTurn {
+                owner: Some(alice.clone()),
+                timestamp: start + TimeDelta::seconds(round as i64 * 100 + n / 2),
+                ..self::turn("q")
+            };
+            let number = append(store.as_ref(), &s, turn.clone()).await.unwrap();
+            stored.push((store, number, turn));
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(TURNS as usize));
+        let turns = stored.into_iter().map(|(store, number, turn)| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_listing(&s, number, &turn).await.unwrap();
+            })
+        });
+        for turn in futures::future::join_all(turns).await {
+            turn.unwrap();
+        }
+        assert_eq!(
+            listing_rows(&table, "alice", s.as_str()).await,
+            (1, 1),
+            "round {round}"
+        );
+    }
+    let listed = pages(stores[1].as_ref(), &alice, 3, None).await;
+    assert_eq!(listed.len(), ROUNDS);
+    assert!(listed.iter().all(|s| s.turns == TURNS as u64));
+    assert_eq!(
+        listed[0].session_id,
+        session(&format!("race-{}", ROUNDS - 1))
+    );
+}
+
+/// Entries of the previous format (RowKey = session id, no sorted entry), as a
+/// handler before the sorted listing wrote them: the owner's first listing
+/// converts them all, a turn converts its own; each is then listed once, in order.
+#[tokio::test]
+async fn entries_of_the_previous_format_are_converted_on_first_touch() {
+    let table = unique_table_name("listformat");
+    let index = raw_table_client(&shared_table_endpoint(), &sessions_table_for(&table));
+    index.create().await.unwrap();
+    let entry = |owner: &str, session: &str, second: u32, turns: u32| {
+        let time = format!("2026-11-01T10:00:{second:02}Z");
+        json!({
+            "PartitionKey": owner, "RowKey": session, "title": format!("title of {session}"),
+            "turns": turns, "created_at": "2026-11-01T09:00:00Z", "updated_at": time,
+        })
+    };
+    // 120 of olga's (more than one conversion transaction), one of peter's.
+    let olgas: Vec<Value> = (0..120)
+        .map(|n| entry("olga", &format!("old-{n:03}"), n % 60, 1 + n % 7))
+        .collect();
+    insert_batched(&index, "olga", &olgas).await;
+    index
+        .insert::<_, Value>(entry("peter", "p-old", 0, 3))
+        .unwrap()
+        .await
+        .unwrap();
+
+    let store = shared_table_store(&table);
+    // Peter's conversation is continued before any listing: the turn converts it.
+    let (olga, peter) = (customer("olga"), customer("peter"));
+    let later = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+    let turn = NewTurn {
+        owner: Some(peter.clone()),
+        timestamp: later,
+        ..self::turn("q")
+    };
+    store
+        .update_listing(&session("p-old"), 3, &turn)
+        .await
+        .unwrap();
+    assert_eq!(listing_rows(&table, "peter", "p-old").await, (1, 1));
+    let peters = pages(&store, &peter, 10, None).await;
+    assert_eq!(peters.len(), 1);
+    assert_eq!(
+        (
+            peters[0].title.as_str(),
+            peters[0].turns,
+            peters[0].updated_at
+        ),
+        ("title of p-old", 4, later)
+    );
+
+    // Olga's first listing converts all of hers, and lists them in order.
+    let mut expected: Vec<(String, String)> = olgas
+        .iter()
+        .map(|e| {
+            (
+                e["updated_at"].as_str().unwrap().to_owned(),
+                e["RowKey"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let expected: Vec<&str> = expected.iter().map(|(_, id)| id.as_str()).collect();
+    let first_page = store.sessions_page(&olga, 20, None, None).await.unwrap();
+    assert_eq!(ids(&first_page.sessions), expected[..20]);
+    assert_eq!(
+        first_page.sessions[0].title,
+        format!("title of {}", expected[0])
+    );
+    assert_eq!(
+        first_page.sessions[0].created_at,
+        Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap()
+    );
+    // Another process (which has not seen olga's listing) reads the converted one.
+    let other = shared_table_store(&table);
+    assert_eq!(ids(&pages(&other, &olga, 50, None).await), expected);
+    for n in [0, 59, 119] {
+        assert_eq!(
+            listing_rows(&table, "olga", &format!("old-{n:03}")).await,
+            (1, 1)
+        );
+    }
+    // A converted entry moves when its conversation is continued, and is deleted with it.
+    let turn = NewTurn {
+        owner: Some(olga.clone()),
+        timestamp: later,
+        ..self::turn("q")
+    };
+    append(&store, &session("old-007"), turn.clone())
+        .await
+        .unwrap();
+    store
+        .update_listing(&session("old-007"), 8, &turn)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&pages(&other, &olga, 1, Some(later)).await),
+        ["old-007"]
+    );
+    assert_eq!(store.delete(&session("old-007")).await, Ok(true));
+    assert_eq!(listing_rows(&table, "olga", "old-007").await, (0, 0));
+    assert_eq!(pages(&other, &olga, 100, None).await.len(), 119);
+    // Listing a customer without conversations writes nothing.
+    assert!(pages(&other, &customer("nobody"), 10, None)
+        .await
+        .is_empty());
+    assert!(stored_rows(&index, "nobody").await.is_empty());
 }
 
 // The conversation manager: titles, deleting a customer's conversations, feedback.

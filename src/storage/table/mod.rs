@@ -46,7 +46,6 @@ mod feedback;
 mod keys;
 mod listing;
 mod purge;
-mod titles;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -66,8 +65,8 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, Rated, Scope, SessionSummary,
-    StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, ListPosition, ListingPage,
+    Rated, Scope, SessionSummary, StorageError, Version, Window,
 };
 use crate::credential::Credentials;
 use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn};
@@ -100,6 +99,8 @@ pub struct TableStore {
     figures: TableClient,
     figures_ready: OnceCell<()>,
     counter_hints: counters::CounterHints,
+    /// What this process has learnt about listings (`listing.rs`).
+    listing_hints: listing::ListingHints,
     /// The turn count last seen per session: where the next window read starts
     /// looking. A hint, never the truth.
     counts: Mutex<HashMap<SessionId, u64>>,
@@ -200,6 +201,7 @@ impl TableStore {
             figures: service.table_client(analytics_table),
             figures_ready: OnceCell::new(),
             counter_hints: counters::CounterHints::default(),
+            listing_hints: listing::ListingHints::default(),
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -389,30 +391,6 @@ impl TableStore {
         Ok(true)
     }
 
-    /// Removes `session` (a partition key of the history table) from the listings of
-    /// `owners`; entries already gone are fine.
-    async fn delete_listing_entries(
-        &self,
-        session: &str,
-        owners: &BTreeSet<CustomerId>,
-    ) -> Result<(), StorageError> {
-        for owner in owners {
-            let deleted = self
-                .index
-                .partition_key_client(quoted(owner.as_str()))
-                .entity_client(quoted(session))
-                .delete()
-                .await;
-            match deleted {
-                // A missing entry, or a missing index table: nothing to remove.
-                Err(e) if has_status(&e, StatusCode::NotFound) => {}
-                Err(e) => return Err(storage_error("deleting a listing entry", &e)),
-                Ok(_) => {}
-            }
-        }
-        Ok(())
-    }
-
     /// Turn 0 of a session that has none: one Insert, refused if the number is taken.
     async fn insert_first(
         &self,
@@ -555,6 +533,25 @@ impl TableStore {
     }
 }
 
+/// Whether every operation of a transaction succeeded (it answers 202 even when one
+/// failed); `Ok(false)` when it was rolled back whole because a row was not as
+/// expected: missing, already there, or changed since read.
+fn committed(
+    statuses: impl IntoIterator<Item = StatusCode>,
+    operation: &str,
+) -> Result<bool, StorageError> {
+    for status in statuses {
+        match status {
+            status if status.is_success() => {}
+            StatusCode::NotFound | StatusCode::Conflict | StatusCode::PreconditionFailed => {
+                return Ok(false)
+            }
+            status => return Err(status_error(operation, status, None)),
+        }
+    }
+    Ok(true)
+}
+
 /// Turn `number`, stored with `etag` as the service said.
 fn stored(number: u64, etag: &Option<String>) -> Result<Appended, StorageError> {
     let etag = etag.as_ref().ok_or_else(|| {
@@ -594,16 +591,9 @@ async fn transact(
         .map_err(|e| failed(&e))?;
     }
     let response = batch.await.map_err(|e| failed(&e))?;
-    // The transaction answers 202 even when an operation in it failed (and
-    // everything was rolled back): the operations' own answers tell.
-    for operation in &response.operation_responses {
-        match operation.status_code {
-            status if status.is_success() => {}
-            StatusCode::NotFound | StatusCode::Conflict | StatusCode::PreconditionFailed => {
-                return Ok(None)
-            }
-            status => return Err(status_error("writing a session", status, None)),
-        }
+    let statuses = response.operation_responses.iter().map(|r| r.status_code);
+    if !committed(statuses, "writing a session")? {
+        return Ok(None);
     }
     Ok(Some(
         response
@@ -741,6 +731,21 @@ impl ConversationStore for TableStore {
         Ok(turns)
     }
 
+    /// One point read of turn 0.
+    async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError> {
+        self.ensure_table().await?;
+        let result = self
+            .partition(session)
+            .entity_client(row_key(0))
+            .get::<Row>()
+            .await;
+        match result {
+            Ok(response) => Ok(entity::to_turn(&response.entity)),
+            Err(e) if has_status(&e, StatusCode::NotFound) => Ok(None),
+            Err(e) => Err(storage_error("reading turn 0", &e)),
+        }
+    }
+
     async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
         self.ensure_table().await?;
         let mut existed = false;
@@ -768,44 +773,29 @@ impl ConversationStore for TableStore {
         ))
     }
 
-    /// One InsertOrMerge of the owner's entry: the third round trip of an owned turn.
+    /// The owner's record and sorted entry (`listing.rs`): one transaction, the
+    /// extra round trip of an owned turn (and a read of the record first, when this
+    /// process did not write it last).
     async fn update_listing(
         &self,
         session: &SessionId,
         number: u64,
         turn: &NewTurn,
     ) -> Result<(), StorageError> {
-        let Some(owner) = &turn.owner else {
-            return Ok(());
-        };
-        self.ensure_index().await?;
-        self.index
-            .partition_key_client(quoted(owner.as_str()))
-            .entity_client(quoted(session.as_str()))
-            .insert_or_merge(listing::merge_body(number, turn))
-            .map_err(|e| storage_error("updating the listing", &e))?
-            .await
-            .map_err(|e| storage_error("updating the listing", &e))?;
-        Ok(())
+        match &turn.owner {
+            Some(owner) => self.list_turn(owner, session, number, turn).await,
+            None => Ok(()),
+        }
     }
 
-    async fn sessions_of(&self, owner: &CustomerId) -> Result<Vec<SessionSummary>, StorageError> {
-        self.ensure_index().await?;
-        let mut pages = self
-            .index
-            .query()
-            .filter(format!("PartitionKey eq '{}'", quoted(owner.as_str())))
-            .into_stream::<Row>();
-        let mut summaries = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| storage_error("reading the listing", &e))?;
-            summaries.extend(
-                page.entities
-                    .iter()
-                    .filter_map(|entry| listing::to_summary(owner, entry)),
-            );
-        }
-        Ok(summaries)
+    async fn sessions_page(
+        &self,
+        owner: &CustomerId,
+        limit: usize,
+        after: Option<&ListPosition>,
+        cutoff: Option<DateTime<Utc>>,
+    ) -> Result<ListingPage, StorageError> {
+        self.listing_page(owner, limit, after, cutoff).await
     }
 
     async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StorageError> {
@@ -817,7 +807,7 @@ impl ConversationStore for TableStore {
         owner: &CustomerId,
         session: &SessionId,
     ) -> Result<Option<SessionSummary>, StorageError> {
-        self.summary_of(owner, session).await
+        self.listed(owner, session).await
     }
 
     async fn rename(
