@@ -342,3 +342,106 @@ async fn the_signed_in_principal_decides_whose_figures() {
         .await
         .assert_error(400, "invalid_customer_id");
 }
+
+/// Not a pass/fail check on time: prints how long one analytics call takes for a
+/// customer with 1,000 and then 10,000 conversations against Azurite
+/// (`cargo test analytics_latency -- --nocapture`), and what one add to a daily
+/// counter takes, alone and 16 at once. The first 1,000 conversations are counted
+/// as the service counts them, one `add_counts` each (turn 0 with two more turns),
+/// spread over 30 days by four stores at once (four processes); the next 9,000 in
+/// one add per day and store, which leaves the same rows. Their turn rows are not
+/// written: nothing reads them here. The figures must come out exact.
+#[tokio::test]
+async fn analytics_latency_for_1000_and_10000_conversations() {
+    use session_rag::storage::{ConversationStore, DayCounts, Scope};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const DAYS: usize = 30;
+    const STORES: usize = 4;
+    let table = unique_table_name("analyticslatency");
+    let stores: Vec<Arc<dyn ConversationStore>> = (0..STORES)
+        .map(|_| Arc::new(crate::helpers::shared_table_store(&table)) as _)
+        .collect();
+    let busy = Scope::Customer(session_rag::domain::CustomerId::parse("busy").unwrap());
+    let app =
+        spawn_app_with(|settings| use_table(settings, &shared_table_endpoint(), &table)).await;
+    let day = |n: usize| {
+        chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap() + chrono::Days::new((n % DAYS) as u64)
+    };
+    let conversation = |conversations: i64| DayCounts {
+        conversations,
+        turns: 3 * conversations,
+        ..DayCounts::default()
+    };
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        (times[times.len() / 2], times[times.len() * 95 / 100])
+    };
+
+    // One add at a time, from one store: what a turn's counter costs when idle.
+    let mut alone = Vec::new();
+    for n in 0..100 {
+        let started = Instant::now();
+        stores[0]
+            .add_counts(&busy, day(n), conversation(1))
+            .await
+            .unwrap();
+        alone.push(started.elapsed());
+    }
+    // The next 900, 16 at once from four stores.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(100));
+    let workers = (0..16).map(|worker| {
+        let (store, busy, next) = (stores[worker % STORES].clone(), busy.clone(), next.clone());
+        tokio::spawn(async move {
+            let mut adds = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= 1_000 {
+                    return adds;
+                }
+                let started = Instant::now();
+                store
+                    .add_counts(&busy, day(n), conversation(1))
+                    .await
+                    .unwrap();
+                adds.push(started.elapsed());
+            }
+        })
+    });
+    let mut together = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        together.extend(worker.unwrap());
+    }
+    let (alone, together) = (median(alone), median(together));
+    println!(
+        "one add to a daily counter against Azurite: alone median {:?}, p95 {:?}; 16 at once from four stores median {:?}, p95 {:?}",
+        alone.0, alone.1, together.0, together.1
+    );
+
+    for conversations in [1_000usize, 10_000] {
+        if conversations == 10_000 {
+            let each = (9_000 / (DAYS * STORES)) as i64;
+            for n in 0..DAYS * STORES {
+                let added = stores[n % STORES].add_counts(&busy, day(n), conversation(each));
+                added.await.unwrap();
+            }
+        }
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            let url = format!("{}/api/analytics?customer_id=busy", app.address);
+            let figures = app.send(app.client.get(url)).await;
+            calls.push(started.elapsed());
+            assert_eq!(figures.status, 200, "{}", figures.body);
+            assert_eq!(figures.body["conversations"], conversations);
+            assert_eq!(figures.body["turns"], 3 * conversations);
+            assert_eq!(figures.body["days"].as_array().unwrap().len(), DAYS);
+        }
+        let (median, p95) = median(calls);
+        println!(
+            "analytics of one customer with {conversations} conversations over {DAYS} days against Azurite: \
+             one call median {median:?}, p95 {p95:?}"
+        );
+    }
+}
