@@ -1022,6 +1022,160 @@ async fn turns_listed_by_two_processes_at_once_leave_one_entry() {
     );
 }
 
+/// A rename is a listing transaction like a turn's, conditional on the record as
+/// read: racing the turns of its conversation recorded by other processes, it never
+/// leaves a second sorted entry, never loses the title, never moves the count back.
+#[tokio::test]
+async fn renames_racing_turns_leave_one_titled_entry() {
+    use session_rag::domain::Title;
+    const ROUNDS: usize = 10;
+    const TURNS: i64 = 6;
+    const RENAMES: usize = 3;
+    let table = unique_table_name("renamerace");
+    let stores: [Arc<dyn ConversationStore>; 3] = [
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+        Arc::new(shared_table_store(&table)),
+    ];
+    let alice = customer("alice");
+    let title = Title::parse("Loan posting").unwrap();
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        let at = |n: i64| start + TimeDelta::seconds(round as i64 * 100 + n);
+        append_listed(stores[0].as_ref(), &s, Some(&alice), "q", at(0)).await;
+        let mut stored = Vec::new();
+        for n in 1..TURNS {
+            let store = stores[n as usize % 2].clone();
+            let turn = NewTurn {
+                owner: Some(alice.clone()),
+                timestamp: at(n),
+                ..self::turn("q")
+            };
+            let number = append(store.as_ref(), &s, turn.clone()).await.unwrap();
+            stored.push((store, number, turn));
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(stored.len() + RENAMES));
+        let mut racers = Vec::new();
+        for (store, number, turn) in stored {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            racers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_listing(&s, number, &turn).await.unwrap();
+            }));
+        }
+        for n in 0..RENAMES {
+            let store = stores[n % 3].clone();
+            let (s, barrier, alice, title) =
+                (s.clone(), barrier.clone(), alice.clone(), title.clone());
+            racers.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let renamed = store.rename(&alice, &s, &title, None).await.unwrap();
+                assert_eq!(renamed.map(|r| r.title), Some("Loan posting".into()));
+            }));
+        }
+        for racer in futures::future::join_all(racers).await {
+            racer.unwrap();
+        }
+        assert_eq!(
+            listing_rows(&table, "alice", s.as_str()).await,
+            (1, 1),
+            "round {round}"
+        );
+        let listed = pages(stores[2].as_ref(), &alice, 100, None).await;
+        let entry = listed.iter().find(|e| e.session_id == s).unwrap();
+        assert_eq!(
+            (entry.title.as_str(), entry.turns, entry.updated_at),
+            ("Loan posting", TURNS as u64, at(TURNS - 1)),
+            "round {round}"
+        );
+        let record = stores[2].summary(&alice, &s).await.unwrap();
+        assert_eq!(record.as_ref(), Some(entry), "round {round}");
+    }
+}
+
+/// Deleting all of alice's conversations while bob starts one of them again (as
+/// after its expiry), from another process: every turn row goes only as it was read,
+/// so either the restart lands first and bob's conversation stays whole, or the
+/// delete does and the restart is refused; alice's listing ends empty either way.
+#[tokio::test]
+async fn delete_all_racing_a_restart_by_someone_else_never_deletes_the_new_conversation() {
+    use tokio::time::Instant;
+    const ROUNDS: usize = 30;
+    let table = unique_table_name("delallrace");
+    let deleter: Arc<dyn ConversationStore> = Arc::new(shared_table_store(&table));
+    let restarter: Arc<dyn ConversationStore> = Arc::new(shared_table_store(&table));
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+    let mut outcomes = [0; 2];
+    for round in 0..ROUNDS {
+        let s = session(&format!("race-{round}"));
+        // One turn: the restart replaces that very row (a longer conversation would
+        // also lose rows to it, which fails any delete sent after it whole).
+        append_listed(deleter.as_ref(), &s, Some(&alice), "q", start).await;
+        let seen = restarter.recent(&s, 10).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let deleting = {
+            let (store, barrier, alice) = (deleter.clone(), barrier.clone(), alice.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let until = Instant::now() + std::time::Duration::from_secs(60);
+                store.delete_all(&alice, until).await.unwrap()
+            })
+        };
+        let restarting = {
+            let (store, s, bob) = (restarter.clone(), s.clone(), bob.clone());
+            // Later and later: the restart lands before, during and after the delete.
+            let delay = std::time::Duration::from_micros(500 * round as u64);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokio::time::sleep(delay).await;
+                let turn = NewTurn {
+                    owner: Some(bob),
+                    timestamp: Utc::now(),
+                    ..self::turn("bob's")
+                };
+                match store.append(&s, turn, seen.restart()).await.unwrap() {
+                    Appended::Stored { number: 0, .. } => true,
+                    Appended::Changed => false,
+                    other => panic!("{other:?}"),
+                }
+            })
+        };
+        let deleted = deleting.await.unwrap();
+        let restarted = restarting.await.unwrap();
+        outcomes[usize::from(restarted)] += 1;
+        // A restart that came first removes alice's listing rows itself, before or
+        // after the delete-all does (which then counts them).
+        assert!(deleted.complete, "round {round}");
+        assert!(
+            deleted.deleted == 1 || restarted,
+            "round {round}: {deleted:?}"
+        );
+        let left: Vec<(u64, String, Option<CustomerId>)> = restarter
+            .all(&s)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.index, t.user, t.owner))
+            .collect();
+        if restarted {
+            assert_eq!(
+                left,
+                [(0, "bob's".into(), Some(bob.clone()))],
+                "round {round}"
+            );
+        } else {
+            assert_eq!(left, [], "round {round}");
+        }
+        assert_eq!(listing_rows(&table, "alice", s.as_str()).await, (0, 0));
+    }
+    println!(
+        "restarts first / deletes first: {} / {}",
+        outcomes[1], outcomes[0]
+    );
+}
+
 /// Entries of the previous format (RowKey = session id, no sorted entry), as a
 /// handler before the sorted listing wrote them: the owner's first listing
 /// converts them all, a turn converts its own; each is then listed once, in order.

@@ -57,9 +57,9 @@ impl TableStore {
                 .try_collect()
                 .await?;
             let cleared: Vec<&Listed> = cleared.into_iter().map(|at| group[at]).collect();
-            let removed = self.unlist_scanned(owner, &cleared).await?;
+            let (removed, changed) = self.unlist_scanned(owner, &cleared).await?;
             deleted += removed;
-            if cleared.len() < group.len() || removed < cleared.len() as u64 {
+            if cleared.len() < group.len() || changed > 0 {
                 complete = false;
             }
         }

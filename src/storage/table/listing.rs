@@ -42,7 +42,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::entity::{ascii_json, parse_timestamp, string, PARTITION_KEY, ROW_KEY};
-use super::error::{has_status, storage_error};
+use super::error::{has_status, status_error, storage_error};
 use super::keys::quoted;
 use super::{committed, lock, Row, TableStore, MAX_BATCH_OPERATIONS};
 use crate::domain::{timestamp_text, title_of, CustomerId, NewTurn, SessionId, Title};
@@ -264,6 +264,17 @@ impl Listed {
     pub fn row_count(&self) -> usize {
         self.rows.len()
     }
+}
+
+/// What deleting scanned rows did.
+#[derive(Debug, PartialEq, Eq)]
+enum Removal {
+    Removed,
+    /// A row was gone already (the conversation was deleted, or restarted by
+    /// someone else, by another request): nothing was deleted, nothing is left.
+    Gone,
+    /// A row changed since the scan: nothing was deleted.
+    Changed,
 }
 
 /// What a scan of an owner's partition found.
@@ -529,14 +540,15 @@ impl TableStore {
     /// [`MAX_BATCH_OPERATIONS`] rows in all) from `owner`'s partition, every row
     /// only as scanned: in one transaction, or, when that is refused because one of
     /// them changed or went meanwhile, one transaction per conversation. How many
-    /// it removed; the others are left for the next scan.
+    /// it removed, and how many changed since the scan (a turn was recorded): those
+    /// are left for the next scan. Conversations already gone count as neither.
     pub(super) async fn unlist_scanned(
         &self,
         owner: &CustomerId,
         conversations: &[&Listed],
-    ) -> Result<u64, StorageError> {
+    ) -> Result<(u64, u64), StorageError> {
         if conversations.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         {
             let mut hints = lock(&self.listing_hints.records);
@@ -545,17 +557,20 @@ impl TableStore {
             }
         }
         let all = conversations.iter().flat_map(|listed| &listed.rows);
-        if self.delete_scanned(owner, all).await? {
-            return Ok(conversations.len() as u64);
+        if self.delete_scanned(owner, all).await? == Removal::Removed {
+            return Ok((conversations.len() as u64, 0));
         }
         // By index: a stream of borrowed items is not `Send` for every lifetime.
         futures::stream::iter(0..conversations.len())
             .map(|at| self.delete_scanned(owner, &conversations[at].rows))
             .buffer_unordered(CONVERSIONS_IN_FLIGHT)
-            .try_fold(
-                0,
-                |removed, done| async move { Ok(removed + u64::from(done)) },
-            )
+            .try_fold((0, 0), |(removed, changed), removal| async move {
+                Ok(match removal {
+                    Removal::Removed => (removed + 1, changed),
+                    Removal::Changed => (removed, changed + 1),
+                    Removal::Gone => (removed, changed),
+                })
+            })
             .await
     }
 
@@ -570,13 +585,12 @@ impl TableStore {
         Ok(())
     }
 
-    /// One transaction deleting `rows` of `owner`'s partition, each under its ETag;
-    /// `false` when one was gone or changed and nothing was deleted.
+    /// One transaction deleting `rows` of `owner`'s partition, each under its ETag.
     async fn delete_scanned<'a>(
         &self,
         owner: &CustomerId,
         rows: impl IntoIterator<Item = &'a ScannedRow>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Removal, StorageError> {
         let error = |e| storage_error("deleting a listing entry", &e);
         let mut batch = self.owner_partition(owner).transaction();
         for row in rows {
@@ -588,10 +602,16 @@ impl TableStore {
                 .map_err(error)?;
         }
         let response = batch.await.map_err(error)?;
-        committed(
-            response.operation_responses.iter().map(|r| r.status_code),
-            "deleting a listing entry",
-        )
+        // The answer of the operation that failed says why all were rolled back.
+        for operation in &response.operation_responses {
+            match operation.status_code {
+                status if status.is_success() => {}
+                StatusCode::NotFound => return Ok(Removal::Gone),
+                StatusCode::PreconditionFailed => return Ok(Removal::Changed),
+                status => return Err(status_error("deleting a listing entry", status, None)),
+            }
+        }
+        Ok(Removal::Removed)
     }
 
     /// One page of `owner`'s listing: a range query of the sorted entries after
