@@ -2,7 +2,8 @@
 //! front of Azurite (loopback only), and what a stale window costs when another
 //! writer got there first: the refused transaction, a point read of the turn it
 //! tried to store (a retried request of ours may have landed after all), the
-//! window read again, and the append decided again.
+//! window read again, and the append decided again. Each stored turn then adds
+//! its daily counters (the app's; an owned turn the customer's too).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

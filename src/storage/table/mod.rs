@@ -8,7 +8,9 @@
 //!   previous turn, the caller holds its window (`WindowCache`) and the append is
 //!   one entity-group transaction: a Merge of the last turn under `If-Match` of
 //!   its ETag (keys only: nothing the seed reads changes) and the Insert of the
-//!   new turn. An owned conversation adds one more: its listing entry.
+//!   new turn. An owned conversation adds one more: its listing entry. After
+//!   it come the daily counters (`counters.rs`): one write for the app, one for
+//!   the owner, sent together with the listing entry.
 //! - **A cold turn is two**: one query for the window (with turn 0, for the
 //!   owner), then that transaction.
 //! - **Window load is flat**: `recent(session, limit)` reads one key range of at
@@ -180,9 +182,9 @@ impl TurnRows {
 
 impl TableStore {
     /// A store keeping turns in `history_table`, its listing index in
-    /// `sessions_table` and the daily figures in `analytics_table`, as `connection` describes (by identity: with a token from
-    /// `credentials`), trusting `trusted_cas` besides the public certificate
-    /// authorities. Makes no request: the handler starts (and answers, degraded)
+    /// `sessions_table` and the daily figures in `analytics_table`, as
+    /// `connection` describes (by identity: with a token from `credentials`),
+    /// trusting `trusted_cas` besides the public certificate authorities. Makes no request: the handler starts (and answers, degraded)
     /// while storage is down.
     pub fn connect(
         connection: &StorageConnection,
