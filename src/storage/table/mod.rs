@@ -184,8 +184,9 @@ impl TableStore {
     /// A store keeping turns in `history_table`, its listing index in
     /// `sessions_table` and the daily figures in `analytics_table`, as
     /// `connection` describes (by identity: with a token from `credentials`),
-    /// trusting `trusted_cas` besides the public certificate authorities. Makes no request: the handler starts (and answers, degraded)
-    /// while storage is down.
+    /// trusting `trusted_cas` besides the public certificate authorities. Makes
+    /// no request: the handler starts (and answers, degraded) while storage is
+    /// down.
     pub fn connect(
         connection: &StorageConnection,
         history_table: &str,
