@@ -115,9 +115,6 @@ pub async fn count_feedback(
         down: is(rating, Rating::Down) - is(rated.previous, Rating::Down),
         ..DayCounts::default()
     };
-    if change.is_zero() {
-        return;
-    }
     add(
         store,
         budget,
@@ -129,7 +126,8 @@ pub async fn count_feedback(
     .await;
 }
 
-/// Adds `change` to `customer`'s figures and `app` to the app's, at the same time.
+/// Adds `change` to `customer`'s figures and `app` to the app's, at the same
+/// time; a change of nothing writes nothing.
 async fn add(
     store: &GuardedStore,
     budget: StorageBudget,
@@ -138,13 +136,13 @@ async fn add(
     change: DayCounts,
     app: DayCounts,
 ) {
-    let customer = async {
-        match &customer {
-            Some(scope) => store.add_counts(budget, scope, day, change).await,
-            None => Ok(()),
+    let add_to = |scope: Option<Scope>, change: DayCounts| async move {
+        match scope {
+            Some(scope) if !change.is_zero() => store.add_counts(budget, &scope, day, change).await,
+            _ => Ok(()),
         }
     };
-    let (customer, app) = tokio::join!(customer, store.add_counts(budget, &Scope::App, day, app));
+    let (customer, app) = tokio::join!(add_to(customer, change), add_to(Some(Scope::App), app));
     for result in [customer, app] {
         if let Err(error) = result {
             not_counted(&error);

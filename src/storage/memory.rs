@@ -536,9 +536,6 @@ impl ConversationStore for InProcessStore {
         day: NaiveDate,
         change: DayCounts,
     ) -> Result<(), StorageError> {
-        if change.is_zero() {
-            return Ok(());
-        }
         let mut figures = self.figures();
         let known = figures
             .days

@@ -313,8 +313,8 @@ pub trait ConversationStore: Send + Sync + 'static {
         feedback: Option<&Feedback>,
     ) -> Result<Option<Rated>, StorageError>;
 
-    /// Adds `change` to the figures of `scope` for `day`: applied once when `Ok`,
-    /// not at all when refused. Many writers (in many processes) may add at the
+    /// Adds `change` (not all zero) to the figures of `scope` for `day`: applied
+    /// once when `Ok`, not at all when refused. Many writers (in many processes) may add at the
     /// same time; none is lost.
     async fn add_counts(
         &self,

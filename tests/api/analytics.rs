@@ -10,15 +10,9 @@ use session_rag::settings::Settings;
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    analytics_table_for, raw_table_client, spawn_app_with, stored_rows, use_table, TestApp,
-    TestResponse,
+    analytics_table_for, on_both_backends, raw_table_client, spawn_app_with, spawn_on, stored_rows,
+    use_table, Backend, TestApp, TestResponse,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Backend {
-    InProcess,
-    Table,
-}
 
 struct Figures {
     app: TestApp,
@@ -31,11 +25,7 @@ impl Figures {
     /// The app on `backend`, its clock at noon (UTC) on 10 March 2026.
     async fn start(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
         let (clock, time) = Clock::controlled(Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap());
-        let table = unique_table_name("analytics");
-        let app = spawn_app_with(|settings| {
-            if backend == Backend::Table {
-                use_table(settings, &shared_table_endpoint(), &table);
-            }
+        let (app, table) = spawn_on(backend, "analytics", |settings| {
             settings.clock = clock;
             configure(settings);
         })
@@ -87,23 +77,6 @@ impl Figures {
         assert_eq!(response.status, 200, "{}", response.body);
         response.body
     }
-}
-
-macro_rules! on_both_backends {
-    ($($behaviour:ident),+ $(,)?) => {
-        mod in_process {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::InProcess).await;
-            })+
-        }
-        mod table_storage {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::Table).await;
-            })+
-        }
-    };
 }
 
 on_both_backends!(

@@ -11,6 +11,52 @@ use session_rag::storage::TableStore;
 
 use crate::azurite;
 
+/// Where the sessions API keeps conversations in a test: in process (no storage
+/// configured, conversations without `enable_persistence`) or in Table Storage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    InProcess,
+    Table,
+}
+
+/// Runs each behaviour (an `async fn(Backend)` of the calling module) once per
+/// backend, as `in_process::name` and `table_storage::name`.
+macro_rules! on_both_backends {
+    ($($behaviour:ident),+ $(,)?) => {
+        mod in_process {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::InProcess).await;
+            })+
+        }
+        mod table_storage {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::Table).await;
+            })+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The app on `backend` (Table Storage: a new table named after `prefix` in the
+/// shared Azurite), with settings changed by `configure`; and that table's name.
+pub async fn spawn_on(
+    backend: Backend,
+    prefix: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, String) {
+    let table = azurite::unique_table_name(prefix);
+    let app = spawn_app_with(|settings| {
+        if backend == Backend::Table {
+            use_table(settings, &azurite::shared_table_endpoint(), &table);
+        }
+        configure(settings);
+    })
+    .await;
+    (app, table)
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,

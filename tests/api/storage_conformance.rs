@@ -1737,11 +1737,6 @@ mod figures {
             ..counts(1, 1, 0, 0)
         };
         store.add_counts(&Scope::App, day(11), app).await.unwrap();
-        // Nothing to add writes nothing and is fine.
-        store
-            .add_counts(&bob, day(13), DayCounts::default())
-            .await
-            .unwrap();
 
         assert_eq!(
             store.day_counts(&alice, &days(None, None)).await,

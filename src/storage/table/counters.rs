@@ -173,9 +173,6 @@ impl TableStore {
         day: NaiveDate,
         change: DayCounts,
     ) -> Result<(), StorageError> {
-        if change.is_zero() {
-            return Ok(());
-        }
         ensure_exists(&self.figures, &self.figures_ready).await?;
         let partition = partition_of(scope);
         let rows = self.counter_hints.day_rows(&partition, day);
