@@ -19,6 +19,7 @@ use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_data_tables::IfMatchCondition;
 use azure_storage::{CloudLocation, StorageCredentials};
 use serde_json::{json, Value};
+use session_rag::clock::Clock;
 use session_rag::credential::Credentials;
 use session_rag::domain::SessionId;
 use session_rag::settings::{CredentialChoice, StorageConnection};
@@ -311,7 +312,7 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
                 &table_name,
                 &format!("{table_name}Sessions"),
                 &format!("{table_name}Analytics"),
-                &Credentials::new(CredentialChoice::DeveloperTools),
+                &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
                 &[],
             )
             .unwrap();

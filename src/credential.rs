@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use azure_core_v1::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
@@ -21,6 +21,7 @@ use azure_identity::{
 };
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
 use crate::settings::{ClientId, CredentialChoice};
 
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
@@ -50,14 +51,17 @@ pub struct CredentialUnavailable(String);
 /// every service that uses that identity.
 pub struct Credentials {
     choice: CredentialChoice,
+    /// Says when a token is about to expire.
+    clock: Clock,
     /// By user-assigned managed identity (`None`: the chosen credential's own).
     sources: Mutex<HashMap<Option<ClientId>, Arc<TokenSource>>>,
 }
 
 impl Credentials {
-    pub fn new(choice: CredentialChoice) -> Self {
+    pub fn new(choice: CredentialChoice, clock: Clock) -> Self {
         Self {
             choice,
+            clock,
             sources: Mutex::new(HashMap::new()),
         }
     }
@@ -95,7 +99,7 @@ impl Credentials {
         }
         let credential = build(&self.choice, user_assigned.as_ref())
             .map_err(|error| CredentialUnavailable(error.to_string()))?;
-        let source = Arc::new(TokenSource::new(credential));
+        let source = Arc::new(TokenSource::new(credential, self.clock.clone()));
         sources.insert(user_assigned, source.clone());
         Ok(source)
     }
@@ -157,14 +161,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct TokenSource {
     credential: Arc<dyn TokenCredential>,
+    clock: Clock,
     cached: Mutex<HashMap<String, AccessToken>>,
     fetching: tokio::sync::Mutex<()>,
 }
 
 impl TokenSource {
-    pub fn new(credential: Arc<dyn TokenCredential>) -> Self {
+    pub fn new(credential: Arc<dyn TokenCredential>, clock: Clock) -> Self {
         Self {
             credential,
+            clock,
             cached: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -173,18 +179,24 @@ impl TokenSource {
     /// A token for `scope` (such as [`STORAGE_SCOPE`]).
     pub async fn get_token(&self, scope: &str) -> Result<AccessToken, NoToken> {
         let cached = self.cached(scope);
-        if let Some(token) = cached.as_ref().filter(|t| lasts(t, RENEW_BEFORE_EXPIRY)) {
+        if let Some(token) = cached
+            .as_ref()
+            .filter(|t| self.lasts(t, RENEW_BEFORE_EXPIRY))
+        {
             return Ok(token.clone());
         }
         let _fetching = match self.fetching.try_lock() {
             Ok(guard) => guard,
-            Err(_) => match cached.filter(|t| lasts(t, STILL_USABLE_FOR)) {
+            Err(_) => match cached.filter(|t| self.lasts(t, STILL_USABLE_FOR)) {
                 Some(token) => return Ok(token),
                 None => self.fetching.lock().await,
             },
         };
         // Renewed by the fetch we waited for?
-        if let Some(token) = self.cached(scope).filter(|t| lasts(t, RENEW_BEFORE_EXPIRY)) {
+        if let Some(token) = self
+            .cached(scope)
+            .filter(|t| self.lasts(t, RENEW_BEFORE_EXPIRY))
+        {
             return Ok(token);
         }
         let token = self
@@ -209,11 +221,16 @@ impl TokenSource {
     fn cached(&self, scope: &str) -> Option<AccessToken> {
         lock(&self.cached).get(scope).cloned()
     }
+
+    /// Whether `token` is valid for at least `margin` more.
+    fn lasts(&self, token: &AccessToken, margin: Duration) -> bool {
+        token.expires_on - margin > now(&self.clock)
+    }
 }
 
-/// Whether `token` is valid for at least `margin` more.
-fn lasts(token: &AccessToken, margin: Duration) -> bool {
-    token.expires_on - margin > OffsetDateTime::now_utc()
+/// The time on `clock`, as azure_core 1.x states a token's expiry.
+fn now(clock: &Clock) -> OffsetDateTime {
+    OffsetDateTime::from(SystemTime::from(clock.now()))
 }
 
 /// So that azure_core 1.x clients (Cosmos DB, say) share the cache.
@@ -241,14 +258,18 @@ impl TokenCredential for TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TimeControl;
+    use chrono::{TimeDelta, TimeZone, Utc};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Issues `token-N` (N counting calls) valid for `lifetime`, each after `delay`.
+    /// Issues `token-N` (N counting calls) valid for `lifetime` on `clock`, each
+    /// after `delay`.
     #[derive(Debug)]
     struct CountingCredential {
         calls: AtomicUsize,
         lifetime: Duration,
         delay: Duration,
+        clock: Clock,
     }
 
     #[async_trait]
@@ -263,18 +284,27 @@ mod tests {
             tokio::time::sleep(self.delay).await;
             Ok(AccessToken::new(
                 format!("token-{n}"),
-                OffsetDateTime::now_utc() + self.lifetime,
+                now(&self.clock) + self.lifetime,
             ))
         }
     }
 
-    fn source(lifetime: Duration, delay: Duration) -> (Arc<TokenSource>, Arc<CountingCredential>) {
+    /// A source of [`CountingCredential`]'s tokens, on a clock that stands still
+    /// until moved.
+    fn source(
+        lifetime: Duration,
+        delay: Duration,
+    ) -> (Arc<TokenSource>, Arc<CountingCredential>, TimeControl) {
+        let start = Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap();
+        let (clock, control) = Clock::controlled(start);
         let credential = Arc::new(CountingCredential {
             calls: AtomicUsize::new(0),
             lifetime,
             delay,
+            clock: clock.clone(),
         });
-        (Arc::new(TokenSource::new(credential.clone())), credential)
+        let source = Arc::new(TokenSource::new(credential.clone(), clock));
+        (source, credential, control)
     }
 
     async fn token(source: &TokenSource) -> String {
@@ -289,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_is_fetched_on_first_use_and_then_reused() {
-        let (source, credential) = source(Duration::from_secs(3600), Duration::ZERO);
+        let (source, credential, _) = source(Duration::from_secs(3600), Duration::ZERO);
         assert_eq!(credential.calls.load(Ordering::SeqCst), 0);
         assert_eq!(token(&source).await, "token-1");
         assert_eq!(token(&source).await, "token-1");
@@ -298,15 +328,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_close_to_expiry_is_renewed() {
-        let (source, credential) = source(Duration::from_secs(60), Duration::ZERO);
+        let (source, credential, _) = source(Duration::from_secs(60), Duration::ZERO);
         assert_eq!(token(&source).await, "token-1");
         assert_eq!(token(&source).await, "token-2");
         assert_eq!(credential.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
+    async fn a_token_is_renewed_once_the_clock_reaches_its_renewal_window() {
+        let (source, credential, control) = source(Duration::from_secs(3600), Duration::ZERO);
+        assert_eq!(token(&source).await, "token-1");
+        control.advance(TimeDelta::minutes(54));
+        assert_eq!(token(&source).await, "token-1", "six minutes left");
+        control.advance(TimeDelta::minutes(2));
+        assert_eq!(token(&source).await, "token-2", "four minutes left");
+        assert_eq!(credential.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
     async fn concurrent_first_callers_share_one_fetch() {
-        let (source, credential) = source(Duration::from_secs(3600), Duration::from_millis(50));
+        let (source, credential, _) = source(Duration::from_secs(3600), Duration::from_millis(50));
         let callers: Vec<_> = (0..8)
             .map(|_| {
                 let source = source.clone();
@@ -322,7 +363,7 @@ mod tests {
     #[tokio::test]
     async fn a_token_still_good_is_served_while_another_caller_renews_it() {
         // Four minutes' life: usable, but inside the renewal window at once.
-        let (source, credential) = source(Duration::from_secs(240), Duration::from_secs(1));
+        let (source, credential, _) = source(Duration::from_secs(240), Duration::from_secs(1));
         assert_eq!(token(&source).await, "token-1");
         let renewing = {
             let source = source.clone();
@@ -340,7 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_identity_has_one_source() {
-        let credentials = Credentials::new(CredentialChoice::DeveloperTools);
+        let credentials = Credentials::new(CredentialChoice::DeveloperTools, Clock::system());
         let app = credentials.app_identity().unwrap();
         let storage = credentials.storage_identity(None).unwrap();
         assert!(Arc::ptr_eq(&app, &storage));

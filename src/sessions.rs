@@ -15,7 +15,7 @@ use crate::domain::{
     Title, Turn,
 };
 use crate::storage::{
-    DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError,
+    Deleted, DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError,
 };
 
 pub use crate::storage::ListPosition;
@@ -23,6 +23,8 @@ pub use crate::storage::ListPosition;
 /// How long one purge may take: under the Functions Consumption plan's default
 /// function timeout (5 minutes).
 const PURGE_BUDGET: Duration = Duration::from_secs(240);
+/// Reads and deletes before a delete whose conversation keeps changing gives up.
+const DELETE_ATTEMPTS: usize = 3;
 
 pub struct Sessions {
     store: GuardedStore,
@@ -126,20 +128,32 @@ impl Sessions {
     }
 
     /// Deletes `session` with its listing entry; `false` (nothing changed) when
-    /// `requester` may not see it.
+    /// `requester` may not see it. The store deletes the conversation only as it was
+    /// judged: one continued or started again meanwhile (by someone else, once it
+    /// expired) is judged again.
     pub async fn delete(
         &self,
         session: &SessionId,
         requester: Option<&CustomerId>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        // The last turn says whether the conversation has expired; the window, who
-        // owns it.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
-            return Ok(false);
+        for _ in 0..DELETE_ATTEMPTS {
+            // The last turn says whether the conversation has expired; the window,
+            // who owns it.
+            let last = self.store.recent(budget, session, 1).await?;
+            let visible = self.visible(last.turns.last(), last.owner.as_ref(), requester);
+            let Some(seen) = last.seen().filter(|_| visible) else {
+                return Ok(false);
+            };
+            match self.store.delete(budget, session, seen).await? {
+                Deleted::Deleted => return Ok(true),
+                Deleted::Missing => return Ok(false),
+                Deleted::Changed => continue,
+            }
         }
-        self.store.delete(budget, session).await
+        Err(StorageError::Unavailable(
+            "the conversation kept changing while it was deleted".into(),
+        ))
     }
 
     /// Deletes every expired conversation.
@@ -309,7 +323,7 @@ impl Sessions {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use async_trait::async_trait;
     use chrono::{DateTime, TimeDelta, Utc};
@@ -318,15 +332,20 @@ mod tests {
 
     use crate::domain::{DayRange, NewTurn};
     use crate::storage::{
-        Appended, ConversationStore, DayCounts, Expectation, InProcessStore, Rated, Scope, Window,
+        Appended, ConversationStore, DayCounts, Expectation, InProcessStore, Rated, Scope, Seen,
+        Window,
     };
 
-    /// The in-process store, counting the reads the sessions API makes of it.
+    /// The in-process store, counting the reads the sessions API makes of it; given
+    /// a turn in `restart_before_delete`, it starts the conversation again with that
+    /// turn just before the next delete reaches the store (as another customer
+    /// would, the instant it expired).
     struct Counted {
         store: InProcessStore,
         first_turns: AtomicUsize,
         recents: AtomicUsize,
         alls: AtomicUsize,
+        restart_before_delete: Mutex<Option<NewTurn>>,
     }
 
     #[async_trait]
@@ -351,8 +370,14 @@ mod tests {
             self.first_turns.fetch_add(1, Ordering::SeqCst);
             self.store.first_turn(s).await
         }
-        async fn delete(&self, s: &SessionId) -> Result<bool, StorageError> {
-            self.store.delete(s).await
+        async fn delete(&self, s: &SessionId, expected: Seen) -> Result<Deleted, StorageError> {
+            let restart = self.restart_before_delete.lock().unwrap().take();
+            if let Some(turn) = restart {
+                let expired = self.store.recent(s, 1).await?.restart();
+                let appended = self.store.append(s, turn, expired).await?;
+                assert!(matches!(appended, Appended::Stored { number: 0, .. }));
+            }
+            self.store.delete(s, expected).await
         }
         async fn update_listing(
             &self,
@@ -433,7 +458,15 @@ mod tests {
                 first_turns: AtomicUsize::new(0),
                 recents: AtomicUsize::new(0),
                 alls: AtomicUsize::new(0),
+                restart_before_delete: Mutex::new(None),
             }
+        }
+
+        /// Stores `turn` after the last turn of `session`.
+        async fn store_turn(&self, session: &SessionId, turn: NewTurn) {
+            let expected = self.store.recent(session, 1).await.unwrap().continuation();
+            let appended = self.store.append(session, turn, expected).await;
+            assert!(matches!(appended, Ok(Appended::Stored { .. })));
         }
 
         /// How many times turn 0, the last turns and all turns were read since asked last.
@@ -448,8 +481,23 @@ mod tests {
             assistant: "a".into(),
             metadata_json: "{}".into(),
             timestamp: Clock::system().now() - age,
-            owner: Some(CustomerId::parse(owner).unwrap()),
+            owner: Some(customer(owner)),
         }
+    }
+
+    fn customer(id: &str) -> CustomerId {
+        CustomerId::parse(id).unwrap()
+    }
+
+    /// Sessions kept for an hour, on a [`Counted`] store of their own.
+    fn counted_sessions() -> (Arc<Counted>, Sessions) {
+        let counted = Arc::new(Counted::new());
+        let sessions = Sessions::new(
+            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
+            Retention::after(Duration::from_secs(3_600)),
+            Clock::system(),
+        );
+        (counted, sessions)
     }
 
     /// Reads of someone else's conversation cost one point read, of an expired one
@@ -457,16 +505,8 @@ mod tests {
     /// which names the owner.
     #[tokio::test]
     async fn conversations_are_read_whole_only_when_visible() {
-        let counted = Arc::new(Counted::new());
-        let sessions = Sessions::new(
-            GuardedStore::new(counted.clone(), Duration::from_secs(5)),
-            Retention::after(Duration::from_secs(3_600)),
-            Clock::system(),
-        );
-        let (alice, bob) = (
-            CustomerId::parse("alice").unwrap(),
-            CustomerId::parse("bob").unwrap(),
-        );
+        let (counted, sessions) = counted_sessions();
+        let (alice, bob) = (customer("alice"), customer("bob"));
         let (fresh, stale) = (
             SessionId::parse("fresh").unwrap(),
             SessionId::parse("stale").unwrap(),
@@ -477,9 +517,7 @@ mod tests {
             (&fresh, TimeDelta::zero()),
             (&stale, TimeDelta::hours(2)),
         ] {
-            let expected = counted.recent(session, 1).await.unwrap().continuation();
-            let appended = counted.append(session, turn("alice", age), expected);
-            assert!(matches!(appended.await, Ok(Appended::Stored { .. })));
+            counted.store_turn(session, turn("alice", age)).await;
         }
         counted.reads();
 
@@ -495,6 +533,29 @@ mod tests {
         let turns = sessions.read(&fresh, Some(&alice)).await.unwrap().unwrap();
         assert_eq!(turns.len(), 3);
         assert_eq!(counted.reads(), [1, 1, 1], "visible");
+    }
+
+    /// Another customer starts the conversation again between the owner's check and
+    /// the delete: told what the check read, the store deletes nothing of theirs, and
+    /// judged again, the conversation is not the owner's any more.
+    #[tokio::test]
+    async fn a_delete_leaves_a_racing_restart_by_someone_else_alone() {
+        let (counted, sessions) = counted_sessions();
+        let (alice, bob) = (customer("alice"), customer("bob"));
+        let session = SessionId::parse("contested").unwrap();
+        for _ in 0..2 {
+            counted
+                .store_turn(&session, turn("alice", TimeDelta::zero()))
+                .await;
+        }
+        *counted.restart_before_delete.lock().unwrap() = Some(turn("bob", TimeDelta::zero()));
+
+        assert_eq!(sessions.delete(&session, Some(&alice)).await, Ok(false));
+        let kept = counted.all(&session).await.unwrap();
+        assert_eq!(kept.len(), 1, "bob's turn 0 is kept");
+        assert_eq!(kept[0].owner.as_ref(), Some(&bob));
+        assert_eq!(sessions.delete(&session, Some(&bob)).await, Ok(true));
+        assert!(counted.all(&session).await.unwrap().is_empty());
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Application {
             "documents indexed"
         );
         // One credential per process: model, search and storage calls share its tokens.
-        let credentials = Credentials::new(settings.credential.clone());
+        let credentials = Credentials::new(settings.credential.clone(), settings.clock.clone());
         let answerer = answerer_for(&settings, Arc::new(index), &credentials)?;
         let stores = Stores::connect(&settings, &credentials)?;
         let retention = retention(&settings);
@@ -180,7 +180,7 @@ fn retention(settings: &Settings) -> Retention {
 /// One purge of durable storage with these settings, as the timer function runs
 /// it (`handler purge`).
 pub async fn purge_once(settings: &Settings) -> anyhow::Result<PurgeOutcome> {
-    let credentials = Credentials::new(settings.credential.clone());
+    let credentials = Credentials::new(settings.credential.clone(), settings.clock.clone());
     let stores = Stores::connect(settings, &credentials)?;
     let Some(durable) = stores.durable else {
         anyhow::bail!(

@@ -344,6 +344,7 @@ pub fn is_plain_code(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use async_trait::async_trait;
     use azure_core_v1::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 
@@ -382,7 +383,7 @@ mod tests {
         assert_eq!(headers["authorization"], "Bearer k2");
         assert!(!headers.contains_key("api-key"));
 
-        let tokens = Arc::new(TokenSource::new(Arc::new(FixedToken)));
+        let tokens = Arc::new(TokenSource::new(Arc::new(FixedToken), Clock::system()));
         let scope = "https://cognitiveservices.azure.com/.default";
         let headers = headers_sent(Auth::Entra { tokens, scope }).await;
         assert_eq!(

@@ -1,6 +1,7 @@
 //! An answer as Server-Sent Events (PRODUCT.md, "Streaming"): `meta` once the
 //! sources are known, `delta`s as the answer is written, then `done` (the usual
-//! response, sent after the turn is stored) or `error` (nothing stored).
+//! response, sent after the turn is stored) or `error` (nothing stored; a panic
+//! while answering is an `internal_error`, not a cut connection).
 //!
 //! The question is asked inside the response body: the body drives the
 //! [`Conversations::ask`] future, so a client that goes away drops it, and with it
@@ -10,11 +11,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use serde_json::{json, Value};
 use sync_wrapper::SyncStream;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -29,7 +32,7 @@ use crate::answer::{AnswerEvent, AnswerEvents};
 use crate::conversation::{AskError, Reply};
 use crate::domain::{QueryRequest, SessionId};
 
-type Asking = Pin<Box<dyn Future<Output = Result<Reply, AskError>> + Send>>;
+type Asking = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send>>;
 
 /// Answers `query` as a stream. Whatever fails before the answer starts (someone
 /// else's conversation, say) is the usual JSON error instead.
@@ -37,24 +40,14 @@ pub async fn respond(state: Arc<AppState>, query: QueryRequest) -> Result<Respon
     let session_id = query.session_id.clone();
     let keep_alive = state.stream_keep_alive;
     let (events, received) = AnswerEvents::channel();
-    let asking: Asking = Box::pin(async move { state.conversations.ask(query, events).await });
-    let mut stream = AnswerStream {
-        asking: Some(asking),
-        received,
-        outcome: None,
-        first: None,
-        session_id,
-        keep_alive: keep_alive_timer(keep_alive),
-        responding: false,
-        ended: None,
-        started: Instant::now(),
-    };
+    let asking = async move { state.conversations.ask(query, events).await };
+    let mut stream = AnswerStream::new(asking, received, session_id, keep_alive);
     // The response starts with the first event: what fails before it is an error response.
     stream.first = loop {
         match stream.progress().await {
             Progress::Event(event) => break Some(event),
             Progress::Silent => continue,
-            Progress::Finished(Err(error)) => return Err(error.into()),
+            Progress::Finished(Err(error)) => return Err(error),
             Progress::Finished(answered) => {
                 stream.outcome = Some(answered);
                 break None;
@@ -88,7 +81,7 @@ fn keep_alive_timer(period: Duration) -> Interval {
 enum Progress {
     Event(AnswerEvent),
     /// Asking ended, and everything it reported has been taken.
-    Finished(Result<Reply, AskError>),
+    Finished(Result<Reply, ApiError>),
     /// Nothing for a keep-alive period.
     Silent,
 }
@@ -99,7 +92,7 @@ struct AnswerStream {
     asking: Option<Asking>,
     received: UnboundedReceiver<AnswerEvent>,
     /// How asking ended, once it has, until it is sent.
-    outcome: Option<Result<Reply, AskError>>,
+    outcome: Option<Result<Reply, ApiError>>,
     /// The event that started the stream, until it is sent.
     first: Option<AnswerEvent>,
     session_id: Option<SessionId>,
@@ -113,6 +106,37 @@ struct AnswerStream {
 }
 
 impl AnswerStream {
+    /// The stream of `asking`, which reports its answer to `received`. A panic
+    /// inside `asking` ends the stream with an internal error instead of cutting
+    /// the connection.
+    fn new(
+        asking: impl Future<Output = Result<Reply, AskError>> + Send + 'static,
+        received: UnboundedReceiver<AnswerEvent>,
+        session_id: Option<SessionId>,
+        keep_alive: Duration,
+    ) -> Self {
+        let asking = AssertUnwindSafe(asking)
+            .catch_unwind()
+            .map(|outcome| match outcome {
+                Ok(answered) => answered.map_err(ApiError::from),
+                Err(_) => {
+                    tracing::error!("answering panicked");
+                    Err(ApiError::Internal)
+                }
+            });
+        Self {
+            asking: Some(Box::pin(asking)),
+            received,
+            outcome: None,
+            first: None,
+            session_id,
+            keep_alive: keep_alive_timer(keep_alive),
+            responding: false,
+            ended: None,
+            started: Instant::now(),
+        }
+    }
+
     async fn progress(&mut self) -> Progress {
         if let Some(asking) = self.asking.as_mut() {
             tokio::select! {
@@ -163,7 +187,7 @@ impl AnswerStream {
             }
             Progress::Finished(Err(error)) => {
                 self.ended = Some("error");
-                event("error", &ApiError::from(error).body())
+                event("error", &error.body())
             }
         };
         self.keep_alive.reset();
@@ -186,5 +210,33 @@ impl Drop for AnswerStream {
             duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             "answer stream"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+    /// Reports part of an answer, then meets a bug.
+    async fn answer_with_a_bug(events: UnboundedSender<AnswerEvent>) -> Result<Reply, AskError> {
+        events.send(AnswerEvent::Text("Half an".into())).unwrap();
+        panic!("a bug while answering")
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_answering_ends_the_stream_with_an_internal_error() {
+        let (events, received) = unbounded_channel();
+        let asking = answer_with_a_bug(events);
+        let mut stream = AnswerStream::new(asking, received, None, Duration::from_secs(15));
+        let mut frames = Vec::new();
+        while let Some(frame) = stream.next_frame().await {
+            frames.push(String::from_utf8(frame.to_vec()).unwrap());
+        }
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert_eq!(frames[0], "event: delta\ndata: {\"text\":\"Half an\"}\n\n");
+        let data = frames[1].strip_prefix("event: error\ndata: ").unwrap();
+        let data: Value = serde_json::from_str(data.trim_end()).unwrap();
+        assert_eq!(data["error"]["code"], "internal_error");
     }
 }

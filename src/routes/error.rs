@@ -23,6 +23,8 @@ pub enum ApiError {
     Upstream(AnswerError),
     /// Storage is configured but failed: the sessions API has nothing to fall back on.
     StorageUnavailable(StorageError),
+    /// A bug (a panic while answering); the details are in the log, not the reply.
+    Internal,
 }
 
 impl From<InvalidQuery> for ApiError {
@@ -97,6 +99,7 @@ impl ApiError {
             ApiError::StorageUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
@@ -110,6 +113,7 @@ impl ApiError {
             ApiError::NotFound(message) => message.clone(),
             ApiError::Upstream(error) => error.to_string(),
             ApiError::StorageUnavailable(error) => error.to_string(),
+            ApiError::Internal => "the answer failed unexpectedly".into(),
         }
     }
 

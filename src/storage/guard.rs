@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, ListPosition, ListingPage,
-    Rated, Scope, SessionSummary, StorageError, Window, WindowCache,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, StorageError, Window, WindowCache,
 };
 use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn};
 
@@ -207,9 +207,11 @@ impl GuardedStore {
         &self,
         budget: StorageBudget,
         session: &SessionId,
-    ) -> Result<bool, StorageError> {
+        expected: Seen,
+    ) -> Result<Deleted, StorageError> {
         self.forget_window(session);
-        self.call(budget, self.inner.delete(session)).await
+        self.call(budget, self.inner.delete(session, expected))
+            .await
     }
 
     pub async fn update_listing(
@@ -429,7 +431,7 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }
-        async fn delete(&self, _: &SessionId) -> Result<bool, StorageError> {
+        async fn delete(&self, _: &SessionId, _: Seen) -> Result<Deleted, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, ListPosition, ListingPage,
-    Rated, Scope, SessionSummary, StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, StorageError, Version, Window,
 };
 use crate::domain::{
     may_access, title_of, CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn,
@@ -161,9 +161,14 @@ impl Session {
             (
                 Expectation::After { last, version } | Expectation::Restart { last, version },
                 Some(session),
-            ) => session.total() == last + 1 && *version == stamp_version(session.last_stamp),
+            ) => session.ends_at(*last, version),
             _ => false,
         }
+    }
+
+    /// Whether turn `last` is this session's last turn, unchanged since `version`.
+    fn ends_at(&self, last: u64, version: &Version) -> bool {
+        self.total() == last + 1 && *version == stamp_version(self.last_stamp)
     }
 }
 
@@ -238,15 +243,11 @@ impl State {
         Some(entry)
     }
 
-    fn remove(&mut self, session: &SessionId) -> bool {
-        match self.sessions.remove(session) {
-            None => false,
-            Some(mut removed) => {
-                self.indexes.remove(session, &mut removed);
-                self.by_last_use.remove(&removed.last_use);
-                self.bytes -= removed.bytes;
-                true
-            }
+    fn remove(&mut self, session: &SessionId) {
+        if let Some(mut removed) = self.sessions.remove(session) {
+            self.indexes.remove(session, &mut removed);
+            self.by_last_use.remove(&removed.last_use);
+            self.bytes -= removed.bytes;
         }
     }
 
@@ -372,8 +373,17 @@ impl ConversationStore for InProcessStore {
             .and_then(|s| s.turns.first().cloned()))
     }
 
-    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
-        Ok(self.lock().remove(session))
+    /// Checked and removed under the lock.
+    async fn delete(&self, session: &SessionId, expected: Seen) -> Result<Deleted, StorageError> {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(Deleted::Missing);
+        };
+        if !entry.ends_at(expected.last, &expected.version) {
+            return Ok(Deleted::Changed);
+        }
+        state.remove(session);
+        Ok(Deleted::Deleted)
     }
 
     /// Listings are read from the turns themselves: nothing to record.

@@ -69,6 +69,28 @@ pub enum Expectation {
     Restart { last: u64, version: Version },
 }
 
+/// A conversation as a read found it: its last turn's number and version. A delete
+/// states it, and removes the conversation only while that turn is still its last,
+/// unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    last: u64,
+    version: Version,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// The conversation as seen is gone, with its listing entry.
+    Deleted,
+    /// The conversation is not as seen any more (continued, restarted or deleted
+    /// in part by another writer): nothing of what it became was deleted; read it
+    /// again and decide again.
+    Changed,
+    /// The session has no turn (deleted or purged meanwhile).
+    Missing,
+}
+
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
@@ -80,14 +102,19 @@ pub enum Appended {
 }
 
 impl Window {
+    /// The conversation as this window saw it; `None` without turns.
+    pub fn seen(&self) -> Option<Seen> {
+        Some(Seen {
+            last: self.total.checked_sub(1)?,
+            version: self.last.clone()?,
+        })
+    }
+
     /// What continuing this conversation expects: its last turn as read, or no turn.
     pub fn continuation(&self) -> Expectation {
-        match (&self.last, self.total.checked_sub(1)) {
-            (Some(version), Some(last)) => Expectation::After {
-                last,
-                version: version.clone(),
-            },
-            _ => Expectation::New,
+        match self.seen() {
+            Some(Seen { last, version }) => Expectation::After { last, version },
+            None => Expectation::New,
         }
     }
 
@@ -217,6 +244,8 @@ pub enum StorageError {
 ///   the owner of turn 0;
 /// - a restart deletes only the rows it saw; an acknowledged turn is never lost
 ///   to a racing restart;
+/// - a delete removes only the conversation as it was read ([`Seen`]): one
+///   continued or started again meanwhile keeps every turn of what it became;
 /// - `recent` costs the same however long the session is;
 /// - a conversation is listed for its owner once `update_listing` has seen one of
 ///   its turns, until it is deleted or purged;
@@ -243,9 +272,10 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// session is unknown.
     async fn first_turn(&self, session: &SessionId) -> Result<Option<Turn>, StorageError>;
 
-    /// Removes every turn of `session` and its listing entry; `false` when there was
-    /// nothing to remove.
-    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError>;
+    /// Removes every turn of `session` and its listing entry if the conversation is
+    /// still as `expected` (its last turn unchanged), or removes nothing of what it
+    /// became and says it changed.
+    async fn delete(&self, session: &SessionId, expected: Seen) -> Result<Deleted, StorageError>;
 
     /// Records `turn`, just appended to `session` as turn `number`, in the listing of
     /// its owner (nothing for a turn without one). A separate call after `append`, so

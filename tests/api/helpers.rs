@@ -4,10 +4,12 @@ use azure_data_tables::clients::{TableClient, TableServiceClientBuilder};
 use azure_storage::{CloudLocation, StorageCredentials};
 use futures::StreamExt;
 use serde_json::{Map, Value};
+use session_rag::clock::Clock;
 use session_rag::credential::Credentials;
+use session_rag::domain::SessionId;
 use session_rag::settings::{CredentialChoice, Settings, StorageConnection, TableName};
 use session_rag::startup::Application;
-use session_rag::storage::TableStore;
+use session_rag::storage::{ConversationStore, Deleted, StorageError, TableStore};
 
 use crate::azurite;
 
@@ -148,7 +150,7 @@ pub fn shared_table_store(table: &str) -> TableStore {
         table,
         &sessions_table_for(table),
         &analytics_table_for(table),
-        &Credentials::new(CredentialChoice::DeveloperTools),
+        &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
         &[],
     )
     .expect("an Azurite connection string is usable")
@@ -338,4 +340,14 @@ impl EventReader {
         }
         events
     }
+}
+
+/// Deletes `session` from `store` as a read of it just now finds it.
+pub async fn delete_as_read(
+    store: &dyn ConversationStore,
+    session: &SessionId,
+) -> Result<Deleted, StorageError> {
+    let window = store.recent(session, 1).await?;
+    let seen = window.seen().expect("a conversation to delete");
+    store.delete(session, seen).await
 }

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use session_rag::domain::{NewTurn, SessionId};
-use session_rag::storage::{Appended, ConversationStore};
+use session_rag::storage::{Appended, ConversationStore, Deleted};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    raw_table_client, shared_table_store, spawn_app_with, stored_rows, use_table, TestApp,
+    delete_as_read, raw_table_client, shared_table_store, spawn_app_with, stored_rows, use_table,
+    TestApp,
 };
 
 /// Forwards connections to Azurite and counts the HTTP requests sent through it.
@@ -250,7 +251,7 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         .await;
     app.ask(persistent("Who calls it?", "deleted", None)).await;
     let deleted = SessionId::parse("deleted").unwrap();
-    assert_eq!(other.delete(&deleted).await, Ok(true));
+    assert_eq!(delete_as_read(&other, &deleted).await, Ok(Deleted::Deleted));
     let (reply, requests) = counted(
         &app,
         &proxy,

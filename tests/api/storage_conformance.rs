@@ -11,13 +11,14 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::{json, Value};
 use session_rag::domain::{CustomerId, NewTurn, SessionId};
 use session_rag::storage::{
-    Appended, ConversationStore, Expectation, InProcessStore, ListPosition, SessionSummary,
-    StorageError, TableStore, Window,
+    Appended, ConversationStore, Deleted, Expectation, InProcessStore, ListPosition,
+    SessionSummary, StorageError, TableStore, Window,
 };
 
 use crate::azurite::{shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    insert_batched, raw_table_client, sessions_table_for, shared_table_store, stored_rows,
+    delete_as_read, insert_batched, raw_table_client, sessions_table_for, shared_table_store,
+    stored_rows,
 };
 
 /// A fresh, empty store of one kind.
@@ -87,6 +88,7 @@ conformance_suite!(
     a_continuation_is_refused_after_a_restart,
     a_restart_replaces_only_the_conversation_it_saw,
     a_restart_is_refused_once_the_conversation_was_continued,
+    a_delete_leaves_a_restart_made_since_its_read_alone,
     the_window_names_turn_zeros_owner_and_its_last_version,
     the_version_an_append_returns_is_the_one_a_read_finds,
 );
@@ -211,13 +213,23 @@ async fn delete_removes_a_session_and_numbering_starts_again(backend: Backend) {
     append_all(store, &doomed, 3).await;
     append_all(store, &kept, 2).await;
 
-    assert_eq!(store.delete(&doomed).await, Ok(true));
+    let seen = store.recent(&doomed, 1).await.unwrap().seen().unwrap();
+    assert_eq!(
+        store.delete(&doomed, seen.clone()).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(store.recent(&doomed, 10).await.unwrap().total, 0);
     assert!(store.all(&doomed).await.unwrap().is_empty());
+    assert_eq!(
+        store.delete(&doomed, seen.clone()).await,
+        Ok(Deleted::Missing)
+    );
     assert_eq!(append(store, &doomed, turn("again")).await, Ok(0));
     assert_eq!(store.recent(&kept, 10).await.unwrap().total, 2);
 
-    assert_eq!(store.delete(&session("never-existed")).await, Ok(false));
+    // Started again, it is not the conversation seen any more.
+    assert_eq!(store.delete(&doomed, seen).await, Ok(Deleted::Changed));
+    assert_eq!(stored_users(store, &doomed).await, ["again"]);
 }
 
 async fn concurrent_appends_get_unique_gap_free_numbers(backend: Backend) {
@@ -279,7 +291,10 @@ async fn awkward_session_ids_stay_isolated(backend: Backend) {
         assert_eq!(users(&window.turns), expected, "{id:?}");
         assert_eq!(store.all(&session(id)).await.unwrap().len(), i + 1);
     }
-    assert_eq!(store.delete(&session("o'brien")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(store, &session("o'brien")).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(
         store.recent(&session("o''brien"), 10).await.unwrap().total,
         2
@@ -478,7 +493,10 @@ async fn a_deleted_session_leaves_the_listing(backend: Backend) {
     for id in ["kept", "doomed"] {
         append_listed(store, &session(id), Some(&alice), "q", Utc::now()).await;
     }
-    assert_eq!(store.delete(&session("doomed")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(store, &session("doomed")).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(listed_ids(store, &alice).await, [session("kept")]);
 
     // Started again, it is listed again from its new first turn.
@@ -540,7 +558,7 @@ async fn the_first_turn_names_the_owner(backend: Backend) {
         (0, "first", Some(alice))
     );
     assert_eq!(store.first_turn(&session("nobody")).await, Ok(None));
-    store.delete(&s).await.unwrap();
+    delete_as_read(store, &s).await.unwrap();
     assert_eq!(store.first_turn(&s).await, Ok(None));
 }
 
@@ -571,7 +589,7 @@ async fn pages_run_latest_first_ties_by_session_id_and_continue_exactly(backend:
     // A position is a place in the order, not an entry: it still works after its
     // conversation was deleted, and a new conversation sorts into it.
     let after_c = ListPosition::of(&first.sessions[2]);
-    store.delete(&session("c")).await.unwrap();
+    delete_as_read(store, &session("c")).await.unwrap();
     append_listed(store, &session("cc"), Some(&alice), "q", at(5)).await;
     let rest = store
         .sessions_page(&alice, 10, Some(&after_c), None)
@@ -692,7 +710,7 @@ async fn stores_sharing_a_table_continue_each_others_sessions() {
     assert_eq!(append(&first, &s, turn("from first")).await, Ok(5));
 
     // A delete elsewhere leaves `first` with a count that is too high.
-    assert_eq!(second.delete(&s).await, Ok(true));
+    assert_eq!(delete_as_read(&second, &s).await, Ok(Deleted::Deleted));
     let window = first.recent(&s, 2).await.unwrap();
     assert_eq!(window.total, 0);
     assert!(window.turns.is_empty());
@@ -818,7 +836,7 @@ async fn a_continuation_is_refused_after_a_delete(backend: Backend) {
     let s = session("deleted meanwhile");
     append_all(store, &s, 3).await;
     let seen = store.recent(&s, 10).await.unwrap();
-    assert_eq!(store.delete(&s).await, Ok(true));
+    assert_eq!(delete_as_read(store, &s).await, Ok(Deleted::Deleted));
     assert_eq!(
         store.append(&s, turn("late"), seen.continuation()).await,
         Ok(Appended::Changed)
@@ -895,6 +913,39 @@ async fn a_restart_is_refused_once_the_conversation_was_continued(backend: Backe
         Ok(Appended::Changed)
     );
     assert_eq!(stored_users(store, &s).await, ["q0", "q1", "kept"]);
+}
+
+/// Alice's delete read her conversation; then it expired and Bob started it again.
+/// With one turn, Bob's turn 0 has the number Alice saw last (only its version
+/// differs); with three, that number is gone.
+async fn a_delete_leaves_a_restart_made_since_its_read_alone(backend: Backend) {
+    let store = backend.store.as_ref();
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    for turns in [1, 3] {
+        let s = session(&format!("restarted before its delete ({turns})"));
+        for n in 0..turns {
+            append_listed(store, &s, Some(&alice), &format!("old {n}"), Utc::now()).await;
+        }
+        let alices = store.recent(&s, 1).await.unwrap();
+        let bobs = owned("bob's", "bob");
+        assert_eq!(
+            number(store.append(&s, bobs.clone(), alices.restart()).await),
+            0
+        );
+        store.update_listing(&s, 0, &bobs).await.unwrap();
+
+        let seen = alices.seen().unwrap();
+        assert_eq!(
+            store.delete(&s, seen).await,
+            Ok(Deleted::Changed),
+            "{turns}"
+        );
+        assert_eq!(stored_users(store, &s).await, ["bob's"], "{turns}");
+        let first = store.first_turn(&s).await.unwrap().unwrap();
+        assert_eq!(first.owner.as_ref(), Some(&bob));
+        assert!(listed_ids(store, &bob).await.contains(&s), "{turns}");
+    }
+    assert_eq!(listed_ids(store, &bob).await.len(), 2);
 }
 
 async fn the_window_names_turn_zeros_owner_and_its_last_version(backend: Backend) {
@@ -1275,7 +1326,10 @@ async fn entries_of_the_previous_format_are_converted_on_first_touch() {
         ids(&pages(&other, &olga, 1, Some(later)).await),
         ["old-007"]
     );
-    assert_eq!(store.delete(&session("old-007")).await, Ok(true));
+    assert_eq!(
+        delete_as_read(&store, &session("old-007")).await,
+        Ok(Deleted::Deleted)
+    );
     assert_eq!(listing_rows(&table, "olga", "old-007").await, (0, 0));
     assert_eq!(pages(&other, &olga, 100, None).await.len(), 119);
     // Listing a customer without conversations writes nothing.
@@ -1641,15 +1695,19 @@ async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
             }));
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        // Deletes are ETag-guarded (an append meanwhile must fail them), so a
-        // stream of feedback on the turn can make one give up; asked again once
-        // the writers are done, it ends the conversation.
-        let deleted = store.delete(&s).await;
+        // Deletes remove the conversation only as read (feedback meanwhile changes
+        // its turn, so the delete says it changed); asked again once the writers
+        // are done, it ends the conversation.
+        let deleted = delete_as_read(store.as_ref(), &s).await;
         for writer in writers {
             writer.await.unwrap();
         }
-        if deleted.is_err() {
-            assert_eq!(store.delete(&s).await, Ok(true), "round {round}");
+        if deleted != Ok(Deleted::Deleted) {
+            assert_eq!(
+                delete_as_read(store.as_ref(), &s).await,
+                Ok(Deleted::Deleted),
+                "round {round}"
+            );
         }
         assert_eq!(
             store.all(&s).await.unwrap(),

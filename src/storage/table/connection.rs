@@ -296,7 +296,10 @@ mod tests {
     }
 
     fn developer_tools() -> Credentials {
-        Credentials::new(crate::settings::CredentialChoice::DeveloperTools)
+        Credentials::new(
+            crate::settings::CredentialChoice::DeveloperTools,
+            crate::clock::Clock::system(),
+        )
     }
 
     fn resolve(connection: &StorageConnection) -> Result<Endpoint, SettingsError> {

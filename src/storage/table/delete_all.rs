@@ -18,12 +18,15 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::entity;
 use super::listing::Listed;
-use super::{DoomedRow, TableStore, DELETE_ROUNDS, MAX_BATCH_OPERATIONS};
+use super::{DoomedRow, TableStore, MAX_BATCH_OPERATIONS};
 use crate::domain::CustomerId;
 use crate::storage::{DeletedAll, StorageError};
 
 /// Conversations whose turns are deleted at the same time.
 const PARALLEL_SESSIONS: usize = 8;
+/// Reads and deletes of one conversation that keeps changing (its owner is still
+/// writing to it) before the call leaves it for the next one.
+const ATTEMPTS: usize = 3;
 
 impl TableStore {
     pub(super) async fn delete_all_of(
@@ -48,8 +51,8 @@ impl TableStore {
                         if Instant::now() >= stop_at {
                             return Ok(None);
                         }
-                        self.delete_turns_of(owner, listed).await?;
-                        Ok::<_, StorageError>(Some(at))
+                        let cleared = self.delete_turns_of(owner, listed).await?;
+                        Ok::<_, StorageError>(cleared.then_some(at))
                     }
                 })
                 .buffer_unordered(PARALLEL_SESSIONS)
@@ -71,31 +74,34 @@ impl TableStore {
         Ok(DeletedAll { deleted, complete })
     }
 
-    /// Deletes the turns of the conversation `listed` if they are all `owner`'s.
+    /// Deletes the turns of the conversation `listed` if they are all `owner`'s, each
+    /// row only as read (as `ConversationStore::delete` does): a turn appended or a
+    /// restart by someone else meanwhile fails the transaction that meets it, and the
+    /// rows are read again. `false` when it kept changing: left for the next call.
     async fn delete_turns_of(
         &self,
         owner: &CustomerId,
         listed: &Listed,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let session = &listed.session;
-        for _ in 0..DELETE_ROUNDS {
+        for _ in 0..ATTEMPTS {
             let rows = self.session_rows(session.as_str()).await?;
             let owned = rows
                 .iter()
                 .filter(|row| entity::turn_number(row).is_some())
                 .all(|row| entity::owner(row).as_ref() == Some(owner));
             if rows.is_empty() || !owned {
-                return Ok(());
+                // Gone, or someone else's by now: only the listing rows go.
+                return Ok(true);
             }
             let doomed = rows.iter().filter_map(DoomedRow::as_read).collect();
-            if self.delete_rows(session.as_str(), doomed).await? {
-                self.forget(session);
-                return Ok(());
+            let deleted = self.delete_rows(session.as_str(), doomed).await?;
+            self.forget(session);
+            if deleted {
+                return Ok(true);
             }
         }
-        Err(StorageError::Unavailable(
-            "a conversation kept changing while it was deleted".into(),
-        ))
+        Ok(false)
     }
 }
 

@@ -35,9 +35,11 @@
 //! with. A retried request that had in fact landed is recognised by its
 //! `turn_id`.
 //!
-//! Rows are deleted from the highest turn down, so a delete cut short leaves a
-//! gap-free conversation. Query results are sorted here by turn number, never
-//! taken in the service's order (Cosmos DB for Table does not sort them).
+//! A delete checks the last turn it was told of as a restart does, then deletes
+//! each row under its ETag: what a racing append or restart wrote is never
+//! deleted. Rows are deleted from the highest turn down, so a delete cut short
+//! leaves a gap-free conversation. Query results are sorted here by turn number,
+//! never taken in the service's order (Cosmos DB for Table does not sort them).
 
 mod connection;
 mod counters;
@@ -67,8 +69,8 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, DayCounts, DeletedAll, Expectation, ListPosition, ListingPage,
-    Rated, Scope, SessionSummary, StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, StorageError, Version, Window,
 };
 use crate::credential::Credentials;
 use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, Title, Turn};
@@ -83,8 +85,6 @@ const MAX_PAGE_SIZE: usize = 1000;
 const WINDOW_ATTEMPTS: usize = 4;
 /// An entity-group transaction holds at most 100 operations.
 const MAX_BATCH_OPERATIONS: usize = 100;
-/// Listing-and-deleting rounds before a delete that keeps meeting new rows gives up.
-const DELETE_ROUNDS: usize = 3;
 /// Sessions this process keeps hints for; past this the hints start over.
 const MAX_SESSION_HINTS: usize = 100_000;
 
@@ -459,15 +459,7 @@ impl TableStore {
         turn_id: Uuid,
     ) -> Result<Appended, StorageError> {
         let rows = self.session_rows(session.as_str()).await?;
-        let last_key = row_key(last);
-        let still_as_seen = rows
-            .iter()
-            .all(|row| entity::turn_number(row).is_none_or(|n| n <= last))
-            && rows.iter().any(|row| {
-                entity::string(row, ROW_KEY) == Some(&last_key)
-                    && entity::string(row, ETAG) == Some(version.as_str())
-            });
-        if !still_as_seen {
+        if !ends_at(&rows, last, &version) {
             return Ok(Appended::Changed);
         }
         let previous_owners = owners(&rows);
@@ -624,6 +616,17 @@ async fn ensure_exists(table: &TableClient, ready: &OnceCell<()>) -> Result<(), 
         .map(|_| ())
 }
 
+/// Whether turn `last` is the highest turn among `rows`, still with ETag `version`.
+fn ends_at(rows: &[Row], last: u64, version: &Version) -> bool {
+    let last_key = row_key(last);
+    rows.iter()
+        .all(|row| entity::turn_number(row).is_none_or(|n| n <= last))
+        && rows.iter().any(|row| {
+            entity::string(row, ROW_KEY) == Some(&last_key)
+                && entity::string(row, ETAG) == Some(version.as_str())
+        })
+}
+
 /// The owners the rows carry (one for every conversation written by this handler).
 fn owners<'a>(rows: impl IntoIterator<Item = &'a Row>) -> BTreeSet<CustomerId> {
     rows.into_iter().filter_map(entity::owner).collect()
@@ -749,31 +752,30 @@ impl ConversationStore for TableStore {
         }
     }
 
-    async fn delete(&self, session: &SessionId) -> Result<bool, StorageError> {
+    /// Checked on the rows as read, then every row deleted under the ETag it was
+    /// read with: a racing append or restart fails a transaction, and what it
+    /// wrote is left alone.
+    async fn delete(&self, session: &SessionId, expected: Seen) -> Result<Deleted, StorageError> {
         self.ensure_table().await?;
-        let mut existed = false;
-        for _ in 0..DELETE_ROUNDS {
-            let rows = self.session_rows(session.as_str()).await?;
-            if rows.is_empty() {
-                self.forget(session);
-                return Ok(existed);
-            }
-            existed = true;
-            // The listing entry goes first: should deleting the turns fail, they still
-            // name their owner when the delete is tried again.
-            self.delete_listing_entries(session.as_str(), &owners(&rows))
-                .await?;
-            let doomed = rows.iter().filter_map(DoomedRow::as_read).collect();
-            // Each row as read: a turn appended meanwhile fails the delete, and the
-            // next round deletes it too.
-            if self.delete_rows(session.as_str(), doomed).await? {
-                self.forget(session);
-                return Ok(true);
-            }
+        // Whatever happens, the count this process saw is no longer a good hint.
+        self.forget(session);
+        let rows = self.session_rows(session.as_str()).await?;
+        if rows.is_empty() {
+            return Ok(Deleted::Missing);
         }
-        Err(StorageError::Unavailable(
-            "the session kept changing while it was deleted".into(),
-        ))
+        if !ends_at(&rows, expected.last, &expected.version) {
+            return Ok(Deleted::Changed);
+        }
+        // The listing entry goes first: should deleting the turns fail, they still
+        // name their owner when the delete is tried again.
+        self.delete_listing_entries(session.as_str(), &owners(&rows))
+            .await?;
+        let doomed = rows.iter().filter_map(DoomedRow::as_read).collect();
+        Ok(if self.delete_rows(session.as_str(), doomed).await? {
+            Deleted::Deleted
+        } else {
+            Deleted::Changed
+        })
     }
 
     /// The owner's record and sorted entry (`listing.rs`): one transaction, the
