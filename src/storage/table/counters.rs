@@ -13,8 +13,10 @@
 //! the row's ETag and values,
 //! so that an add is one Replace under `If-Match`; a 412 (another writer got
 //! there first: nothing was applied) reads the row and tries again. A write
-//! whose outcome is unknown (a timeout, a lost connection) is never retried: a
-//! count may fall short, it is never doubled.
+//! whose outcome is unknown (a timeout, a lost connection) is never retried, by
+//! this code or by the SDK (the figures' client sends each call once: a retried
+//! Replace that had landed would meet its own ETag change as a 412): a count may
+//! fall short, it is never doubled.
 //!
 //! A customer's partition also holds the row `first_seen`, inserted once (409
 //! afterwards) when the customer's first conversation starts.
