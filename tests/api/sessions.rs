@@ -1771,7 +1771,7 @@ mod manager {
     }
 
     /// Not a pass/fail check: prints how long deleting all of one customer's 1,000
-    /// conversations takes against Azurite, in how many calls
+    /// conversations (of three turns) takes against Azurite, in how many calls
     /// (`cargo test delete_all_latency -- --nocapture`).
     #[tokio::test]
     async fn delete_all_latency_for_a_thousand_conversations() {
@@ -1784,20 +1784,27 @@ mod manager {
         );
         history.create().await.unwrap();
         index.create().await.unwrap();
-        // What 1,000 one-turn conversations of one customer leave: a turn each (one
-        // partition each), and their listing entries, 100 to a transaction.
+        // What 1,000 conversations of three turns of one customer leave: their turns
+        // (one partition each), and their listing entries, written 100 to a
+        // transaction in the previous format and converted by a first listing.
         let time = "2026-11-30T10:00:00Z";
         let sessions: Vec<String> = (0..CONVERSATIONS).map(|n| format!("many-{n:04}")).collect();
         futures::stream::iter(&sessions)
             .for_each_concurrent(16, |session| {
                 let history = &history;
                 async move {
-                    let row = json!({
-                        "PartitionKey": session, "RowKey": "0000", "timestamp": time,
-                        "user": "What does LONPF2 do?", "assistant": "It posts payments.",
-                        "metadata_json": "{}", "customer_id": "many",
-                    });
-                    history.insert::<_, Value>(&row).unwrap().await.unwrap();
+                    let mut batch = history.partition_key_client(session).transaction();
+                    for turn in 0..3 {
+                        batch = batch
+                            .insert(json!({
+                                "PartitionKey": session, "RowKey": format!("{turn:04}"),
+                                "timestamp": time, "user": "What does LONPF2 do?",
+                                "assistant": "It posts payments.", "metadata_json": "{}",
+                                "customer_id": "many",
+                            }))
+                            .unwrap();
+                    }
+                    batch.await.unwrap();
                 }
             })
             .await;
@@ -1807,12 +1814,18 @@ mod manager {
                 batch = batch
                     .insert(json!({
                         "PartitionKey": "many", "RowKey": session, "title": "What does LONPF2 do?",
-                        "turns": 1, "created_at": time, "updated_at": time,
+                        "turns": 3, "created_at": time, "updated_at": time,
                     }))
                     .unwrap();
             }
             batch.await.unwrap();
         }
+        assert_eq!(manager.list("customer_id=many").await.status, 200);
+        // A record and a sorted entry per conversation, and the marker.
+        assert_eq!(
+            manager.index_rows("many").await.len(),
+            2 * CONVERSATIONS + 1
+        );
 
         let started = Instant::now();
         let mut calls = Vec::new();
@@ -2055,6 +2068,9 @@ mod search {
                 }
                 batch.await.unwrap();
             }
+            // The first listing converts the entries written in the previous format.
+            let converted = manager.list(&format!("customer_id={customer}")).await;
+            assert_eq!(converted.status, 200);
             let mut calls = Vec::new();
             let mut searches = Vec::new();
             for _ in 0..5 {

@@ -23,7 +23,7 @@ use crate::domain::CustomerId;
 use crate::storage::{DeletedAll, StorageError};
 
 /// Conversations whose turns are deleted at the same time.
-const PARALLEL_SESSIONS: usize = 8;
+const PARALLEL_SESSIONS: usize = 16;
 /// Reads and deletes of one conversation that keeps changing (its owner is still
 /// writing to it) before the call leaves it for the next one.
 const ATTEMPTS: usize = 3;
