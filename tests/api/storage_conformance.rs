@@ -1843,4 +1843,34 @@ mod figures {
         assert_eq!(store.first_seen(&customer("alice")).await, Ok(false));
         assert_eq!(store.first_seen(&customer("bob")).await, Ok(true));
     }
+
+    /// Forty stores (as forty processes) add to one customer's day at once: more
+    /// stores than a day has rows, so some share a row and race on it. Each add
+    /// lands once: a write is conditional on the ETag its values were read with.
+    #[tokio::test]
+    async fn stores_racing_on_one_days_counters_lose_no_add() {
+        const STORES: usize = 40;
+        const ADDS: usize = 5;
+        let table = unique_table_name("counters");
+        let stores: Vec<Arc<TableStore>> = (0..STORES)
+            .map(|_| Arc::new(shared_table_store(&table)))
+            .collect();
+        let alice = Scope::Customer(customer("alice"));
+        let adds = stores.iter().flat_map(|store| {
+            (0..ADDS).map(|_| {
+                let (store, alice) = (store.clone(), alice.clone());
+                tokio::spawn(
+                    async move { store.add_counts(&alice, day(10), counts(0, 1, 0, 0)).await },
+                )
+            })
+        });
+        for added in futures::future::join_all(adds).await {
+            assert_eq!(added.unwrap(), Ok(()));
+        }
+        let total = (STORES * ADDS) as i64;
+        assert_eq!(
+            stores[0].day_counts(&alice, &days(None, None)).await,
+            Ok(vec![(day(10), counts(0, total, 0, 0))])
+        );
+    }
 }

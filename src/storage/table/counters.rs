@@ -7,16 +7,19 @@
 //!
 //! A partition holds, per UTC day, up to [`SHARDS`] counter rows, RowKey
 //! `YYYY-MM-DD.N` (Int64 properties `conversations`, `turns`, `up`, `down`,
-//! `customers`); a day's figures are the sum of its rows, so writers on several
-//! rows never contend. Each process writes its own home row first (another one
-//! while this process writes that one, so it never races itself) and remembers
-//! the row's ETag and values,
-//! so that an add is one Replace under `If-Match`; a 412 (another writer got
-//! there first: nothing was applied) reads the row and tries again. A write
-//! whose outcome is unknown (a timeout, a lost connection) is never retried, by
-//! this code or by the SDK (the figures' client sends each call once: a retried
-//! Replace that had landed would meet its own ETag change as a 412): a count may
-//! fall short, it is never doubled.
+//! `customers`); a day's figures are the sum of its rows. Each process writes
+//! only its own row of the day (its shard, chosen at random once), so processes
+//! rarely share a row and busy days do not contend on one entity. Within a
+//! process, adds to one row are written one at a time, each write carrying
+//! every change that arrived while the one before was under way, so a busy
+//! process sends about one write per round trip, whatever the number of turns.
+//! A write is one Replace under `If-Match` of the ETag this process last saw; a
+//! 412 (another process wrote the row: nothing was applied) reads the row and
+//! tries again. A write whose outcome is unknown (a timeout, a lost connection)
+//! is never sent again, by this code or by the SDK (the figures' client sends
+//! each call once: a retried Replace that had landed would meet its own ETag
+//! change as a 412): a count may fall short, it is never doubled. The changes a
+//! failed write carried are lost with it (and logged once, by its caller).
 //!
 //! A customer's partition also holds the row `first_seen`, inserted once (409
 //! afterwards) when the customer's first conversation starts.
@@ -37,8 +40,8 @@ use super::{ensure_exists, lock, Row, TableStore};
 use crate::domain::{CustomerId, DayRange};
 use crate::storage::{DayCounts, Scope, StorageError};
 
-/// Counter rows per partition and day.
-const SHARDS: usize = 8;
+/// Counter rows per partition and day: enough that processes seldom share one.
+const SHARDS: usize = 32;
 /// Reads and writes per add before giving up on a row that keeps changing.
 const ATTEMPTS: usize = 16;
 /// Rows (and customers) this process keeps hints for; past this they start over.
@@ -53,16 +56,21 @@ struct Hint {
     counts: DayCounts,
 }
 
-/// The [`SHARDS`] rows of one partition and day, each with what this process
-/// knows of it; locked while this process writes it.
-type DayRows = Arc<[tokio::sync::Mutex<Option<Hint>>]>;
+/// This process's row of one partition and day.
+#[derive(Default)]
+struct OwnRow {
+    /// What this process knows of the row; held while a write is under way.
+    known: tokio::sync::Mutex<Option<Hint>>,
+    /// Changes not written yet: the next write takes them all.
+    pending: Mutex<DayCounts>,
+}
 
 /// What this process knows of the counters. Hints, never the truth: a stale one
 /// costs a refused write and a read.
 pub struct CounterHints {
-    /// The shard this process writes first, chosen at random once.
-    home: usize,
-    days: Mutex<HashMap<(String, NaiveDate), DayRows>>,
+    /// This process's shard, chosen at random once.
+    shard: usize,
+    rows: Mutex<HashMap<(String, NaiveDate), Arc<OwnRow>>>,
     /// Customers known to have a `first_seen` row.
     customers: Mutex<HashSet<CustomerId>>,
 }
@@ -70,39 +78,21 @@ pub struct CounterHints {
 impl Default for CounterHints {
     fn default() -> Self {
         Self {
-            home: usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % SHARDS,
-            days: Mutex::default(),
+            shard: usize::from(uuid::Uuid::new_v4().as_bytes()[0]) % SHARDS,
+            rows: Mutex::default(),
             customers: Mutex::default(),
         }
     }
 }
 
 impl CounterHints {
-    fn day_rows(&self, partition: &str, day: NaiveDate) -> DayRows {
-        let mut days = lock(&self.days);
+    fn own_row(&self, partition: &str, day: NaiveDate) -> Arc<OwnRow> {
+        let mut rows = lock(&self.rows);
         let key = (partition.to_owned(), day);
-        if days.len() >= MAX_HINTS && !days.contains_key(&key) {
-            days.clear();
+        if rows.len() >= MAX_HINTS && !rows.contains_key(&key) {
+            rows.clear();
         }
-        days.entry(key)
-            .or_insert_with(|| (0..SHARDS).map(|_| tokio::sync::Mutex::new(None)).collect())
-            .clone()
-    }
-
-    /// The home row, or while this process writes that one the next free one;
-    /// with all of them busy, the home row once it is free. So this process never
-    /// races itself, and other processes mostly write other rows.
-    async fn claim<'a>(
-        &self,
-        rows: &'a DayRows,
-    ) -> (usize, tokio::sync::MutexGuard<'a, Option<Hint>>) {
-        for offset in 0..SHARDS {
-            let shard = (self.home + offset) % SHARDS;
-            if let Ok(hint) = rows[shard].try_lock() {
-                return (shard, hint);
-            }
-        }
-        (self.home, rows[self.home].lock().await)
+        rows.entry(key).or_default().clone()
     }
 
     fn know_customer(&self, customer: &CustomerId) {
@@ -177,9 +167,18 @@ impl TableStore {
     ) -> Result<(), StorageError> {
         ensure_exists(&self.figures, &self.figures_ready).await?;
         let partition = partition_of(scope);
-        let rows = self.counter_hints.day_rows(&partition, day);
-        let (shard, mut known) = self.counter_hints.claim(&rows).await;
-        let row_key = format!("{day}.{shard}");
+        let own = self.counter_hints.own_row(&partition, day);
+        {
+            let mut pending = lock(&own.pending);
+            *pending = pending.plus(change);
+        }
+        let mut known = own.known.lock().await;
+        let change = std::mem::take(&mut *lock(&own.pending));
+        if change.is_zero() {
+            // The write before this one carried it.
+            return Ok(());
+        }
+        let row_key = format!("{day}.{}", self.counter_hints.shard);
         let client = self
             .figures
             .partition_key_client(quoted(&partition))
