@@ -307,7 +307,7 @@ impl GuardedStore {
         day: NaiveDate,
         change: DayCounts,
     ) -> Result<(), StorageError> {
-        self.call(budget, self.inner.add_counts(scope, day, change))
+        self.call_aside(budget, self.inner.add_counts(scope, day, change))
             .await
     }
 
@@ -325,7 +325,8 @@ impl GuardedStore {
         budget: StorageBudget,
         customer: &CustomerId,
     ) -> Result<bool, StorageError> {
-        self.call(budget, self.inner.first_seen(customer)).await
+        self.call_aside(budget, self.inner.first_seen(customer))
+            .await
     }
 
     async fn call<T>(
@@ -341,6 +342,23 @@ impl GuardedStore {
         let was_trial = trial.breaker.take().is_some();
         self.record(&result, was_trial);
         result
+    }
+
+    /// Counting after a stored turn: tried only while the breaker is closed, and
+    /// its outcome leaves the breaker as it is, so the figures (a counter that
+    /// kept changing, say) never make the next turns skip storage.
+    async fn call_aside<T>(
+        &self,
+        budget: StorageBudget,
+        operation: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        if !matches!(lock(&self.breaker).state, BreakerState::Closed) {
+            return Err(StorageError::CircuitOpen { retry_in_ms: 0 });
+        }
+        match tokio::time::timeout_at(budget.deadline, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Timeout),
+        }
     }
 
     fn admit(&self) -> Result<TrialGuard, StorageError> {

@@ -81,24 +81,15 @@ struct Endpoint {
     credentials: StorageCredentials,
 }
 
-/// Clients of one table service, sharing one pool of connections.
-pub struct TableService {
-    /// Tries a call again on 408, 429, 5xx and I/O errors ([`retry_options`]).
-    pub retrying: TableServiceClient,
-    /// Sends each call once, for writes that must not be sent twice: a counter's
-    /// Replace that landed but whose answer was lost would, sent again, meet its
-    /// own change as a 412 (or an Insert as a 409) and be counted twice.
-    pub once: TableServiceClient,
-}
-
-/// Clients for the table service `connection` describes, authenticated by
+/// A client for the table service `connection` describes, authenticated by
 /// `credentials` when it is identity-based, trusting `trusted_cas` besides the
-/// public certificate authorities.
+/// public certificate authorities. Its table clients share one pool of
+/// connections.
 pub fn table_service(
     connection: &StorageConnection,
     credentials: &Credentials,
     trusted_cas: &[reqwest::Certificate],
-) -> Result<TableService, SettingsError> {
+) -> Result<TableServiceClient, SettingsError> {
     let http = trusted_cas
         .iter()
         .fold(reqwest::Client::builder(), |builder, ca| {
@@ -113,21 +104,16 @@ pub fn table_service(
                 "cannot create an HTTP client for storage",
             )
         })?;
-    let http = Arc::new(http);
     let Endpoint {
         location,
         credentials,
     } = endpoint(connection, credentials)?;
-    let client = |retry| {
-        TableServiceClientBuilder::with_location(location.clone(), credentials.clone())
-            .transport(TransportOptions::new(http.clone()))
-            .retry(retry)
-            .build()
-    };
-    Ok(TableService {
-        retrying: client(retry_options()),
-        once: client(RetryOptions::none()),
-    })
+    Ok(
+        TableServiceClientBuilder::with_location(location, credentials)
+            .transport(TransportOptions::new(Arc::new(http)))
+            .retry(retry_options())
+            .build(),
+    )
 }
 
 fn endpoint(
@@ -515,7 +501,6 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(service.retrying.table_client("Chats").table_name(), "Chats");
-        assert_eq!(service.once.table_client("Chats").table_name(), "Chats");
+        assert_eq!(service.table_client("Chats").table_name(), "Chats");
     }
 }

@@ -15,11 +15,13 @@
 //! process sends about one write per round trip, whatever the number of turns.
 //! A write is one Replace under `If-Match` of the ETag this process last saw; a
 //! 412 (another process wrote the row: nothing was applied) reads the row and
-//! tries again. A write whose outcome is unknown (a timeout, a lost connection)
-//! is never sent again, by this code or by the SDK (the figures' client sends
-//! each call once: a retried Replace that had landed would meet its own ETag
-//! change as a 412): a count may fall short, it is never doubled. The changes a
-//! failed write carried are lost with it (and logged once, by its caller).
+//! tries again. Every write carries an id of its own, and the row keeps the ids
+//! of its last [`RECENT_WRITES`] writes (`writes`): a write sent again after its
+//! answer was lost (the SDK retries timeouts and I/O errors) that had landed
+//! meets its own change as a 412 (or, an Insert, as a 409), reads the row, finds
+//! its id and stops there. So a change is counted once or, when storage fails
+//! for good, not at all (the caller logs it, with the changes of other turns the
+//! failed write carried): figures may fall short, never count twice.
 //!
 //! A customer's partition also holds the row `first_seen`, inserted once (409
 //! afterwards) when the customer's first conversation starts.
@@ -43,9 +45,13 @@ use crate::storage::{DayCounts, Scope, StorageError};
 /// Counter rows per partition and day: enough that processes seldom share one.
 const SHARDS: usize = 32;
 /// Reads and writes per add before giving up on a row that keeps changing.
-const ATTEMPTS: usize = 16;
+const ATTEMPTS: usize = 32;
 /// Rows (and customers) this process keeps hints for; past this they start over.
 const MAX_HINTS: usize = 100_000;
+/// The write ids a counter row keeps: enough that a retried write finds its own
+/// even when other processes share the row.
+const RECENT_WRITES: usize = 16;
+const WRITES: &str = "writes";
 /// The row whose insertion marks a customer's first conversation.
 const FIRST_SEEN: &str = "first_seen";
 
@@ -54,6 +60,31 @@ const FIRST_SEEN: &str = "first_seen";
 struct Hint {
     etag: String,
     counts: DayCounts,
+    /// The ids of the row's last writes, oldest first.
+    writes: Vec<String>,
+}
+
+impl Hint {
+    fn read(etag: String, entity: &Row) -> Self {
+        let writes = string(entity, WRITES).unwrap_or_default();
+        Self {
+            etag,
+            counts: counts_of(entity),
+            writes: writes
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    /// The ids the row keeps once `write` is applied.
+    fn writes_after(&self, write: &str) -> Vec<String> {
+        let kept = self.writes.len().saturating_sub(RECENT_WRITES - 1);
+        let mut writes = self.writes[kept..].to_vec();
+        writes.push(write.to_owned());
+        writes
+    }
 }
 
 /// This process's row of one partition and day.
@@ -123,11 +154,18 @@ fn values(counts: &DayCounts) -> [i64; 5] {
     ]
 }
 
-/// A counter row's entity: its keys and the counts as Int64 properties.
-fn body(partition: &str, row_key: &str, counts: &DayCounts) -> Box<serde_json::value::RawValue> {
+/// A counter row's entity: its keys, the counts as Int64 properties and the ids
+/// of its last writes.
+fn body(
+    partition: &str,
+    row_key: &str,
+    counts: &DayCounts,
+    writes: &[String],
+) -> Box<serde_json::value::RawValue> {
     let mut entity = Map::new();
     entity.insert("PartitionKey".into(), partition.into());
     entity.insert(ROW_KEY.into(), row_key.into());
+    entity.insert(WRITES.into(), writes.join(",").into());
     for (name, value) in NAMES.into_iter().zip(values(counts)) {
         entity.insert(format!("{name}@odata.type"), "Edm.Int64".into());
         entity.insert(name.into(), value.to_string().into());
@@ -184,22 +222,27 @@ impl TableStore {
             .partition_key_client(quoted(&partition))
             .entity_client(quoted(&row_key));
         let failed = |e: &azure_core::Error| storage_error("counting", e);
+        let write = uuid::Uuid::new_v4().simple().to_string();
         for _ in 0..ATTEMPTS {
             let Some(hint) = known.take() else {
                 match client.get::<Row>().await {
                     Ok(read) => {
-                        *known = Some(Hint {
-                            etag: read.etag.to_string(),
-                            counts: counts_of(&read.entity),
-                        });
+                        let hint = Hint::read(read.etag.to_string(), &read.entity);
+                        // An earlier try of this write landed after all.
+                        let landed = hint.writes.contains(&write);
+                        *known = Some(hint);
+                        if landed {
+                            return Ok(());
+                        }
                         continue;
                     }
                     Err(e) if has_status(&e, StatusCode::NotFound) => {}
                     Err(e) => return Err(failed(&e)),
                 }
+                let writes = vec![write.clone()];
                 match self
                     .figures
-                    .insert::<_, Row>(body(&partition, &row_key, &change))
+                    .insert::<_, Row>(body(&partition, &row_key, &change, &writes))
                     .map_err(|e| failed(&e))?
                     .await
                 {
@@ -207,18 +250,21 @@ impl TableStore {
                         *known = Some(Hint {
                             etag: inserted.etag.to_string(),
                             counts: change,
+                            writes,
                         });
                         return Ok(());
                     }
-                    // Another writer created it first: read it.
+                    // Created meanwhile (by another writer, or by this Insert
+                    // retried): read it.
                     Err(e) if has_status(&e, StatusCode::Conflict) => continue,
                     Err(e) => return Err(failed(&e)),
                 }
             };
             let total = hint.counts.plus(change);
+            let writes = hint.writes_after(&write);
             let replaced = client
                 .update(
-                    body(&partition, &row_key, &total),
+                    body(&partition, &row_key, &total, &writes),
                     IfMatchCondition::Etag(hint.etag.into()),
                 )
                 .map_err(|e| failed(&e))?
@@ -228,14 +274,21 @@ impl TableStore {
                     *known = Some(Hint {
                         etag: response.etag.to_string(),
                         counts: total,
+                        writes,
                     });
                     return Ok(());
                 }
-                // Changed or gone since: nothing was applied; read it again.
+                // Changed or gone since it was read (by another writer, or by this
+                // write retried): read it again, after a random pause of up to
+                // 8 ms, so that writers sharing the row stop meeting in step.
                 Err(e)
                     if has_status(&e, StatusCode::PreconditionFailed)
-                        || has_status(&e, StatusCode::NotFound) => {}
-                // The outcome is unknown: not tried again, and the next add reads.
+                        || has_status(&e, StatusCode::NotFound) =>
+                {
+                    let pause = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                // The outcome is unknown: the next add reads the row.
                 Err(e) => return Err(failed(&e)),
             }
         }
@@ -319,8 +372,19 @@ mod tests {
             customers: 0,
         };
         let row = ("app".to_owned(), "2026-12-01.7".to_owned());
-        let entity: Row = serde_json::from_str(body(&row.0, &row.1, &counts).get()).unwrap();
+        let writes: Vec<String> = (0..RECENT_WRITES).map(|n| format!("w{n}")).collect();
+        let entity: Row =
+            serde_json::from_str(body(&row.0, &row.1, &counts, &writes).get()).unwrap();
         assert_eq!(counts_of(&entity), counts);
+        let hint = Hint::read("e".into(), &entity);
+        assert_eq!(hint.writes, writes);
+        // The oldest id makes way for the newest.
+        let after = hint.writes_after("new");
+        assert_eq!(after.len(), RECENT_WRITES);
+        assert_eq!(
+            (after[0].as_str(), after[RECENT_WRITES - 1].as_str()),
+            ("w1", "new")
+        );
         assert_eq!(day_of(&entity), NaiveDate::from_ymd_opt(2026, 12, 1));
         let mut marker = Row::new();
         marker.insert(ROW_KEY.into(), FIRST_SEEN.into());

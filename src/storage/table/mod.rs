@@ -97,7 +97,7 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
-    /// The daily figures (`counters.rs`), each call sent once.
+    /// The daily figures (`counters.rs`).
     figures: TableClient,
     figures_ready: OnceCell<()>,
     counter_hints: counters::CounterHints,
@@ -197,11 +197,11 @@ impl TableStore {
     ) -> Result<Self, SettingsError> {
         let service = connection::table_service(connection, credentials, trusted_cas)?;
         Ok(Self {
-            table: service.retrying.table_client(history_table),
+            table: service.table_client(history_table),
             table_ready: OnceCell::new(),
-            index: service.retrying.table_client(sessions_table),
+            index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
-            figures: service.once.table_client(analytics_table),
+            figures: service.table_client(analytics_table),
             figures_ready: OnceCell::new(),
             counter_hints: counters::CounterHints::default(),
             listing_hints: listing::ListingHints::default(),
