@@ -257,7 +257,8 @@ impl Sessions {
     /// of `query`, in listing order, each with where. It walks `owner`'s listing a
     /// page at a time and reads the conversations on it, [`SEARCH_PARALLELISM`] at
     /// a time, until the page of hits is full or half of the request's storage
-    /// budget is spent: then `next` says where the next page goes on.
+    /// budget is spent (then, once one conversation was read, it stops at once):
+    /// then `next` says where the next page goes on.
     pub async fn search(
         &self,
         owner: &CustomerId,
@@ -289,7 +290,26 @@ impl Sessions {
                 })
                 .buffered(SEARCH_PARALLELISM);
             let mut scanned = 0;
-            while let Some(read) = reads.next().await {
+            loop {
+                // Once this call has got somewhere, reads still under way at `stop_at`
+                // are abandoned: the next page starts again after the last one done.
+                let read = match &position {
+                    Some(done) if position.as_ref() != after => {
+                        match tokio::time::timeout_at(stop_at, reads.next()).await {
+                            Ok(read) => read,
+                            Err(_) => {
+                                return Ok(SearchPage {
+                                    hits,
+                                    next: Some(done.clone()),
+                                })
+                            }
+                        }
+                    }
+                    _ => reads.next().await,
+                };
+                let Some(read) = read else {
+                    break;
+                };
                 let (summary, turns) = read?;
                 scanned += 1;
                 position = Some(ListPosition::of(&summary));

@@ -269,8 +269,8 @@ impl GuardedStore {
             .await
     }
 
-    /// Starts no new work after [`StorageBudget::halfway`], so that the call reports
-    /// what it did instead of timing out.
+    /// Stops at [`StorageBudget::halfway`], so that the call reports what it did
+    /// instead of timing out.
     pub async fn delete_all(
         &self,
         budget: StorageBudget,

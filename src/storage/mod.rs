@@ -323,7 +323,9 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     /// Deletes every conversation listed for `owner` (turns and listing entries),
     /// and no one else's: a listed session whose turns belong to someone else only
-    /// loses its entry in `owner`'s listing. Starts no more work after `stop_at`.
+    /// loses its entry in `owner`'s listing. Stops at `stop_at` (what is under way
+    /// then is abandoned; every deletion can be repeated) and says whether it
+    /// finished: the next call goes on with what is left.
     async fn delete_all(
         &self,
         owner: &CustomerId,

@@ -132,7 +132,8 @@ describe('the chat page with durable storage', () => {
     assert.equal(await page.locator('#transcript .badge').count(), 0, 'both turns were saved');
     // Quoted source lines are shown as code, not run together.
     assert.ok(await second.locator('pre code').count() > 0);
-    assert.equal(await page.locator('#question').isDisabled(), false);
+    // The composer comes back with the `done` event, which can trail the text on a busy machine.
+    await page.locator('#question:enabled').waitFor();
 
     assert.ok(apiCalls.length >= 2);
     for (const request of apiCalls) {

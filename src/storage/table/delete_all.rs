@@ -7,14 +7,15 @@
 //! each (read, then deleted each under its ETag; [`PARALLEL_SESSIONS`] sessions at
 //! a time), then the group's records and sorted entries in one transaction, each row
 //! as scanned. Listing rows go only after their turns, so a call that stops half way
-//! leaves what is left still listed, and the next call finds it. Turns that turn out
+//! (at its deadline, abandoning what is under way) leaves what is left still
+//! listed, and the next call finds it. Turns that turn out
 //! to belong to someone else (the id was deleted and taken by another customer
 //! since) are left alone; only the stale listing rows go. Once nothing is left, the
 //! marker goes too.
 
 use tokio::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::entity;
 use super::listing::Listed;
@@ -40,30 +41,46 @@ impl TableStore {
         let mut complete = true;
         for group in transaction_groups(&scanned.conversations) {
             if Instant::now() >= stop_at {
-                complete = false;
-                break;
+                return Ok(DeletedAll {
+                    deleted,
+                    complete: false,
+                });
             }
             // By index: a stream of borrowed items is not `Send` for every lifetime.
-            let cleared: Vec<usize> = futures::stream::iter(0..group.len())
+            let mut deletions = futures::stream::iter(0..group.len())
                 .map(|at| {
                     let listed = group[at];
                     async move {
-                        if Instant::now() >= stop_at {
-                            return Ok(None);
-                        }
                         let cleared = self.delete_turns_of(owner, listed).await?;
                         Ok::<_, StorageError>(cleared.then_some(at))
                     }
                 })
-                .buffer_unordered(PARALLEL_SESSIONS)
-                .try_filter_map(|cleared| async move { Ok(cleared) })
-                .try_collect()
-                .await?;
-            let cleared: Vec<&Listed> = cleared.into_iter().map(|at| group[at]).collect();
+                .buffer_unordered(PARALLEL_SESSIONS);
+            let mut cleared = Vec::new();
+            let mut timed_out = false;
+            // Deletions still under way at `stop_at` are abandoned (each is guarded
+            // and can be sent again; what they did not finish is still listed); the
+            // listing rows of those done go all the same, in one transaction.
+            loop {
+                match tokio::time::timeout_at(stop_at, deletions.next()).await {
+                    Ok(Some(deletion)) => cleared.extend(deletion?.map(|at| group[at])),
+                    Ok(None) => break,
+                    Err(_) => {
+                        timed_out = true;
+                        break;
+                    }
+                }
+            }
+            drop(deletions);
             let (removed, changed) = self.unlist_scanned(owner, &cleared).await?;
             deleted += removed;
-            if cleared.len() < group.len() || changed > 0 {
-                complete = false;
+            // One that kept changing, or changed since the scan, waits for the next call.
+            complete &= cleared.len() == group.len() && changed == 0;
+            if timed_out {
+                return Ok(DeletedAll {
+                    deleted,
+                    complete: false,
+                });
             }
         }
         if complete {

@@ -530,7 +530,12 @@ impl TableStore {
         Ok(OwnerRows {
             conversations: conversations
                 .into_iter()
-                .map(|(session, rows)| Listed { session, rows })
+                .map(|(session, mut rows)| {
+                    // The record first: a transaction fails on its first refused
+                    // operation, and a changed record says more than a moved entry.
+                    rows.sort_by_key(|row| row.key != session.as_str());
+                    Listed { session, rows }
+                })
                 .collect(),
             marker,
         })
