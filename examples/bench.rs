@@ -312,6 +312,7 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
                 &table_name,
                 &format!("{table_name}Sessions"),
                 &format!("{table_name}Shares"),
+                &format!("{table_name}Analytics"),
                 &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
                 &[],
             )

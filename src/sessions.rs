@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::analytics;
 use crate::clock::Clock;
 use crate::domain::{
     may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
@@ -247,8 +248,9 @@ impl Sessions {
         self.store.delete_all(self.store.budget(), owner).await
     }
 
-    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`;
-    /// `false` (nothing changed) when there is no such turn for `requester`.
+    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`,
+    /// and counts the change in the figures; `false` (nothing changed) when there
+    /// is no such turn for `requester`.
     pub async fn set_feedback(
         &self,
         session: &SessionId,
@@ -265,9 +267,16 @@ impl Sessions {
         {
             return Ok(false);
         }
-        self.store
+        let Some(rated) = self
+            .store
             .set_feedback(budget, session, turn, requester, feedback)
-            .await
+            .await?
+        else {
+            return Ok(false);
+        };
+        let rating = feedback.map(|f| f.rating);
+        analytics::count_feedback(&self.store, budget, session, turn, &rated, rating).await;
+        Ok(true)
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` that hold every word
@@ -365,9 +374,12 @@ mod tests {
     use async_trait::async_trait;
     use chrono::{DateTime, TimeDelta, Utc};
 
-    use crate::domain::{NewTurn, ShareId};
+    use chrono::NaiveDate;
+
+    use crate::domain::{DayRange, NewTurn, ShareId};
     use crate::storage::{
-        Appended, ConversationStore, Expectation, InProcessStore, Seen, Share, ShareOrigin, Window,
+        Appended, ConversationStore, DayCounts, Expectation, InProcessStore, Rated, Scope, Seen,
+        Share, ShareOrigin, Window,
     };
 
     /// The in-process store, counting the reads the sessions API makes of it; given
@@ -462,7 +474,7 @@ mod tests {
             turn: u64,
             requester: Option<&CustomerId>,
             feedback: Option<&Feedback>,
-        ) -> Result<bool, StorageError> {
+        ) -> Result<Option<Rated>, StorageError> {
             self.store.set_feedback(s, turn, requester, feedback).await
         }
         async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
@@ -479,6 +491,24 @@ mod tests {
         }
         async fn revoke_share(&self, s: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
             self.store.revoke_share(s, id).await
+        }
+        async fn add_counts(
+            &self,
+            scope: &Scope,
+            day: NaiveDate,
+            change: DayCounts,
+        ) -> Result<(), StorageError> {
+            self.store.add_counts(scope, day, change).await
+        }
+        async fn day_counts(
+            &self,
+            scope: &Scope,
+            days: &DayRange,
+        ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+            self.store.day_counts(scope, days).await
+        }
+        async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+            self.store.first_seen(customer).await
         }
     }
 

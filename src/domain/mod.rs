@@ -1,5 +1,6 @@
 //! Domain types: parsed once at the edge, trusted everywhere after ("parse, don't validate").
 
+mod analytics;
 mod conversation;
 mod identifiers;
 mod manager;
@@ -8,6 +9,7 @@ mod search;
 mod share;
 mod turn;
 
+pub use analytics::DayRange;
 pub use conversation::{
     may_access, one_line_within, owner_of, timestamp_text, title_of, Retention,
 };

@@ -3,6 +3,7 @@
 //! that unknown routes, wrong methods and oversized bodies all get the contract's
 //! JSON errors.
 
+mod analytics;
 mod answer_stream;
 mod chat;
 mod error;
@@ -24,6 +25,7 @@ use warp::http::{header, HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::analytics::Analytics;
 use crate::conversation::Conversations;
 use crate::sessions::Sessions;
 
@@ -37,6 +39,7 @@ pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
 pub struct AppState {
     pub conversations: Conversations,
     pub sessions: Sessions,
+    pub analytics: Analytics,
     pub documents_indexed: usize,
     /// `TRUST_EASY_AUTH_HEADERS`: the owner is the `X-MS-CLIENT-PRINCIPAL-ID` header.
     pub trust_easy_auth_headers: bool,
@@ -70,6 +73,8 @@ enum Endpoint {
     Feedback,
     Share,
     Shared,
+    Analytics,
+    AppAnalytics,
 }
 
 /// A path the handler serves and the methods it accepts there.
@@ -177,6 +182,17 @@ pub const ROUTES: &[Route] = &[
         path: "/api/shared/{share_id}",
         allow: "GET",
         endpoint: Endpoint::Shared,
+    },
+    Route {
+        path: "/api/analytics",
+        allow: "GET",
+        endpoint: Endpoint::Analytics,
+    },
+    // The whole app's figures: a function of its own, for the host's admin key.
+    Route {
+        path: "/api/analytics/app",
+        allow: "GET",
+        endpoint: Endpoint::AppAnalytics,
     },
 ];
 
@@ -334,6 +350,8 @@ async fn serve(
         }
         Endpoint::Share => shares::share(state, parameter, request).await,
         Endpoint::Shared => shares::shared(state, parameter).await,
+        Endpoint::Analytics => analytics::customer(state, request).await,
+        Endpoint::AppAnalytics => analytics::app(state, request).await,
     }
 }
 

@@ -51,10 +51,10 @@ pub fn requester(
 }
 
 /// A query string's parameters, percent-decoded.
-struct Parameters(Vec<(String, String)>);
+pub(super) struct Parameters(Vec<(String, String)>);
 
 impl Parameters {
-    fn of(request: &Request) -> Self {
+    pub(super) fn of(request: &Request) -> Self {
         Self(
             form_urlencoded::parse(request.query.as_bytes())
                 .into_owned()
@@ -63,7 +63,7 @@ impl Parameters {
     }
 
     /// The first value of `name`.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
@@ -85,7 +85,11 @@ impl Parameters {
     }
 
     /// The customer whose conversations the request is about: required.
-    fn owner(&self, state: &AppState, request: &Request) -> Result<CustomerId, ApiError> {
+    pub(super) fn owner(
+        &self,
+        state: &AppState,
+        request: &Request,
+    ) -> Result<CustomerId, ApiError> {
         self.requester(state, request)?
             .ok_or_else(|| ApiError::invalid(InvalidInput::CustomerId, "customer_id is required"))
     }

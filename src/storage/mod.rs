@@ -16,9 +16,11 @@ use window_cache::WindowCache;
 
 use async_trait::async_trait;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
+use crate::domain::{
+    CustomerId, DayRange, Feedback, NewTurn, Rating, SessionId, ShareId, Title, Turn,
+};
 
 /// The most recent turns of a session, oldest first, how many turns it has in all,
 /// who owns it and how its last turn was stored: all an append needs to state what
@@ -208,6 +210,52 @@ impl Share {
     }
 }
 
+/// The turn whose feedback [`ConversationStore::set_feedback`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rated {
+    /// The conversation's owner.
+    pub owner: Option<CustomerId>,
+    /// When the rated turn was asked: the day its feedback counts on.
+    pub asked_at: DateTime<Utc>,
+    /// The rating the write replaced (`None`: there was none).
+    pub previous: Option<Rating>,
+}
+
+/// Whose figures: one customer's (the conversations they own) or the whole app's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Customer(CustomerId),
+    App,
+}
+
+/// What happened on one UTC day, or a change to it: conversations started, turns
+/// stored, the ratings standing on that day's answers, and (app-wide) customers
+/// whose first conversation started that day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DayCounts {
+    pub conversations: i64,
+    pub turns: i64,
+    pub up: i64,
+    pub down: i64,
+    pub customers: i64,
+}
+
+impl DayCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            conversations: self.conversations + other.conversations,
+            turns: self.turns + other.turns,
+            up: self.up + other.up,
+            down: self.down + other.down,
+            customers: self.customers + other.customers,
+        }
+    }
+}
+
 /// Why a storage call failed, whatever the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -323,16 +371,17 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> Result<DeletedAll, StorageError>;
 
     /// Records (`Some`) or removes (`None`) the feedback on turn `turn` of
-    /// `session`; `false`, changing nothing, when the turn does not exist or
-    /// `requester` may not access its conversation. Only the feedback changes: the
-    /// turn's other properties stay as they are, and no turn is ever created.
+    /// `session`, and says what it replaced; `None`, changing nothing, when the
+    /// turn does not exist or `requester` may not access its conversation. Only the
+    /// feedback changes: the turn's other properties stay as they are, and no turn
+    /// is ever created.
     async fn set_feedback(
         &self,
         session: &SessionId,
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError>;
+    ) -> Result<Option<Rated>, StorageError>;
 
     /// Stores `share`, readable by its id (whole or not at all) until revoked.
     async fn create_share(&self, share: &Share) -> Result<(), StorageError>;
@@ -348,4 +397,26 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     /// Revokes share `id` of `session` alone; `false` if there was none.
     async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError>;
+
+    /// Adds `change` (not all zero) to the figures of `scope` for `day`: applied
+    /// once when `Ok`, not at all when refused. Many writers (in many processes) may add at the
+    /// same time; none is lost.
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError>;
+
+    /// The figures of `scope` for each day of `days` that has any, in date order.
+    /// Costs about the number of days, whatever the number of conversations.
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError>;
+
+    /// Records that `customer` has started a conversation; `true` only for the
+    /// first call ever for that customer, even among concurrent callers.
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError>;
 }

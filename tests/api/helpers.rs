@@ -13,6 +13,52 @@ use session_rag::storage::{ConversationStore, Deleted, StorageError, TableStore}
 
 use crate::azurite;
 
+/// Where the sessions API keeps conversations in a test: in process (no storage
+/// configured, conversations without `enable_persistence`) or in Table Storage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    InProcess,
+    Table,
+}
+
+/// Runs each behaviour (an `async fn(Backend)` of the calling module) once per
+/// backend, as `in_process::name` and `table_storage::name`.
+macro_rules! on_both_backends {
+    ($($behaviour:ident),+ $(,)?) => {
+        mod in_process {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::InProcess).await;
+            })+
+        }
+        mod table_storage {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::Table).await;
+            })+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The app on `backend` (Table Storage: a new table named after `prefix` in the
+/// shared Azurite), with settings changed by `configure`; and that table's name.
+pub async fn spawn_on(
+    backend: Backend,
+    prefix: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, String) {
+    let table = azurite::unique_table_name(prefix);
+    let app = spawn_app_with(|settings| {
+        if backend == Backend::Table {
+            use_table(settings, &azurite::shared_table_endpoint(), &table);
+        }
+        configure(settings);
+    })
+    .await;
+    (app, table)
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -104,6 +150,7 @@ pub fn shared_table_store(table: &str) -> TableStore {
         table,
         &sessions_table_for(table),
         &shares_table_for(table),
+        &analytics_table_for(table),
         &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
         &[],
     )
@@ -127,6 +174,13 @@ pub fn shares_table_for(table: &str) -> String {
     let mut settings = Settings::defaults();
     settings.chat_history_table = table_name(table);
     settings.shares_table()
+}
+
+/// The figures' table the app uses beside the history table `table`.
+pub fn analytics_table_for(table: &str) -> String {
+    let mut settings = Settings::defaults();
+    settings.chat_history_table = table_name(table);
+    settings.analytics_table()
 }
 
 /// The SDK's own client for `table` of the Azurite at `endpoint`, to write and

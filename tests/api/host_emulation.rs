@@ -184,10 +184,38 @@ fn sample_request(function: &str, method: &reqwest::Method) -> (String, Value, u
         // After `session`'s DELETE too: nothing to share, nothing shared.
         ("share", _) => (owner, Value::Null, 404),
         ("shared", _) => (String::new(), Value::Null, 404),
+        ("analytics", _) => (format!("{owner}&from=2026-01-01"), Value::Null, 200),
+        ("analytics_app", _) => ("to=2099-12-31".into(), Value::Null, 200),
         (other, method) => {
             panic!("add a sample request for {method} of the new function {other:?} to this test")
         }
     }
+}
+
+#[test]
+fn the_app_figures_need_the_admin_key_and_a_customers_the_function_key() {
+    let functions = functions();
+    let auth_level = |name: &str| {
+        let (_, definition) = functions
+            .iter()
+            .find(|(function, _)| function == name)
+            .unwrap_or_else(|| panic!("no function {name}"));
+        (
+            trigger(definition)["authLevel"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            trigger(definition)["route"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        auth_level("analytics_app"),
+        ("admin".to_owned(), "analytics/app".to_owned())
+    );
+    assert_eq!(
+        auth_level("analytics"),
+        ("function".to_owned(), "analytics".to_owned())
+    );
 }
 
 /// What the host posts to `/{functionName}` for a non-HTTP function.

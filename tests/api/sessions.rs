@@ -15,8 +15,8 @@ use session_rag::settings::Settings;
 
 use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
 use crate::helpers::{
-    azurite_connection, insert_batched, raw_table_client, sessions_table_for, spawn_app_with,
-    stored_rows, use_table, TestApp, TestResponse,
+    azurite_connection, insert_batched, on_both_backends, raw_table_client, sessions_table_for,
+    spawn_app_with, spawn_on, stored_rows, Backend, TestApp, TestResponse,
 };
 
 /// `SESSION_TTL_DAYS` for expiry tests: one day, on a clock the test moves on
@@ -33,12 +33,6 @@ fn outlive_the_ttl(time: &TimeControl) {
     time.advance(chrono::TimeDelta::from_std(TTL).unwrap() + chrono::TimeDelta::seconds(1));
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Backend {
-    InProcess,
-    Table,
-}
-
 /// The app on one backend, driven through the sessions API.
 struct Manager {
     app: TestApp,
@@ -53,14 +47,7 @@ impl Manager {
     }
 
     async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
-        let table = unique_table_name("sessions");
-        let app = spawn_app_with(|settings| {
-            if backend == Backend::Table {
-                use_table(settings, &shared_table_endpoint(), &table);
-            }
-            configure(settings);
-        })
-        .await;
+        let (app, table) = spawn_on(backend, "sessions", configure).await;
         Self {
             app,
             backend,
@@ -189,24 +176,6 @@ fn encoded(session: &str) -> String {
 
 fn purge_reply(log: &str) -> Value {
     json!({"Outputs": {}, "Logs": [log], "ReturnValue": null})
-}
-
-/// Runs each behaviour once per backend, as `in_process::name` and `table_storage::name`.
-macro_rules! on_both_backends {
-    ($($behaviour:ident),+ $(,)?) => {
-        mod in_process {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::InProcess).await;
-            })+
-        }
-        mod table_storage {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::Table).await;
-            })+
-        }
-    };
 }
 
 on_both_backends!(

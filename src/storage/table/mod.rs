@@ -8,7 +8,9 @@
 //!   previous turn, the caller holds its window (`WindowCache`) and the append is
 //!   one entity-group transaction: a Merge of the last turn under `If-Match` of
 //!   its ETag (keys only: nothing the seed reads changes) and the Insert of the
-//!   new turn. An owned conversation adds one more: its listing entry.
+//!   new turn. An owned conversation adds one more: its listing entry. After
+//!   it come the daily counters (`counters.rs`): one write for the app, one for
+//!   the owner, sent together with the listing entry.
 //! - **A cold turn is two**: one query for the window (with turn 0, for the
 //!   owner), then that transaction.
 //! - **Window load is flat**: `recent(session, limit)` reads one key range of at
@@ -40,6 +42,7 @@
 //! never taken in the service's order (Cosmos DB for Table does not sort them).
 
 mod connection;
+mod counters;
 mod delete_all;
 mod entity;
 mod error;
@@ -56,7 +59,7 @@ use async_trait::async_trait;
 use azure_core::StatusCode;
 use azure_data_tables::clients::{PartitionKeyClient, TableClient};
 use azure_data_tables::IfMatchCondition;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -67,11 +70,12 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, Share, ShareOrigin, StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, Share, ShareOrigin, StorageError, Version,
+    Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
+use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -95,6 +99,10 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
+    /// The daily figures (`counters.rs`).
+    figures: TableClient,
+    figures_ready: OnceCell<()>,
+    counter_hints: counters::CounterHints,
     /// What this process has learnt about listings (`listing.rs`).
     listing_hints: listing::ListingHints,
     /// Shared snapshots (`shares.rs`).
@@ -179,8 +187,9 @@ impl TurnRows {
 
 impl TableStore {
     /// A store keeping turns in `history_table`, its listing index in
-    /// `sessions_table` and shared snapshots in `shares_table`, as `connection`
-    /// describes (by identity: with a token from `credentials`), trusting `trusted_cas` besides the public certificate
+    /// `sessions_table`, shared snapshots in `shares_table` and the daily figures in
+    /// `analytics_table`, as `connection` describes (by identity: with a token from
+    /// `credentials`), trusting `trusted_cas` besides the public certificate
     /// authorities. Makes no request: the handler starts (and answers, degraded)
     /// while storage is down.
     pub fn connect(
@@ -188,6 +197,7 @@ impl TableStore {
         history_table: &str,
         sessions_table: &str,
         shares_table: &str,
+        analytics_table: &str,
         credentials: &Credentials,
         trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
@@ -197,6 +207,9 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
+            figures: service.table_client(analytics_table),
+            figures_ready: OnceCell::new(),
+            counter_hints: counters::CounterHints::default(),
             listing_hints: listing::ListingHints::default(),
             shares: service.table_client(shares_table),
             shares_ready: OnceCell::new(),
@@ -834,7 +847,7 @@ impl ConversationStore for TableStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         self.merge_feedback(session, turn, requester, feedback)
             .await
     }
@@ -857,5 +870,26 @@ impl ConversationStore for TableStore {
 
     async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
         Ok(self.delete_shares_of(session, Some(id)).await? > 0)
+    }
+
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        self.add_to_counters(scope, day, change).await
+    }
+
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        self.read_counters(scope, days).await
+    }
+
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+        self.mark_customer(customer).await
     }
 }
