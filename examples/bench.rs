@@ -311,6 +311,8 @@ async fn window_loads(endpoint: &str) -> Vec<(usize, Duration, Duration)> {
                 &connection,
                 &table_name,
                 &format!("{table_name}Sessions"),
+                &format!("{table_name}Shares"),
+                &format!("{table_name}Analytics"),
                 &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
                 &[],
             )

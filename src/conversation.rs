@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::analytics;
 use crate::answer::{Answer, AnswerError, AnswerEvents, Answerer};
 use crate::clock::Clock;
 use crate::domain::{may_access, CustomerId, NewTurn, QueryRequest, Retention, SessionId};
@@ -234,17 +235,24 @@ impl Conversations {
                 ));
             }
         };
-        if turn.owner.is_some() {
-            if let Err(error) = store
-                .update_listing(budget, &session_id, number, &turn)
-                .await
-            {
-                tracing::warn!(%error, "conversation list not updated");
-                warnings.push(storage_warning(
-                    "this turn was saved, but the list of conversations was not updated",
-                    &error,
-                ));
+        // The listing entry and the figures at the same time: neither undoes the turn.
+        let listed = async {
+            match turn.owner {
+                Some(_) => {
+                    store
+                        .update_listing(budget, &session_id, number, &turn)
+                        .await
+                }
+                None => Ok(()),
             }
+        };
+        let counted = analytics::count_turn(store, budget, &session_id, number, &turn);
+        if let (Err(error), ()) = tokio::join!(listed, counted) {
+            tracing::warn!(%error, "conversation list not updated");
+            warnings.push(storage_warning(
+                "this turn was saved, but the list of conversations was not updated",
+                &error,
+            ));
         }
         Ok(Reply {
             answer,

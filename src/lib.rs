@@ -3,6 +3,7 @@
 //!
 //! `ARCHITECTURE.md` at the repository root maps the modules.
 
+pub mod analytics;
 pub mod answer;
 pub mod clock;
 pub mod conversation;

@@ -2,12 +2,15 @@
 //! conversations, read, delete and purge them, with ownership and expiry applied.
 //! It reads the durable store when storage is configured, else the in-process one.
 
+mod sharing;
+
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::analytics;
 use crate::clock::Clock;
 use crate::domain::{
     may_access, owner_of, title_of, CustomerId, Feedback, Match, Retention, SearchQuery, SessionId,
@@ -15,6 +18,7 @@ use crate::domain::{
 };
 use crate::storage::{
     Deleted, DeletedAll, GuardedStore, ListingPage, SessionSummary, StorageBudget, StorageError,
+    Window,
 };
 
 pub use crate::storage::ListPosition;
@@ -114,8 +118,11 @@ impl Sessions {
             return Ok(None);
         }
         // The last turn, whether it expired: an expired one is not read whole.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+        if self
+            .last_if_visible(budget, session, requester)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let turns = self.store.all(budget, session).await?;
@@ -137,13 +144,12 @@ impl Sessions {
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
         for _ in 0..DELETE_ATTEMPTS {
-            // The last turn says whether the conversation has expired; the window,
-            // who owns it.
-            let last = self.store.recent(budget, session, 1).await?;
-            let visible = self.visible(last.turns.last(), last.owner.as_ref(), requester);
-            let Some(seen) = last.seen().filter(|_| visible) else {
+            let last = self.last_if_visible(budget, session, requester).await?;
+            let Some(seen) = last.and_then(|last| last.seen()) else {
                 return Ok(false);
             };
+            // Shares first: should the delete fail, the conversation can be deleted again.
+            self.store.revoke_shares(budget, session).await?;
             match self.store.delete(budget, session, seen).await? {
                 Deleted::Deleted => return Ok(true),
                 Deleted::Missing => return Ok(false),
@@ -155,16 +161,35 @@ impl Sessions {
         ))
     }
 
-    /// Deletes every expired conversation.
+    /// Deletes every expired conversation, then the shares of conversations that
+    /// are gone.
     pub async fn purge(&self) -> Result<PurgeOutcome, StorageError> {
-        let Some(cutoff) = self.retention.cutoff(self.clock.now()) else {
-            return Ok(PurgeOutcome::KeptForever);
+        let budget = StorageBudget::lasting(PURGE_BUDGET);
+        let outcome = match self.retention.cutoff(self.clock.now()) {
+            None => PurgeOutcome::KeptForever,
+            Some(cutoff) => PurgeOutcome::Purged(self.store.purge_before(budget, cutoff).await?),
         };
-        let purged = self
-            .store
-            .purge_before(StorageBudget::lasting(PURGE_BUDGET), cutoff)
-            .await?;
-        Ok(PurgeOutcome::Purged(purged))
+        // Shares of gone conversations no longer read: a failure here leaves rows
+        // for the next purge, and the purge itself stands.
+        match self.sweep_shares(budget).await {
+            Ok(swept) => tracing::info!(swept, "deleted the shares of gone conversations"),
+            Err(error) => tracing::warn!(%error, "shares of gone conversations not deleted"),
+        }
+        Ok(outcome)
+    }
+
+    /// The window of `session`'s last turn (which says whether it expired, and who
+    /// owns it) when the conversation exists for `requester`; `None` otherwise.
+    async fn last_if_visible(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        requester: Option<&CustomerId>,
+    ) -> Result<Option<Window>, StorageError> {
+        let last = self.store.recent(budget, session, 1).await?;
+        Ok(self
+            .visible(last.turns.last(), last.owner.as_ref(), requester)
+            .then_some(last))
     }
 
     /// Whether a conversation whose last turn is `last`, owned by `owner`, exists
@@ -223,8 +248,9 @@ impl Sessions {
         self.store.delete_all(self.store.budget(), owner).await
     }
 
-    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`;
-    /// `false` (nothing changed) when there is no such turn for `requester`.
+    /// Records (`Some`) or removes (`None`) feedback on turn `turn` of `session`,
+    /// and counts the change in the figures; `false` (nothing changed) when there
+    /// is no such turn for `requester`.
     pub async fn set_feedback(
         &self,
         session: &SessionId,
@@ -233,15 +259,24 @@ impl Sessions {
         feedback: Option<&Feedback>,
     ) -> Result<bool, StorageError> {
         let budget = self.store.budget();
-        // The last turn says whether the conversation has expired. Ownership is
-        // checked again by the store, on the turn it changes.
-        let last = self.store.recent(budget, session, 1).await?;
-        if !self.visible(last.turns.last(), last.owner.as_ref(), requester) {
+        // Ownership is checked again by the store, on the turn it changes.
+        if self
+            .last_if_visible(budget, session, requester)
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
-        self.store
+        let Some(rated) = self
+            .store
             .set_feedback(budget, session, turn, requester, feedback)
-            .await
+            .await?
+        else {
+            return Ok(false);
+        };
+        let rating = feedback.map(|f| f.rating);
+        analytics::count_feedback(&self.store, budget, session, turn, &rated, rating).await;
+        Ok(true)
     }
 
     /// Up to `limit` of `owner`'s conversations after `after` that hold every word
@@ -339,8 +374,13 @@ mod tests {
     use async_trait::async_trait;
     use chrono::{DateTime, TimeDelta, Utc};
 
-    use crate::domain::NewTurn;
-    use crate::storage::{Appended, ConversationStore, Expectation, InProcessStore, Seen, Window};
+    use chrono::NaiveDate;
+
+    use crate::domain::{DayRange, NewTurn, ShareId};
+    use crate::storage::{
+        Appended, ConversationStore, DayCounts, Expectation, InProcessStore, Rated, Scope, Seen,
+        Share, ShareOrigin, Window,
+    };
 
     /// The in-process store, counting the reads the sessions API makes of it; given
     /// a turn in `restart_before_delete`, it starts the conversation again with that
@@ -434,8 +474,41 @@ mod tests {
             turn: u64,
             requester: Option<&CustomerId>,
             feedback: Option<&Feedback>,
-        ) -> Result<bool, StorageError> {
+        ) -> Result<Option<Rated>, StorageError> {
             self.store.set_feedback(s, turn, requester, feedback).await
+        }
+        async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+            self.store.create_share(share).await
+        }
+        async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+            self.store.shared(id).await
+        }
+        async fn revoke_shares(&self, s: &SessionId) -> Result<u64, StorageError> {
+            self.store.revoke_shares(s).await
+        }
+        async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+            self.store.share_origins().await
+        }
+        async fn revoke_share(&self, s: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+            self.store.revoke_share(s, id).await
+        }
+        async fn add_counts(
+            &self,
+            scope: &Scope,
+            day: NaiveDate,
+            change: DayCounts,
+        ) -> Result<(), StorageError> {
+            self.store.add_counts(scope, day, change).await
+        }
+        async fn day_counts(
+            &self,
+            scope: &Scope,
+            days: &DayRange,
+        ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+            self.store.day_counts(scope, days).await
+        }
+        async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+            self.store.first_seen(customer).await
         }
     }
 

@@ -216,6 +216,12 @@ pub struct Settings {
     /// `CHAT_SESSIONS_TABLE`, the listing index; `None`: [`Settings::sessions_table`]
     /// derives it from `CHAT_HISTORY_TABLE`.
     pub chat_sessions_table: Option<String>,
+    /// `CHAT_SHARES_TABLE`, the shared snapshots; `None`: [`Settings::shares_table`]
+    /// derives it from `CHAT_HISTORY_TABLE`.
+    pub chat_shares_table: Option<String>,
+    /// `CHAT_ANALYTICS_TABLE`, the daily figures; `None`: [`Settings::analytics_table`]
+    /// derives it from `CHAT_HISTORY_TABLE`.
+    pub chat_analytics_table: Option<String>,
     /// `SESSION_TTL_DAYS`: how long a conversation is kept after its last turn;
     /// `None` keeps conversations forever.
     pub session_ttl: Option<Duration>,
@@ -263,6 +269,8 @@ impl Settings {
             docs_dir: None,
             chat_history_table: TableName("OTISChatHistory".into()),
             chat_sessions_table: None,
+            chat_shares_table: None,
+            chat_analytics_table: None,
             session_ttl: None,
             trust_easy_auth_headers: false,
             storage: None,
@@ -388,6 +396,8 @@ impl Settings {
             docs_dir,
             chat_history_table: chat_history_table.unwrap_or(defaults.chat_history_table),
             chat_sessions_table: get("CHAT_SESSIONS_TABLE"),
+            chat_shares_table: get("CHAT_SHARES_TABLE"),
+            chat_analytics_table: get("CHAT_ANALYTICS_TABLE"),
             session_ttl: session_ttl.map(|days| Duration::from_secs_f64(days * SECONDS_PER_DAY)),
             trust_easy_auth_headers: trust_easy_auth_headers.unwrap_or(false),
             storage: storage_connection(get)?,
@@ -407,16 +417,35 @@ impl Settings {
             clock: defaults.clock,
         };
         settings.check_sessions_table()?;
+        settings.check_shares_table()?;
+        settings.check_analytics_table()?;
         Ok(settings)
     }
 
     /// The listing index's table: `CHAT_SESSIONS_TABLE`, else `CHAT_HISTORY_TABLE`
     /// followed by `Sessions` (`OTISChatSessions` by default).
     pub fn sessions_table(&self) -> String {
-        self.chat_sessions_table.clone().unwrap_or_else(|| {
+        self.beside_history(&self.chat_sessions_table, "Sessions")
+    }
+
+    /// The shared snapshots' table: `CHAT_SHARES_TABLE`, else `CHAT_HISTORY_TABLE`
+    /// followed by `Shares` (`OTISChatShares` by default).
+    pub fn shares_table(&self) -> String {
+        self.beside_history(&self.chat_shares_table, "Shares")
+    }
+
+    /// The daily figures' table: `CHAT_ANALYTICS_TABLE`, else `CHAT_HISTORY_TABLE`
+    /// followed by `Analytics` (`OTISChatAnalytics` by default).
+    pub fn analytics_table(&self) -> String {
+        self.beside_history(&self.chat_analytics_table, "Analytics")
+    }
+
+    /// `chosen`, else the history table's name with `History` replaced by `suffix`.
+    fn beside_history(&self, chosen: &Option<String>, suffix: &str) -> String {
+        chosen.clone().unwrap_or_else(|| {
             let history = self.chat_history_table.as_str();
             format!(
-                "{}Sessions",
+                "{}{suffix}",
                 history.strip_suffix("History").unwrap_or(history)
             )
         })
@@ -424,16 +453,48 @@ impl Settings {
 
     /// The listing index's table must be a valid name and not the history table.
     pub fn check_sessions_table(&self) -> Result<(), SettingsError> {
-        let name = self.sessions_table();
-        let problem = if !is_valid_table_name(&name) {
-            format!("{name:?} is not a valid table name (3-63 letters and digits, starting with a letter); set CHAT_SESSIONS_TABLE to one")
-        } else if name.eq_ignore_ascii_case(self.chat_history_table.as_str()) {
-            format!("{name:?} is the history table; the listing needs a table of its own")
-        } else {
-            return Ok(());
-        };
-        Err(SettingsError::new("CHAT_SESSIONS_TABLE", problem))
+        check_own_table(
+            "CHAT_SESSIONS_TABLE",
+            &self.sessions_table(),
+            &[self.chat_history_table.as_str()],
+        )
     }
+
+    /// The shares' table must be a valid name, apart from history and listing.
+    pub fn check_shares_table(&self) -> Result<(), SettingsError> {
+        check_own_table(
+            "CHAT_SHARES_TABLE",
+            &self.shares_table(),
+            &[self.chat_history_table.as_str(), &self.sessions_table()],
+        )
+    }
+
+    /// The figures' table must be a valid name and none of the other three.
+    pub fn check_analytics_table(&self) -> Result<(), SettingsError> {
+        check_own_table(
+            "CHAT_ANALYTICS_TABLE",
+            &self.analytics_table(),
+            &[
+                self.chat_history_table.as_str(),
+                &self.sessions_table(),
+                &self.shares_table(),
+            ],
+        )
+    }
+}
+
+/// `name` (the table of `setting`) must be a valid table name other than `taken`.
+fn check_own_table(setting: &str, name: &str, taken: &[&str]) -> Result<(), SettingsError> {
+    let problem = if !is_valid_table_name(name) {
+        format!("{name:?} is not a valid table name (3-63 letters and digits, starting with a letter); set {setting} to one")
+    } else if taken.iter().any(|other| name.eq_ignore_ascii_case(other)) {
+        format!(
+            "{name:?} is taken by another of the app's tables; {setting} needs a table of its own"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(SettingsError::new(setting, problem))
 }
 
 /// `true` or `false`, in any case.
@@ -537,6 +598,8 @@ mod tests {
             ("TRUST_EASY_AUTH_HEADERS", "yes"),
             ("CHAT_SESSIONS_TABLE", "chat-sessions"),
             ("CHAT_SESSIONS_TABLE", "OTISChatHistory"),
+            ("CHAT_ANALYTICS_TABLE", "chat-figures"),
+            ("CHAT_ANALYTICS_TABLE", "OTISChatSessions"),
             ("RUST_LOG", "session_rag=verbose"),
             ("LOG_FORMAT", "xml"),
             ("STORAGE_TRUSTED_CA_FILE", "/no/such/ca.pem"),
@@ -552,6 +615,7 @@ mod tests {
     fn conversation_management_settings() {
         let s = from(&[]).unwrap();
         assert_eq!(s.sessions_table(), "OTISChatSessions");
+        assert_eq!(s.analytics_table(), "OTISChatAnalytics");
         assert_eq!(s.session_ttl, None);
         assert!(!s.trust_easy_auth_headers);
 
@@ -562,6 +626,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.sessions_table(), "ChatsSessions");
+        assert_eq!(s.analytics_table(), "ChatsAnalytics");
         assert_eq!(s.session_ttl, Some(Duration::from_secs(43_200)));
         assert!(s.trust_easy_auth_headers);
 
@@ -572,6 +637,19 @@ mod tests {
         let long = format!("T{}", "x".repeat(60));
         let err = from(&[("CHAT_HISTORY_TABLE", long.as_str())]).unwrap_err();
         assert_eq!(err.name, "CHAT_SESSIONS_TABLE");
+    }
+
+    #[test]
+    fn shares_have_a_table_of_their_own() {
+        assert_eq!(from(&[]).unwrap().shares_table(), "OTISChatShares");
+        let s = from(&[("CHAT_HISTORY_TABLE", "Chats")]).unwrap();
+        assert_eq!(s.shares_table(), "ChatsShares");
+        let s = from(&[("CHAT_SHARES_TABLE", "Snapshots")]).unwrap();
+        assert_eq!(s.shares_table(), "Snapshots");
+        for taken in ["OTISChatHistory", "OTISChatSessions", "no"] {
+            let err = from(&[("CHAT_SHARES_TABLE", taken)]).unwrap_err();
+            assert_eq!(err.name, "CHAT_SHARES_TABLE", "{taken}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::analytics::Analytics;
 use crate::answer::{answerer_for, load_documents, DocumentIndex};
 use crate::conversation::Conversations;
 use crate::credential::Credentials;
@@ -50,6 +51,7 @@ impl Application {
         let stores = Stores::connect(&settings, &credentials).await?;
         let retention = retention(&settings);
         let sessions = Sessions::new(stores.managed(), retention, settings.clock.clone());
+        let analytics = Analytics::new(stores.managed());
         let conversations = Conversations::new(
             answerer,
             stores.in_process,
@@ -66,6 +68,7 @@ impl Application {
         let state = Arc::new(AppState {
             conversations,
             sessions,
+            analytics,
             documents_indexed: documents.len(),
             trust_easy_auth_headers: settings.trust_easy_auth_headers,
             stream_keep_alive: settings.stream_keep_alive,
@@ -130,10 +133,14 @@ impl Stores {
                 )),
                 (None, Some(connection)) => {
                     settings.check_sessions_table()?;
+                    settings.check_shares_table()?;
+                    settings.check_analytics_table()?;
                     Some(Arc::new(TableStore::connect(
                         connection,
                         settings.chat_history_table.as_str(),
                         &settings.sessions_table(),
+                        &settings.shares_table(),
+                        &settings.analytics_table(),
                         credentials,
                         &settings.storage_trusted_cas,
                     )?))

@@ -16,7 +16,27 @@ const FILE_NAME_ID_CHARS: usize = 100;
 /// `messages`: each turn's question then answer, stamped with the turn's time and
 /// number; an answer someone rated carries its `feedback`.
 pub fn document(session: &SessionId, title: &str, turns: &[Turn]) -> Value {
-    let messages: Vec<Value> = turns
+    json!({
+        "id": session.as_str(),
+        "title": title,
+        "customer_id": owner_of(turns).map(|owner| owner.as_str()),
+        "session_id": session.as_str(),
+        "created_at": turns.first().map(|t| timestamp_text(t.timestamp)),
+        "updated_at": turns.last().map(|t| timestamp_text(t.timestamp)),
+        "messages": messages(turns),
+    })
+}
+
+/// What a shared snapshot shows of a conversation: its title and messages, and
+/// nothing that names the conversation or its owner.
+pub fn snapshot(title: &str, turns: &[Turn]) -> Value {
+    json!({"title": title, "messages": messages(turns)})
+}
+
+/// Each turn's question then answer, stamped with the turn's time and number; an
+/// answer someone rated carries its `feedback`.
+fn messages(turns: &[Turn]) -> Vec<Value> {
+    turns
         .iter()
         .flat_map(|turn| {
             let timestamp = timestamp_text(turn.timestamp);
@@ -31,16 +51,7 @@ pub fn document(session: &SessionId, title: &str, turns: &[Turn]) -> Value {
                 answer,
             ]
         })
-        .collect();
-    json!({
-        "id": session.as_str(),
-        "title": title,
-        "customer_id": owner_of(turns).map(|owner| owner.as_str()),
-        "session_id": session.as_str(),
-        "created_at": turns.first().map(|t| timestamp_text(t.timestamp)),
-        "updated_at": turns.last().map(|t| timestamp_text(t.timestamp)),
-        "messages": messages,
-    })
+        .collect()
 }
 
 /// Feedback as the API shows it: `{"rating", "comment", "updated_at"}`.

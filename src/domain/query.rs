@@ -19,6 +19,7 @@ pub enum InvalidInput {
     Metadata,
     Title,
     Feedback,
+    Date,
 }
 
 /// A refused request body: what was wrong, and a message for the caller.

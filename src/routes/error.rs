@@ -80,6 +80,7 @@ impl ApiError {
                     InvalidInput::Metadata => "invalid_metadata",
                     InvalidInput::Title => "invalid_title",
                     InvalidInput::Feedback => "invalid_feedback",
+                    InvalidInput::Date => "invalid_date",
                 },
             ),
             ApiError::PayloadTooLarge { .. } => {

@@ -3,12 +3,14 @@
 //! that unknown routes, wrong methods and oversized bodies all get the contract's
 //! JSON errors.
 
+mod analytics;
 mod answer_stream;
 mod chat;
 mod error;
 mod invocation;
 mod query;
 mod sessions;
+mod shares;
 mod whoami;
 
 pub use error::ApiError;
@@ -23,6 +25,7 @@ use warp::http::{header, HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::analytics::Analytics;
 use crate::conversation::Conversations;
 use crate::sessions::Sessions;
 
@@ -36,6 +39,7 @@ pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
 pub struct AppState {
     pub conversations: Conversations,
     pub sessions: Sessions,
+    pub analytics: Analytics,
     pub documents_indexed: usize,
     /// `TRUST_EASY_AUTH_HEADERS`: the owner is the `X-MS-CLIENT-PRINCIPAL-ID` header.
     pub trust_easy_auth_headers: bool,
@@ -67,11 +71,15 @@ enum Endpoint {
     OpenApi,
     Purge,
     Feedback,
+    Share,
+    Shared,
+    Analytics,
+    AppAnalytics,
 }
 
 /// A path the handler serves and the methods it accepts there.
 pub struct Route {
-    /// `{session_id}` and `{turn}` stand for one path segment each.
+    /// `{session_id}`, `{turn}` and `{share_id}` stand for one path segment each.
     pub path: &'static str,
     /// The methods, as the `Allow` header of a 405 lists them.
     pub allow: &'static str,
@@ -163,6 +171,28 @@ pub const ROUTES: &[Route] = &[
         path: "/api/sessions/{session_id}/turns/{turn}/feedback",
         allow: "PUT, DELETE",
         endpoint: Endpoint::Feedback,
+    },
+    Route {
+        path: "/api/sessions/{session_id}/share",
+        allow: "POST, DELETE",
+        endpoint: Endpoint::Share,
+    },
+    // Anonymous (its own function): the share id is the capability.
+    Route {
+        path: "/api/shared/{share_id}",
+        allow: "GET",
+        endpoint: Endpoint::Shared,
+    },
+    Route {
+        path: "/api/analytics",
+        allow: "GET",
+        endpoint: Endpoint::Analytics,
+    },
+    // The whole app's figures: a function of its own, for the host's admin key.
+    Route {
+        path: "/api/analytics/app",
+        allow: "GET",
+        endpoint: Endpoint::AppAnalytics,
     },
 ];
 
@@ -287,7 +317,7 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Response {
 }
 
 /// Runs `endpoint` for a request whose method it accepts; `parameters` are the
-/// path's `{session_id}` (then `{turn}`) segments.
+/// path's `{session_id}` (then `{turn}`) or `{share_id}` segments.
 async fn serve(
     state: &Arc<AppState>,
     endpoint: Endpoint,
@@ -318,6 +348,10 @@ async fn serve(
             let turn = parameters.get(1).copied().unwrap_or_default();
             sessions::feedback(state, parameter, turn, request).await
         }
+        Endpoint::Share => shares::share(state, parameter, request).await,
+        Endpoint::Shared => shares::shared(state, parameter).await,
+        Endpoint::Analytics => analytics::customer(state, request).await,
+        Endpoint::AppAnalytics => analytics::app(state, request).await,
     }
 }
 

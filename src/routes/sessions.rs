@@ -51,10 +51,10 @@ pub fn requester(
 }
 
 /// A query string's parameters, percent-decoded.
-struct Parameters(Vec<(String, String)>);
+pub(super) struct Parameters(Vec<(String, String)>);
 
 impl Parameters {
-    fn of(request: &Request) -> Self {
+    pub(super) fn of(request: &Request) -> Self {
         Self(
             form_urlencoded::parse(request.query.as_bytes())
                 .into_owned()
@@ -63,7 +63,7 @@ impl Parameters {
     }
 
     /// The first value of `name`.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == name)
@@ -85,7 +85,11 @@ impl Parameters {
     }
 
     /// The customer whose conversations the request is about: required.
-    fn owner(&self, state: &AppState, request: &Request) -> Result<CustomerId, ApiError> {
+    pub(super) fn owner(
+        &self,
+        state: &AppState,
+        request: &Request,
+    ) -> Result<CustomerId, ApiError> {
         self.requester(state, request)?
             .ok_or_else(|| ApiError::invalid(InvalidInput::CustomerId, "customer_id is required"))
     }
@@ -171,12 +175,20 @@ pub async fn delete(
     raw_id: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let session = session_in_path(raw_id)?;
-    let requester = Parameters::of(request).requester(state, request)?;
-    if !state.sessions.delete(&session, requester.as_ref()).await? {
-        return Err(not_found(&session));
+    let (session, requester) = addressed(state, raw_id, request)?;
+    let deleted = state.sessions.delete(&session, requester.as_ref()).await?;
+    no_content_or_not_found(deleted, &session)
+}
+
+/// 204 when `done`, else the 404 of [`not_found`].
+pub(super) fn no_content_or_not_found(
+    done: bool,
+    session: &SessionId,
+) -> Result<Response, ApiError> {
+    match done {
+        true => Ok(StatusCode::NO_CONTENT.into_response()),
+        false => Err(not_found(session)),
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The formats a conversation exports to.
@@ -235,16 +247,26 @@ async fn conversation(
     raw_id: &str,
     request: &Request,
 ) -> Result<(SessionId, Vec<Turn>), ApiError> {
-    let session = session_in_path(raw_id)?;
-    let requester = Parameters::of(request).requester(state, request)?;
+    let (session, requester) = addressed(state, raw_id, request)?;
     match state.sessions.read(&session, requester.as_ref()).await? {
         Some(turns) => Ok((session, turns)),
         None => Err(not_found(&session)),
     }
 }
 
+/// The conversation the path names, and who asks about it.
+pub(super) fn addressed(
+    state: &AppState,
+    raw_id: &str,
+    request: &Request,
+) -> Result<(SessionId, Option<CustomerId>), ApiError> {
+    let session = session_in_path(raw_id)?;
+    let requester = Parameters::of(request).requester(state, request)?;
+    Ok((session, requester))
+}
+
 /// The same answer for an unknown, expired or someone else's conversation.
-fn not_found(session: &SessionId) -> ApiError {
+pub(super) fn not_found(session: &SessionId) -> ApiError {
     ApiError::NotFound(format!("no conversation {session}"))
 }
 

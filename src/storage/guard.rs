@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Window, WindowCache,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, Share, ShareOrigin, StorageError, Window,
+    WindowCache,
 };
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -291,13 +292,83 @@ impl GuardedStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         self.forget_window(session);
         self.call(
             budget,
             self.inner.set_feedback(session, turn, requester, feedback),
         )
         .await
+    }
+
+    pub async fn create_share(
+        &self,
+        budget: StorageBudget,
+        share: &Share,
+    ) -> Result<(), StorageError> {
+        self.call(budget, self.inner.create_share(share)).await
+    }
+
+    pub async fn shared(
+        &self,
+        budget: StorageBudget,
+        id: &ShareId,
+    ) -> Result<Option<Share>, StorageError> {
+        self.call(budget, self.inner.shared(id)).await
+    }
+
+    pub async fn revoke_shares(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+    ) -> Result<u64, StorageError> {
+        self.call(budget, self.inner.revoke_shares(session)).await
+    }
+
+    pub async fn share_origins(
+        &self,
+        budget: StorageBudget,
+    ) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.call(budget, self.inner.share_origins()).await
+    }
+
+    pub async fn revoke_share(
+        &self,
+        budget: StorageBudget,
+        session: &SessionId,
+        id: &ShareId,
+    ) -> Result<bool, StorageError> {
+        self.call(budget, self.inner.revoke_share(session, id))
+            .await
+    }
+
+    pub async fn add_counts(
+        &self,
+        budget: StorageBudget,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        self.call_aside(budget, self.inner.add_counts(scope, day, change))
+            .await
+    }
+
+    pub async fn day_counts(
+        &self,
+        budget: StorageBudget,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        self.call(budget, self.inner.day_counts(scope, days)).await
+    }
+
+    pub async fn first_seen(
+        &self,
+        budget: StorageBudget,
+        customer: &CustomerId,
+    ) -> Result<bool, StorageError> {
+        self.call_aside(budget, self.inner.first_seen(customer))
+            .await
     }
 
     async fn call<T>(
@@ -313,6 +384,23 @@ impl GuardedStore {
         let was_trial = trial.breaker.take().is_some();
         self.record(&result, was_trial);
         result
+    }
+
+    /// Counting after a stored turn: tried only while the breaker is closed, and
+    /// its outcome leaves the breaker as it is, so the figures (a counter that
+    /// kept changing, say) never make the next turns skip storage.
+    async fn call_aside<T>(
+        &self,
+        budget: StorageBudget,
+        operation: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        if !matches!(lock(&self.breaker).state, BreakerState::Closed) {
+            return Err(StorageError::CircuitOpen { retry_in_ms: 0 });
+        }
+        match tokio::time::timeout_at(budget.deadline, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Timeout),
+        }
     }
 
     fn admit(&self) -> Result<TrialGuard, StorageError> {
@@ -458,7 +546,48 @@ mod tests {
             _: u64,
             _: Option<&CustomerId>,
             _: Option<&Feedback>,
-        ) -> Result<bool, StorageError> {
+        ) -> Result<Option<Rated>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn add_counts(
+            &self,
+            _: &Scope,
+            _: NaiveDate,
+            _: DayCounts,
+        ) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn day_counts(
+            &self,
+            _: &Scope,
+            _: &DayRange,
+        ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn first_seen(&self, _: &CustomerId) -> Result<bool, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn create_share(&self, _: &Share) -> Result<(), StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn shared(&self, _: &ShareId) -> Result<Option<Share>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn revoke_shares(&self, _: &SessionId) -> Result<u64, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending().await
+        }
+        async fn revoke_share(&self, _: &SessionId, _: &ShareId) -> Result<bool, StorageError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending().await
         }

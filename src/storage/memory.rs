@@ -1,19 +1,25 @@
 //! In-process conversations: lost at restart, bounded in total size.
 
+mod shelf;
+
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{
-    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, Share, ShareOrigin, StorageError, Version,
+    Window,
 };
-use crate::domain::{may_access, title_of, CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{
+    may_access, title_of, CustomerId, DayRange, Feedback, NewTurn, SessionId, ShareId, Title, Turn,
+};
+use shelf::Shelf;
 
 /// Keeps the turns of every session in memory, within `max_bytes`: past it, the
 /// least recently used sessions are dropped whole, so a flood of session ids cannot
@@ -26,7 +32,23 @@ use crate::domain::{may_access, title_of, CustomerId, Feedback, NewTurn, Session
 pub struct InProcessStore {
     max_bytes: usize,
     state: Mutex<State>,
+    /// Shares, within their own `max_bytes`.
+    shares: Mutex<Shelf>,
+    figures: Mutex<Figures>,
 }
+
+/// The daily figures, kept apart from the turns: evicting a conversation does not
+/// un-count it.
+#[derive(Default)]
+struct Figures {
+    days: HashMap<Scope, BTreeMap<NaiveDate, DayCounts>>,
+    rows: usize,
+    customers: HashSet<CustomerId>,
+}
+
+/// Day rows (and customers) kept at most, so that a flood of customer ids cannot
+/// exhaust the process; past it, new ones are refused (and not counted).
+const MAX_FIGURE_ROWS: usize = 100_000;
 
 #[derive(Default)]
 struct State {
@@ -192,6 +214,8 @@ impl InProcessStore {
         Self {
             max_bytes,
             state: Mutex::new(State::default()),
+            shares: Mutex::new(Shelf::default()),
+            figures: Mutex::new(Figures::default()),
         }
     }
 
@@ -200,10 +224,23 @@ impl InProcessStore {
         self.lock().sessions.len()
     }
 
+    fn shelf(&self) -> std::sync::MutexGuard<'_, Shelf> {
+        // Like the conversations: nothing a panic could leave half done matters more.
+        self.shares
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps inconsistent in a way
         // that matters more than losing the service; keep serving.
         self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn figures(&self) -> std::sync::MutexGuard<'_, Figures> {
+        self.figures
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -492,24 +529,110 @@ impl ConversationStore for InProcessStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         let mut state = self.lock();
         let Some(held) = state.sessions.get_mut(session) else {
-            return Ok(false);
+            return Ok(None);
         };
         if !may_access(held.owner.as_ref(), requester) {
-            return Ok(false);
+            return Ok(None);
         }
         // Turns dropped to stay within the cap cannot be rated any more.
         let Some(stored) = held.turns.iter_mut().find(|t| t.index == turn) else {
-            return Ok(false);
+            return Ok(None);
+        };
+        let rated = Rated {
+            owner: held.owner.clone(),
+            asked_at: stored.timestamp,
+            previous: stored.feedback.as_ref().map(|f| f.rating),
         };
         let removed = turn_bytes(stored);
         stored.feedback = feedback.cloned();
         let added = turn_bytes(stored);
         held.bytes = held.bytes + added - removed;
         state.bytes = state.bytes + added - removed;
-        Ok(true)
+        Ok(Some(rated))
+    }
+
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        let mut figures = self.figures();
+        let known = figures
+            .days
+            .get(scope)
+            .is_some_and(|days| days.contains_key(&day));
+        if !known {
+            if figures.rows >= MAX_FIGURE_ROWS {
+                return Err(StorageError::Rejected(
+                    "too many daily figures held in process".into(),
+                ));
+            }
+            figures.rows += 1;
+        }
+        let counts = figures
+            .days
+            .entry(scope.clone())
+            .or_default()
+            .entry(day)
+            .or_default();
+        *counts = counts.plus(change);
+        Ok(())
+    }
+
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        let figures = self.figures();
+        let Some(held) = figures.days.get(scope) else {
+            return Ok(Vec::new());
+        };
+        let from = days.from.unwrap_or(NaiveDate::MIN);
+        let to = days.to.unwrap_or(NaiveDate::MAX);
+        Ok(held
+            .range(from..=to)
+            .map(|(day, counts)| (*day, *counts))
+            .collect())
+    }
+
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+        let mut figures = self.figures();
+        if figures.customers.contains(customer) {
+            return Ok(false);
+        }
+        if figures.rows >= MAX_FIGURE_ROWS {
+            return Err(StorageError::Rejected(
+                "too many daily figures held in process".into(),
+            ));
+        }
+        figures.rows += 1;
+        Ok(figures.customers.insert(customer.clone()))
+    }
+
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+        self.shelf().put(share, self.max_bytes);
+        Ok(())
+    }
+
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+        Ok(self.shelf().get(id).cloned())
+    }
+
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
+        Ok(self.shelf().remove_session(session))
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        Ok(self.shelf().origins())
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        Ok(self.shelf().remove_of(session, id))
     }
 }
 

@@ -19,9 +19,11 @@ use window_cache::WindowCache;
 
 use async_trait::async_trait;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{
+    CustomerId, DayRange, Feedback, NewTurn, Rating, SessionId, ShareId, Title, Turn,
+};
 
 /// The most recent turns of a session, oldest first, how many turns it has in all,
 /// who owns it and how its last turn was stored: all an append needs to state what
@@ -175,6 +177,88 @@ pub struct DeletedAll {
     pub complete: bool,
 }
 
+/// A read-only snapshot of a conversation's turns, shared under an unguessable id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Share {
+    pub id: ShareId,
+    pub session: SessionId,
+    /// Which conversation it was taken of: its owner and when its turn 0 was
+    /// asked. A conversation deleted or started again since is another one.
+    pub owner: CustomerId,
+    pub started_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// How many turns it holds.
+    pub turns: u64,
+    /// The snapshot as served (JSON text), opaque to the store and never cut.
+    pub document: String,
+}
+
+/// Which conversation a share was taken of: a [`Share`] without its snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareOrigin {
+    pub id: ShareId,
+    pub session: SessionId,
+    pub owner: CustomerId,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Share {
+    pub fn origin(&self) -> ShareOrigin {
+        ShareOrigin {
+            id: self.id.clone(),
+            session: self.session.clone(),
+            owner: self.owner.clone(),
+            started_at: self.started_at,
+        }
+    }
+}
+
+/// The turn whose feedback [`ConversationStore::set_feedback`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rated {
+    /// The conversation's owner.
+    pub owner: Option<CustomerId>,
+    /// When the rated turn was asked: the day its feedback counts on.
+    pub asked_at: DateTime<Utc>,
+    /// The rating the write replaced (`None`: there was none).
+    pub previous: Option<Rating>,
+}
+
+/// Whose figures: one customer's (the conversations they own) or the whole app's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Customer(CustomerId),
+    App,
+}
+
+/// What happened on one UTC day, or a change to it: conversations started, turns
+/// stored, the ratings standing on that day's answers, and (app-wide) customers
+/// whose first conversation started that day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DayCounts {
+    pub conversations: i64,
+    pub turns: i64,
+    pub up: i64,
+    pub down: i64,
+    pub customers: i64,
+}
+
+impl DayCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            conversations: self.conversations + other.conversations,
+            turns: self.turns + other.turns,
+            up: self.up + other.up,
+            down: self.down + other.down,
+            customers: self.customers + other.customers,
+        }
+    }
+}
+
 /// Why a storage call failed, whatever the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -290,14 +374,52 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> Result<DeletedAll, StorageError>;
 
     /// Records (`Some`) or removes (`None`) the feedback on turn `turn` of
-    /// `session`; `false`, changing nothing, when the turn does not exist or
-    /// `requester` may not access its conversation. Only the feedback changes: the
-    /// turn's other properties stay as they are, and no turn is ever created.
+    /// `session`, and says what it replaced; `None`, changing nothing, when the
+    /// turn does not exist or `requester` may not access its conversation. Only the
+    /// feedback changes: the turn's other properties stay as they are, and no turn
+    /// is ever created.
     async fn set_feedback(
         &self,
         session: &SessionId,
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError>;
+    ) -> Result<Option<Rated>, StorageError>;
+
+    /// Stores `share`, readable by its id (whole or not at all) until revoked.
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError>;
+
+    /// The share stored as `id`; `None` when there is none or it was revoked.
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError>;
+
+    /// Revokes every share of `session`; how many there were.
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError>;
+
+    /// Where every stored share comes from, revoked or not yet whole ones aside.
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError>;
+
+    /// Revokes share `id` of `session` alone; `false` if there was none.
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError>;
+
+    /// Adds `change` (not all zero) to the figures of `scope` for `day`: applied
+    /// once when `Ok`, not at all when refused. Many writers (in many processes) may add at the
+    /// same time; none is lost.
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError>;
+
+    /// The figures of `scope` for each day of `days` that has any, in date order.
+    /// Costs about the number of days, whatever the number of conversations.
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError>;
+
+    /// Records that `customer` has started a conversation; `true` only for the
+    /// first call ever for that customer, even among concurrent callers.
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError>;
 }

@@ -12,6 +12,64 @@ use session_rag::startup::Application;
 use session_rag::storage::{ConversationStore, Deleted, StorageError, TableStore};
 
 use crate::azurite;
+use crate::cosmos::use_cosmos;
+
+/// Where the sessions API keeps conversations in a test: in process (no storage
+/// configured, conversations without `enable_persistence`), in Table Storage (the
+/// shared Azurite) or in Cosmos DB (the shared stand-in).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    InProcess,
+    Table,
+    Cosmos,
+}
+
+/// Runs each behaviour (an `async fn(Backend)` of the calling module) once per
+/// backend, as `in_process::name`, `table_storage::name` and `cosmos_db::name`.
+macro_rules! on_every_backend {
+    ($($behaviour:ident),+ $(,)?) => {
+        mod in_process {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::InProcess).await;
+            })+
+        }
+        mod table_storage {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::Table).await;
+            })+
+        }
+        mod cosmos_db {
+            $(#[tokio::test]
+            async fn $behaviour() {
+                super::$behaviour(crate::helpers::Backend::Cosmos).await;
+            })+
+        }
+    };
+}
+pub(crate) use on_every_backend;
+
+/// The app on `backend` (Table Storage: a new table named after `prefix` in the
+/// shared Azurite; Cosmos DB: a new container so named in the shared stand-in),
+/// with settings changed by `configure`; and that table's or container's name.
+pub async fn spawn_on(
+    backend: Backend,
+    prefix: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, String) {
+    let table = azurite::unique_table_name(prefix);
+    let app = spawn_app_with(|settings| {
+        match backend {
+            Backend::InProcess => {}
+            Backend::Table => use_table(settings, &azurite::shared_table_endpoint(), &table),
+            Backend::Cosmos => use_cosmos(settings, &table),
+        }
+        configure(settings);
+    })
+    .await;
+    (app, table)
+}
 
 pub struct TestApp {
     pub address: String,
@@ -103,6 +161,8 @@ pub fn shared_table_store(table: &str) -> TableStore {
         &azurite_connection(&azurite::shared_table_endpoint()),
         table,
         &sessions_table_for(table),
+        &shares_table_for(table),
+        &analytics_table_for(table),
         &Credentials::new(CredentialChoice::DeveloperTools, Clock::system()),
         &[],
     )
@@ -119,6 +179,20 @@ pub fn sessions_table_for(table: &str) -> String {
     let mut settings = Settings::defaults();
     settings.chat_history_table = table_name(table);
     settings.sessions_table()
+}
+
+/// The shares' table the app uses beside the history table `table`.
+pub fn shares_table_for(table: &str) -> String {
+    let mut settings = Settings::defaults();
+    settings.chat_history_table = table_name(table);
+    settings.shares_table()
+}
+
+/// The figures' table the app uses beside the history table `table`.
+pub fn analytics_table_for(table: &str) -> String {
+    let mut settings = Settings::defaults();
+    settings.chat_history_table = table_name(table);
+    settings.analytics_table()
 }
 
 /// The SDK's own client for `table` of the Azurite at `endpoint`, to write and

@@ -181,10 +181,41 @@ fn sample_request(function: &str, method: &reqwest::Method) -> (String, Value, u
         ("session", "DELETE") => (owner, Value::Null, 204),
         // After `session`'s DELETE: nothing of the customer's is left.
         ("sessions", "DELETE") => (owner, Value::Null, 200),
+        // After `session`'s DELETE too: nothing to share, nothing shared.
+        ("share", _) => (owner, Value::Null, 404),
+        ("shared", _) => (String::new(), Value::Null, 404),
+        ("analytics", _) => (format!("{owner}&from=2026-01-01"), Value::Null, 200),
+        ("analytics_app", _) => ("to=2099-12-31".into(), Value::Null, 200),
         (other, method) => {
             panic!("add a sample request for {method} of the new function {other:?} to this test")
         }
     }
+}
+
+#[test]
+fn the_app_figures_need_the_admin_key_and_a_customers_the_function_key() {
+    let functions = functions();
+    let auth_level = |name: &str| {
+        let (_, definition) = functions
+            .iter()
+            .find(|(function, _)| function == name)
+            .unwrap_or_else(|| panic!("no function {name}"));
+        (
+            trigger(definition)["authLevel"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            trigger(definition)["route"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        auth_level("analytics_app"),
+        ("admin".to_owned(), "analytics/app".to_owned())
+    );
+    assert_eq!(
+        auth_level("analytics"),
+        ("function".to_owned(), "analytics".to_owned())
+    );
 }
 
 /// What the host posts to `/{functionName}` for a non-HTTP function.
@@ -222,6 +253,21 @@ fn expected_reply(function: &str) -> Value {
             json!({"Outputs": {}, "Logs": ["purged 0 expired conversations"], "ReturnValue": null})
         }
         other => panic!("add the expected reply of the new function {other:?} to this test"),
+    }
+}
+
+/// Starts the freshly copied handler. While another test thread forks, its child
+/// briefly holds our copy's write descriptor and exec meets ETXTBSY: try again.
+async fn spawn_copied(command: &mut tokio::process::Command) -> tokio::process::Child {
+    let mut attempts = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            spawned => return spawned.expect("the host can start defaultExecutablePath"),
+        }
     }
 }
 
@@ -297,9 +343,7 @@ impl Deployment {
             )
             .env("SESSION_TTL_DAYS", "30")
             .envs(settings.iter().copied());
-        let child = command
-            .spawn()
-            .expect("the host can start defaultExecutablePath");
+        let child = spawn_copied(&mut command).await;
 
         // The host probes GET / every 25 ms until any HTTP answer arrives.
         let client = reqwest::Client::new();
@@ -355,7 +399,8 @@ async fn call_every_function(deployment: &Deployment, base: &str) {
                 .as_str()
                 .unwrap_or(&name)
                 .replace("{session_id}", SESSION)
-                .replace("{turn}", "0");
+                .replace("{turn}", "0")
+                .replace("{share_id}", "AAAAAAAAAAAAAAAAAAAAAA");
             for method in trigger["methods"].as_array().expect("methods are declared") {
                 let method =
                     reqwest::Method::from_bytes(method.as_str().unwrap().to_uppercase().as_bytes())

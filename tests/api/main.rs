@@ -1,5 +1,6 @@
 //! One test binary for everything that talks to the service from outside.
 
+mod analytics;
 mod azurite;
 mod chat;
 mod cosmos;

@@ -2,7 +2,8 @@
 //! front of Azurite (loopback only), and what a stale window costs when another
 //! writer got there first: the refused transaction, a point read of the turn it
 //! tried to store (a retried request of ours may have landed after all), the
-//! window read again, and the append decided again.
+//! window read again, and the append decided again. Each stored turn then adds
+//! its daily counters (the app's; an owned turn the customer's too).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -109,7 +110,8 @@ async fn counted(app: &TestApp, proxy: &CountingProxy, body: Value) -> (Value, u
 }
 
 #[tokio::test]
-async fn a_steady_turn_costs_one_storage_request_and_an_owned_one_adds_its_listing_entry() {
+async fn a_steady_turn_costs_one_transaction_and_its_counter_and_an_owned_one_adds_its_listing_entry_and_counter(
+) {
     let proxy = CountingProxy::start(&shared_table_endpoint()).await;
     let table = unique_table_name("roundtrips");
     let app = app_through(&proxy, &table).await;
@@ -130,11 +132,12 @@ async fn a_steady_turn_costs_one_storage_request_and_an_owned_one_adds_its_listi
     }
     assert_eq!(
         steady,
-        [1, 1, 1, 1],
-        "one entity-group transaction per steady turn"
+        [2, 2, 2, 2],
+        "one entity-group transaction per steady turn, then the app's daily counter"
     );
 
-    // An owned conversation: the transaction, then its listing entry.
+    // An owned conversation: the transaction, then its listing entry and the
+    // customer's and the app's daily counters, at the same time.
     counted(
         &app,
         &proxy,
@@ -148,7 +151,10 @@ async fn a_steady_turn_costs_one_storage_request_and_an_owned_one_adds_its_listi
     )
     .await;
     assert_eq!(reply["turn"], 1);
-    assert_eq!(owned, 2, "the transaction and the listing entry");
+    assert_eq!(
+        owned, 4,
+        "the transaction, the listing entry, two daily counters"
+    );
 
     // A process that has not served the session reads its window first.
     let cold_app = app_through(&proxy, &table).await;
@@ -160,7 +166,7 @@ async fn a_steady_turn_costs_one_storage_request_and_an_owned_one_adds_its_listi
     .await;
     assert_eq!(reply["turn"], 5);
     println!(
-        "storage requests per persistent turn: new conversation in a new process {cold} (table creation included), steady 1, owned steady {owned}, cold continuation {cold_continuation} (table creation included)"
+        "storage requests per persistent turn: new conversation in a new process {cold} (table creation included), steady 2 (one of them the app's daily counter), owned steady {owned} (two of them daily counters), cold continuation {cold_continuation} (table creation included)"
     );
 }
 
@@ -219,8 +225,8 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         (Some(3), Some(2))
     );
     assert_eq!(
-        requests, 4,
-        "the failed transaction, the read that tells it was not ours after all, the window, the transaction"
+        requests, 5,
+        "the failed transaction, the read that tells it was not ours after all, the window, the transaction, the app's counter"
     );
     assert_eq!(
         stored(&table, "s").await,
@@ -232,10 +238,13 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         ]
     );
     // Another process takes turns here: from now on the window is read first (two
-    // requests), not held and refused (four).
+    // requests), not held and refused (four); each then adds the app's counter.
     let (reply, requests) = counted(&app, &proxy, persistent("And who calls it?", "s", None)).await;
     assert_eq!(reply["turn"], 4);
-    assert_eq!(requests, 2, "the window, the transaction");
+    assert_eq!(
+        requests, 3,
+        "the window, the transaction, the app's counter"
+    );
 
     // Deleted elsewhere: the transaction fails and the turn starts a new conversation.
     app.ask(persistent("What does LONPF2 do?", "deleted", None))
@@ -251,8 +260,8 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
     .await;
     assert_eq!(reply["turn"], 0);
     assert_eq!(
-        requests, 4,
-        "the failed transaction, the read that tells it was not ours after all, the window, the insert"
+        requests, 5,
+        "the failed transaction, the read that tells it was not ours after all, the window, the insert, the app's counter"
     );
     assert_eq!(
         stored(&table, "deleted").await,
@@ -286,8 +295,8 @@ async fn a_window_overtaken_elsewhere_fails_the_transaction_and_the_retry_stores
         (Some(1), Some(2))
     );
     assert_eq!(
-        requests, 4,
-        "the failed transaction, the read that tells it was not ours after all, the window, the transaction"
+        requests, 5,
+        "the failed transaction, the read that tells it was not ours after all, the window, the transaction, the app's counter"
     );
     assert_eq!(
         stored(&table, "restarted").await,

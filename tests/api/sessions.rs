@@ -14,10 +14,9 @@ use session_rag::clock::{Clock, TimeControl};
 use session_rag::settings::Settings;
 
 use crate::azurite::{self, free_port, shared_table_endpoint, unique_table_name};
-use crate::cosmos::use_cosmos;
 use crate::helpers::{
-    azurite_connection, insert_batched, raw_table_client, sessions_table_for, spawn_app_with,
-    stored_rows, use_table, TestApp, TestResponse,
+    azurite_connection, insert_batched, on_every_backend, raw_table_client, sessions_table_for,
+    spawn_app_with, spawn_on, stored_rows, Backend, TestApp, TestResponse,
 };
 
 /// `SESSION_TTL_DAYS` for expiry tests: one day, on a clock the test moves on
@@ -34,13 +33,6 @@ fn outlive_the_ttl(time: &TimeControl) {
     time.advance(chrono::TimeDelta::from_std(TTL).unwrap() + chrono::TimeDelta::seconds(1));
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Backend {
-    InProcess,
-    Table,
-    Cosmos,
-}
-
 /// The app on one backend, driven through the sessions API.
 struct Manager {
     app: TestApp,
@@ -55,16 +47,7 @@ impl Manager {
     }
 
     async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
-        let table = unique_table_name("sessions");
-        let app = spawn_app_with(|settings| {
-            match backend {
-                Backend::Table => use_table(settings, &shared_table_endpoint(), &table),
-                Backend::Cosmos => use_cosmos(settings, &table),
-                Backend::InProcess => {}
-            }
-            configure(settings);
-        })
-        .await;
+        let (app, table) = spawn_on(backend, "sessions", configure).await;
         Self {
             app,
             backend,
@@ -197,31 +180,6 @@ fn encoded(session: &str) -> String {
 
 fn purge_reply(log: &str) -> Value {
     json!({"Outputs": {}, "Logs": [log], "ReturnValue": null})
-}
-
-/// Runs each behaviour once per backend, as `in_process::name`, `table_storage::name`
-/// and `cosmos_db::name`.
-macro_rules! on_every_backend {
-    ($($behaviour:ident),+ $(,)?) => {
-        mod in_process {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::InProcess).await;
-            })+
-        }
-        mod table_storage {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::Table).await;
-            })+
-        }
-        mod cosmos_db {
-            $(#[tokio::test]
-            async fn $behaviour() {
-                super::$behaviour(super::Backend::Cosmos).await;
-            })+
-        }
-    };
 }
 
 on_every_backend!(
@@ -1198,7 +1156,7 @@ mod manager {
     use super::*;
     use futures::StreamExt;
 
-    on_both_backends!(
+    on_every_backend!(
         a_renamed_conversation_shows_its_title_in_listing_document_and_export,
         bad_titles_are_refused_and_change_nothing,
         someone_elses_rename_is_not_found_and_changes_nothing,
@@ -1392,7 +1350,7 @@ mod manager {
         manager.say("What does LONPF2 do?", "open", None).await;
         let rows_before = match backend {
             Backend::Table => Some(manager.rows("private").await),
-            Backend::InProcess => None,
+            Backend::InProcess | Backend::Cosmos => None,
         };
         let title = json!({"title": "Mallory was here"});
         let unknown = manager
@@ -1461,7 +1419,7 @@ mod manager {
 
         let bobs_listing_rows = match backend {
             Backend::Table => manager.index_rows("bob").await,
-            Backend::InProcess => Vec::new(),
+            Backend::InProcess | Backend::Cosmos => Vec::new(),
         };
         let deleted = manager.delete_all("customer_id=alice").await;
         assert_eq!(deleted.status, 200, "{}", deleted.body);
@@ -1914,7 +1872,7 @@ mod search {
     use super::*;
     use futures::StreamExt;
 
-    on_both_backends!(
+    on_every_backend!(
         search_finds_only_the_customers_conversations_holding_every_word,
         search_parameters_are_checked,
         search_pages_like_the_listing,
@@ -2187,4 +2145,378 @@ async fn a_question_reads_back_exactly_as_sent(backend: Backend) {
         .query(manager.turn(&format!("{longest} "), "longest", Some("exact")))
         .await
         .assert_error(400, "invalid_question");
+}
+
+// Sharing: read-only snapshots under an unguessable id.
+mod sharing {
+    use super::*;
+
+    on_every_backend!(
+        a_snapshot_stays_as_it_was_when_later_turns_are_added,
+        the_shared_view_carries_no_customer_id,
+        a_wrong_share_id_is_not_found,
+        someone_elses_conversation_cannot_be_shared,
+        revoking_kills_every_share_of_the_conversation,
+        deleting_the_conversation_kills_its_shares,
+        deleting_all_conversations_kills_their_shares,
+        expiry_kills_shares_and_a_restart_does_not_revive_them,
+    );
+
+    impl Manager {
+        /// `POST /api/sessions/{session}/share?customer_id=…`.
+        async fn share(&self, session: &str, customer: &str) -> TestResponse {
+            let url = self.url(&format!(
+                "/api/sessions/{}/share?customer_id={customer}",
+                encoded(session)
+            ));
+            self.app.send(self.app.client.post(url)).await
+        }
+
+        /// Shares and returns the new share id.
+        async fn shared_id(&self, session: &str, customer: &str) -> String {
+            let created = self.share(session, customer).await;
+            assert_eq!(created.status, 201, "{}", created.body);
+            created.body["share_id"].as_str().unwrap().to_owned()
+        }
+
+        async fn unshare(&self, session: &str, customer: &str) -> u16 {
+            self.delete(&format!(
+                "/api/sessions/{}/share?customer_id={customer}",
+                encoded(session)
+            ))
+            .await
+            .status()
+            .as_u16()
+        }
+
+        async fn open_share(&self, id: &str) -> TestResponse {
+            self.get(&format!("/api/shared/{id}")).await
+        }
+
+        /// How many rows the shares table holds in `partition` (Table backend only).
+        async fn share_rows(&self, partition: &str) -> usize {
+            let shares = raw_table_client(
+                &shared_table_endpoint(),
+                &crate::helpers::shares_table_for(&self.table),
+            );
+            stored_rows(&shares, partition).await.len()
+        }
+
+        async fn assert_share_gone(&self, id: &str) {
+            self.open_share(id).await.assert_error(404, "not_found");
+        }
+    }
+
+    async fn a_snapshot_stays_as_it_was_when_later_turns_are_added(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "snap", Some("alice"))
+            .await;
+        manager.say("Who calls it?", "snap", Some("alice")).await;
+        let before = manager.get("/api/sessions/snap?customer_id=alice").await;
+
+        let created = manager.share("snap", "alice").await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["share_id"].as_str().unwrap();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(created.body["turns"], 2);
+        assert!(created.body["created_at"].as_str().unwrap().ends_with('Z'));
+
+        // Later turns, a rename and feedback change the conversation, not the snapshot.
+        manager
+            .say("What does LONES1 do?", "snap", Some("alice"))
+            .await;
+        let renamed = manager
+            .app
+            .client
+            .patch(manager.url("/api/sessions/snap?customer_id=alice"))
+            .json(&json!({"title": "Renamed later"}));
+        assert_eq!(manager.app.send(renamed).await.status, 200);
+        let rated = manager
+            .app
+            .client
+            .put(manager.url("/api/sessions/snap/turns/1/feedback?customer_id=alice"))
+            .json(&json!({"rating": "up"}));
+        assert_eq!(manager.app.send(rated).await.status, 200);
+
+        let shared = manager.open_share(id).await;
+        assert_eq!(shared.status, 200, "{}", shared.body);
+        assert_eq!(shared.body["share_id"], id);
+        assert_eq!(shared.body["title"], "What does LONPF2 do?");
+        assert_eq!(shared.body["turns"], 2);
+        assert_eq!(shared.body["created_at"], created.body["created_at"]);
+        assert_eq!(shared.body["messages"], before.body["messages"]);
+        let turns: Vec<&Value> = shared.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["turn"])
+            .collect();
+        assert_eq!(turns, [&json!(0), &json!(0), &json!(1), &json!(1)]);
+
+        // A second share is another snapshot, of the conversation as it now is.
+        let later = manager.shared_id("snap", "alice").await;
+        assert_ne!(later, id);
+        let later = manager.open_share(&later).await;
+        assert_eq!(later.body["turns"], 3);
+        assert_eq!(later.body["title"], "Renamed later");
+        assert_eq!(later.body["messages"][3]["feedback"]["rating"], "up");
+        // The first is unchanged by it.
+        assert_eq!(manager.open_share(id).await.body, shared.body);
+    }
+
+    async fn the_shared_view_carries_no_customer_id(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        let (owner, session) = ("cust-7f3a9c", "conv-51e2b8");
+        manager
+            .say("What does LONPF2 do?", session, Some(owner))
+            .await;
+        let id = manager.shared_id(session, owner).await;
+        let shared = manager.open_share(&id).await;
+        assert_eq!(shared.status, 200, "{}", shared.body);
+        let text = shared.body.to_string();
+        assert!(!text.contains(owner), "{text}");
+        assert!(!text.contains(session), "{text}");
+        let keys: BTreeSet<&str> = shared
+            .body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["share_id", "title", "created_at", "turns", "messages"])
+        );
+        // Anonymous: no customer id asked, and with another's it reads the same.
+        let as_someone = manager
+            .get(&format!("/api/shared/{id}?customer_id=mallory"))
+            .await;
+        assert_eq!(as_someone.body, shared.body);
+        let response = manager
+            .app
+            .client
+            .get(manager.url(&format!("/api/shared/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+
+    async fn a_wrong_share_id_is_not_found(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "real", Some("alice"))
+            .await;
+        let id = manager.shared_id("real", "alice").await;
+        let mut altered = id.clone().into_bytes();
+        altered[0] = if altered[0] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        for wrong in [
+            altered.as_str(),
+            "AAAAAAAAAAAAAAAAAAAAAA",
+            &id[1..],
+            &format!("{id}A"),
+            "not-a-share",
+            "%E4%BC%9A%E8%AF%9D",
+            "real",
+        ] {
+            manager
+                .refused(&format!("/api/shared/{wrong}"), 404, "not_found")
+                .await;
+        }
+        assert_eq!(manager.open_share(&id).await.status, 200);
+    }
+
+    async fn someone_elses_conversation_cannot_be_shared(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "alices", Some("alice"))
+            .await;
+        manager.say("What does LONES1 do?", "open", None).await;
+        let id = manager.shared_id("alices", "alice").await;
+        for (session, customer) in [
+            ("alices", "bob"),
+            ("never-was", "alice"),
+            // Nobody owns it, so nobody may share it.
+            ("open", "alice"),
+        ] {
+            manager
+                .share(session, customer)
+                .await
+                .assert_error(404, "not_found");
+            assert_eq!(manager.unshare(session, customer).await, 404, "{session}");
+        }
+        let anonymous = manager
+            .app
+            .client
+            .post(manager.url("/api/sessions/alices/share"));
+        manager
+            .app
+            .send(anonymous)
+            .await
+            .assert_error(404, "not_found");
+        // Bob's revoke changed nothing.
+        assert_eq!(manager.open_share(&id).await.status, 200);
+    }
+
+    async fn revoking_kills_every_share_of_the_conversation(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "o'brien 会话", Some("alice"))
+            .await;
+        manager
+            .say("What does LONES1 do?", "kept", Some("alice"))
+            .await;
+        let first = manager.shared_id("o'brien 会话", "alice").await;
+        let second = manager.shared_id("o'brien 会话", "alice").await;
+        let other = manager.shared_id("kept", "alice").await;
+
+        assert_eq!(manager.unshare("o'brien 会话", "alice").await, 204);
+        manager.assert_share_gone(&first).await;
+        manager.assert_share_gone(&second).await;
+        assert_eq!(manager.open_share(&other).await.status, 200);
+        // Nothing left to revoke is fine; the conversation itself is untouched.
+        assert_eq!(manager.unshare("o'brien 会话", "alice").await, 204);
+        let document = manager
+            .get(&format!(
+                "/api/sessions/{}?customer_id=alice",
+                encoded("o'brien 会话")
+            ))
+            .await;
+        assert_eq!(document.status, 200);
+        // Sharing again makes a new, readable share.
+        let again = manager.shared_id("o'brien 会话", "alice").await;
+        assert_eq!(manager.open_share(&again).await.status, 200);
+    }
+
+    async fn deleting_the_conversation_kills_its_shares(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "doomed", Some("alice"))
+            .await;
+        let id = manager.shared_id("doomed", "alice").await;
+        assert_eq!(
+            manager
+                .delete("/api/sessions/doomed?customer_id=alice")
+                .await
+                .status(),
+            204
+        );
+        manager.assert_share_gone(&id).await;
+        // The same owner asking the same question under the same id starts another
+        // conversation: the old snapshot stays dead.
+        manager
+            .say("What does LONPF2 do?", "doomed", Some("alice"))
+            .await;
+        manager.assert_share_gone(&id).await;
+        if backend == Backend::Table {
+            assert_eq!(manager.share_rows("doomed").await, 0);
+            assert_eq!(manager.share_rows(&id).await, 0);
+        }
+    }
+
+    async fn deleting_all_conversations_kills_their_shares(backend: Backend) {
+        let manager = Manager::start(backend).await;
+        manager
+            .say("What does LONPF2 do?", "a-1", Some("alice"))
+            .await;
+        manager
+            .say("What does LONES1 do?", "b-1", Some("bob"))
+            .await;
+        let alices = manager.shared_id("a-1", "alice").await;
+        let bobs = manager.shared_id("b-1", "bob").await;
+        let request = manager
+            .app
+            .client
+            .delete(manager.url("/api/sessions?customer_id=alice"));
+        assert_eq!(manager.app.send(request).await.status, 200);
+        manager.assert_share_gone(&alices).await;
+        assert_eq!(manager.open_share(&bobs).await.status, 200);
+        // The purge deletes the rows too (conversations are kept forever here).
+        assert_eq!(manager.purge().await.0, 200);
+        if backend == Backend::Table {
+            assert_eq!(manager.share_rows("a-1").await, 0);
+            assert_eq!(manager.share_rows(&alices).await, 0);
+            assert_eq!(manager.share_rows("b-1").await, 1);
+        }
+        assert_eq!(manager.open_share(&bobs).await.status, 200);
+    }
+
+    async fn expiry_kills_shares_and_a_restart_does_not_revive_them(backend: Backend) {
+        let (clock, time) = controlled_clock();
+        let manager = Manager::start_with(backend, |settings| {
+            settings.session_ttl = Some(TTL);
+            settings.clock = clock;
+        })
+        .await;
+        manager
+            .say("What does LONPF2 do?", "fading", Some("alice"))
+            .await;
+        manager
+            .say("What does LONPF2 do?", "purged", Some("alice"))
+            .await;
+        let fading = manager.shared_id("fading", "alice").await;
+        let purged = manager.shared_id("purged", "alice").await;
+        assert_eq!(manager.open_share(&fading).await.status, 200);
+        outlive_the_ttl(&time);
+        manager.assert_share_gone(&fading).await;
+        manager.assert_share_gone(&purged).await;
+
+        // The owner starts the expired conversation again: a new conversation.
+        let restarted = manager
+            .say("What does LONPF2 do?", "fading", Some("alice"))
+            .await;
+        assert_eq!(restarted["turn"], 0);
+        manager.assert_share_gone(&fading).await;
+        let fresh = manager.shared_id("fading", "alice").await;
+        assert_eq!(manager.purge().await.0, 200);
+        manager.assert_share_gone(&purged).await;
+        manager.assert_share_gone(&fading).await;
+        assert_eq!(manager.open_share(&fresh).await.status, 200);
+        if backend == Backend::Table {
+            // The old conversation's share is deleted, the new one's kept.
+            assert_eq!(manager.share_rows("purged").await, 0);
+            assert_eq!(manager.share_rows("fading").await, 1);
+            assert_eq!(manager.share_rows(&fading).await, 0);
+        }
+    }
+
+    /// A share made while its conversation is being deleted: whichever wins, the
+    /// share never reads once the delete is done (the delete's revoke may come
+    /// before the share's rows, so only the check at read time can stop it), and
+    /// the purge leaves none of its rows.
+    #[tokio::test]
+    async fn a_share_made_while_its_conversation_is_deleted_dies_with_it() {
+        const ROUNDS: usize = 20;
+        let manager = Manager::start(Backend::Table).await;
+        let mut created = 0;
+        for round in 0..ROUNDS {
+            let session = format!("raced-{round}");
+            manager
+                .say("What does LONPF2 do?", &session, Some("alice"))
+                .await;
+            let delete_path = format!("/api/sessions/{session}?customer_id=alice");
+            let (shared, deleted) = tokio::join!(
+                manager.share(&session, "alice"),
+                manager.delete(&delete_path)
+            );
+            assert_eq!(deleted.status(), 204, "round {round}");
+            if shared.status == 201 {
+                created += 1;
+                let id = shared.body["share_id"].as_str().unwrap();
+                manager.assert_share_gone(id).await;
+            } else {
+                shared.assert_error(404, "not_found");
+            }
+        }
+        assert_eq!(manager.purge().await.0, 200);
+        for round in 0..ROUNDS {
+            assert_eq!(manager.share_rows(&format!("raced-{round}")).await, 0);
+        }
+        println!("{created} of {ROUNDS} shares were made while their conversation was deleted");
+    }
 }

@@ -1418,7 +1418,7 @@ async fn entries_of_the_previous_format_are_converted_on_first_touch() {
 mod manager {
     use super::*;
     use session_rag::domain::{Feedback, Rating, Title};
-    use session_rag::storage::DeletedAll;
+    use session_rag::storage::{DeletedAll, Rated};
     use tokio::time::Instant;
 
     conformance_suite!(
@@ -1559,8 +1559,8 @@ mod manager {
         assert_eq!(append(store, &session("alice-1"), turn("new")).await, Ok(0));
     }
 
-    /// Table Storage and Cosmos DB work through the listing and stop when their time
-    /// is up; the in-process store deletes under one lock, at once.
+    /// Table Storage and Cosmos DB work through the listing and stop when the time is up; the
+    /// in-process store deletes under one lock, at once.
     async fn delete_all_stops_at_its_deadline_and_the_next_call_finishes(backend: Backend) {
         let store = backend.store.as_ref();
         let alice = customer("alice");
@@ -1637,26 +1637,31 @@ mod manager {
         }
         let before = store.all(&s).await.unwrap();
         let up = feedback(Rating::Up, Some("Exactly the copybooks, Zoë. 👍"));
+        // Each write says what it replaced: the figures count exactly that change.
         assert_eq!(
             store.set_feedback(&s, 1, Some(&alice), Some(&up)).await,
-            Ok(true)
+            Ok(Some(Rated {
+                owner: Some(alice.clone()),
+                asked_at: before[1].timestamp,
+                previous: None,
+            }))
         );
         assert_eq!(feedback_on(store, &s).await, [None, Some(up.clone()), None]);
 
         let down = feedback(Rating::Down, None);
         assert_eq!(
-            store.set_feedback(&s, 1, Some(&alice), Some(&down)).await,
-            Ok(true)
+            replaced(store.set_feedback(&s, 1, Some(&alice), Some(&down)).await),
+            Some(Some(Rating::Up))
         );
         assert_eq!(feedback_on(store, &s).await, [None, Some(down), None]);
 
         assert_eq!(
-            store.set_feedback(&s, 1, Some(&alice), None).await,
-            Ok(true)
+            replaced(store.set_feedback(&s, 1, Some(&alice), None).await),
+            Some(Some(Rating::Down))
         );
         assert_eq!(
-            store.set_feedback(&s, 1, Some(&alice), None).await,
-            Ok(true)
+            replaced(store.set_feedback(&s, 1, Some(&alice), None).await),
+            Some(None)
         );
         assert_eq!(feedback_on(store, &s).await, [None, None, None]);
 
@@ -1683,7 +1688,7 @@ mod manager {
             let refused = store
                 .set_feedback(&session(id), turn, requester, Some(&up))
                 .await;
-            assert_eq!(refused, Ok(false), "{id} turn {turn} by {requester:?}");
+            assert_eq!(refused, Ok(None), "{id} turn {turn} by {requester:?}");
         }
         assert_eq!(feedback_on(store, &owned).await, [None, None]);
         // No turn was created by any of that.
@@ -1694,11 +1699,20 @@ mod manager {
         // A conversation without an owner takes feedback from whoever knows its id.
         let open = session("open");
         append_listed(store, &open, None, "q0", Utc::now()).await;
+        let rated = store.set_feedback(&open, 0, Some(&bob), Some(&up)).await;
         assert_eq!(
-            store.set_feedback(&open, 0, Some(&bob), Some(&up)).await,
-            Ok(true)
+            rated.unwrap().map(|r| (r.owner, r.previous)),
+            Some((None, None))
         );
-        assert_eq!(store.set_feedback(&open, 0, None, None).await, Ok(true));
+        assert_eq!(
+            replaced(store.set_feedback(&open, 0, None, None).await),
+            Some(Some(Rating::Up))
+        );
+    }
+
+    /// The rating a feedback write replaced; `None` when it changed nothing.
+    fn replaced(result: Result<Option<Rated>, StorageError>) -> Option<Option<Rating>> {
+        result.unwrap().map(|rated| rated.previous)
     }
 }
 
@@ -1776,5 +1790,309 @@ async fn feedback_and_renames_racing_a_delete_leave_nothing_behind() {
         );
         let entries = stored_rows(&index, "alice").await;
         assert_eq!(entries, [], "round {round}: a listing entry came back");
+    }
+}
+
+mod sharing {
+    use super::*;
+    use crate::helpers::shares_table_for;
+    use session_rag::domain::ShareId;
+    use session_rag::storage::{Share, ShareOrigin};
+
+    conformance_suite!(
+        a_share_reads_back_until_its_conversation_revokes_it,
+        a_snapshot_larger_than_an_entity_reads_back_whole,
+        every_share_has_an_origin_and_one_can_be_revoked_alone,
+    );
+
+    fn share_of(session: &SessionId, document: String) -> Share {
+        Share {
+            id: ShareId::generate().unwrap(),
+            session: session.clone(),
+            owner: customer("o'alice"),
+            started_at: Utc.with_ymd_and_hms(2025, 1, 24, 10, 30, 0).unwrap()
+                + TimeDelta::nanoseconds(123_456_789),
+            created_at: Utc.with_ymd_and_hms(2026, 12, 1, 22, 0, 0).unwrap(),
+            turns: 3,
+            document,
+        }
+    }
+
+    async fn a_share_reads_back_until_its_conversation_revokes_it(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (awkward, other) = (session("o'brien 会话 1"), session("other"));
+        let first = share_of(&awkward, r#"{"title":"Zoë's \"first\""}"#.into());
+        let second = share_of(&awkward, "{}".into());
+        let elsewhere = share_of(&other, "{}".into());
+        for share in [&first, &second, &elsewhere] {
+            store.create_share(share).await.unwrap();
+        }
+        assert_eq!(store.shared(&first.id).await, Ok(Some(first.clone())));
+        assert_eq!(store.shared(&second.id).await, Ok(Some(second.clone())));
+        let unknown = ShareId::generate().unwrap();
+        assert_eq!(store.shared(&unknown).await, Ok(None));
+
+        assert_eq!(store.revoke_shares(&awkward).await, Ok(2));
+        assert_eq!(store.shared(&first.id).await, Ok(None));
+        assert_eq!(store.shared(&second.id).await, Ok(None));
+        assert_eq!(
+            store.shared(&elsewhere.id).await,
+            Ok(Some(elsewhere.clone())),
+            "another conversation's share stays"
+        );
+        assert_eq!(store.revoke_shares(&awkward).await, Ok(0));
+        assert_eq!(store.revoke_shares(&session("never-shared")).await, Ok(0));
+    }
+
+    /// More text, non-ASCII and astral characters included, than one entity
+    /// (1 MiB) could hold: read back exactly, never cut.
+    async fn a_snapshot_larger_than_an_entity_reads_back_whole(backend: Backend) {
+        let store = backend.store.as_ref();
+        let s = session("long snapshot");
+        let document = format!(
+            "{}{}{}",
+            "a".repeat(600_000),
+            "é😀".repeat(200_000),
+            "z".repeat(10)
+        );
+        let share = share_of(&s, document);
+        store.create_share(&share).await.unwrap();
+        let read = store.shared(&share.id).await.unwrap().expect("stored");
+        assert_eq!(read.document.len(), share.document.len());
+        assert!(read.document == share.document, "the text changed");
+        assert_eq!(read, share);
+        assert_eq!(store.revoke_shares(&s).await, Ok(1));
+        assert_eq!(store.shared(&share.id).await, Ok(None));
+    }
+
+    async fn every_share_has_an_origin_and_one_can_be_revoked_alone(backend: Backend) {
+        let store = backend.store.as_ref();
+        let (s, t) = (session("o'brien 会话 1"), session("other"));
+        let (first, second) = (share_of(&s, "{}".into()), share_of(&s, "{}".into()));
+        let elsewhere = share_of(&t, "{}".into());
+        for share in [&first, &second, &elsewhere] {
+            store.create_share(share).await.unwrap();
+        }
+        let origins = |mut origins: Vec<ShareOrigin>| {
+            origins.sort_by(|a, b| a.id.cmp(&b.id));
+            origins
+        };
+        assert_eq!(
+            origins(store.share_origins().await.unwrap()),
+            origins(vec![first.origin(), second.origin(), elsewhere.origin()])
+        );
+
+        assert_eq!(store.revoke_share(&s, &first.id).await, Ok(true));
+        assert_eq!(store.revoke_share(&s, &first.id).await, Ok(false));
+        // Only with its own session.
+        assert_eq!(store.revoke_share(&t, &second.id).await, Ok(false));
+        assert_eq!(store.shared(&first.id).await, Ok(None));
+        assert_eq!(store.shared(&second.id).await, Ok(Some(second.clone())));
+        assert_eq!(
+            origins(store.share_origins().await.unwrap()),
+            origins(vec![second.origin(), elsewhere.origin()])
+        );
+    }
+
+    /// Shares live in a table of their own: the seed's session partition and the
+    /// owner's listing partition get no row, and a large snapshot spans rows.
+    #[tokio::test]
+    async fn shares_keep_out_of_the_history_and_listing_tables() {
+        let table = unique_table_name("sharing");
+        let store = shared_table_store(&table);
+        let endpoint = shared_table_endpoint();
+        let alice = customer("o'alice");
+        let s = session("shared-conversation");
+        append_listed(&store, &s, Some(&alice), "q0", Utc::now()).await;
+        let history = stored_rows(&raw_table_client(&endpoint, &table), s.as_str()).await;
+        let listing = raw_table_client(&endpoint, &sessions_table_for(&table));
+        let listed = stored_rows(&listing, alice.as_str()).await;
+
+        let share = share_of(&s, "x".repeat(1_000_000));
+        store.create_share(&share).await.unwrap();
+        let shares = raw_table_client(&endpoint, &shares_table_for(&table));
+        let parts = stored_rows(&shares, s.as_str()).await;
+        assert_eq!(parts.len(), 3, "about 900 KiB a part");
+        assert_eq!(stored_rows(&shares, share.id.as_str()).await.len(), 1);
+        let unchanged =
+            |rows: &[serde_json::Map<String, serde_json::Value>],
+             before: &[serde_json::Map<String, serde_json::Value>]| {
+                let keys = |rows: &[serde_json::Map<String, serde_json::Value>]| {
+                    rows.iter()
+                        .map(|row| row["RowKey"].as_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(keys(rows), keys(before));
+            };
+        unchanged(
+            &stored_rows(&raw_table_client(&endpoint, &table), s.as_str()).await,
+            &history,
+        );
+        unchanged(&stored_rows(&listing, alice.as_str()).await, &listed);
+
+        assert_eq!(store.revoke_shares(&s).await, Ok(1));
+        assert_eq!(stored_rows(&shares, s.as_str()).await, []);
+        assert_eq!(stored_rows(&shares, share.id.as_str()).await, []);
+    }
+}
+
+// The daily figures behind analytics.
+
+mod figures {
+    use super::*;
+    use chrono::NaiveDate;
+    use session_rag::domain::DayRange;
+    use session_rag::storage::{DayCounts, Scope};
+
+    conformance_suite!(
+        counts_add_up_per_scope_and_day_and_no_add_is_lost,
+        a_customer_is_seen_first_once,
+    );
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    fn days(from: Option<u32>, to: Option<u32>) -> DayRange {
+        DayRange {
+            from: from.map(day),
+            to: to.map(day),
+        }
+    }
+
+    fn counts(conversations: i64, turns: i64, up: i64, down: i64) -> DayCounts {
+        DayCounts {
+            conversations,
+            turns,
+            up,
+            down,
+            customers: 0,
+        }
+    }
+
+    async fn counts_add_up_per_scope_and_day_and_no_add_is_lost(backend: Backend) {
+        let store = backend.store.clone();
+        let alice = Scope::Customer(customer("alice"));
+        let bob = Scope::Customer(customer("bob"));
+        assert_eq!(
+            store.day_counts(&alice, &days(None, None)).await,
+            Ok(vec![])
+        );
+
+        // Many writers at once on one customer's day: every add lands once.
+        let adds = (0..24).map(|n| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move {
+                let change = counts(i64::from(n % 3 == 0), 1, 0, 0);
+                store.add_counts(&alice, day(10), change).await
+            })
+        });
+        for added in futures::future::join_all(adds).await {
+            assert_eq!(added.unwrap(), Ok(()));
+        }
+        store
+            .add_counts(&alice, day(10), counts(0, 0, 2, 1))
+            .await
+            .unwrap();
+        // A change of mind: one up less, one down more.
+        store
+            .add_counts(&alice, day(10), counts(0, 0, -1, 1))
+            .await
+            .unwrap();
+        store
+            .add_counts(&alice, day(12), counts(1, 2, 0, 0))
+            .await
+            .unwrap();
+        store
+            .add_counts(&bob, day(11), counts(1, 1, 0, 1))
+            .await
+            .unwrap();
+        let app = DayCounts {
+            customers: 1,
+            ..counts(1, 1, 0, 0)
+        };
+        store.add_counts(&Scope::App, day(11), app).await.unwrap();
+
+        assert_eq!(
+            store.day_counts(&alice, &days(None, None)).await,
+            Ok(vec![
+                (day(10), counts(8, 24, 1, 2)),
+                (day(12), counts(1, 2, 0, 0))
+            ])
+        );
+        assert_eq!(
+            store.day_counts(&alice, &days(Some(11), None)).await,
+            Ok(vec![(day(12), counts(1, 2, 0, 0))])
+        );
+        assert_eq!(
+            store.day_counts(&alice, &days(None, Some(11))).await,
+            Ok(vec![(day(10), counts(8, 24, 1, 2))])
+        );
+        assert_eq!(
+            store.day_counts(&alice, &days(Some(12), Some(12))).await,
+            Ok(vec![(day(12), counts(1, 2, 0, 0))])
+        );
+        assert_eq!(
+            store.day_counts(&alice, &days(Some(11), Some(11))).await,
+            Ok(vec![])
+        );
+        assert_eq!(
+            store.day_counts(&bob, &days(None, None)).await,
+            Ok(vec![(day(11), counts(1, 1, 0, 1))])
+        );
+        assert_eq!(
+            store.day_counts(&Scope::App, &days(None, None)).await,
+            Ok(vec![(day(11), app)])
+        );
+    }
+
+    async fn a_customer_is_seen_first_once(backend: Backend) {
+        let store = backend.store.clone();
+        let firsts = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.first_seen(&customer("alice")).await })
+        });
+        let mut first = 0;
+        for seen in futures::future::join_all(firsts).await {
+            first += usize::from(seen.unwrap().unwrap());
+        }
+        assert_eq!(first, 1, "exactly one caller sees alice first");
+        assert_eq!(store.first_seen(&customer("alice")).await, Ok(false));
+        assert_eq!(store.first_seen(&customer("bob")).await, Ok(true));
+    }
+
+    /// Forty stores (as forty processes) add to one customer's day at once: more
+    /// stores than a day has rows, so some share a row and race on it. Each add
+    /// lands once: a write is conditional on the ETag its values were read with.
+    #[tokio::test]
+    async fn stores_racing_on_one_days_counters_lose_no_add() {
+        const STORES: usize = 40;
+        const ADDS: usize = 10;
+        let table = unique_table_name("counters");
+        let stores: Vec<Arc<TableStore>> = (0..STORES)
+            .map(|_| Arc::new(shared_table_store(&table)))
+            .collect();
+        let alice = Scope::Customer(customer("alice"));
+        // Each store adds one after another, all stores at once: a store sharing a
+        // row with another finds it changed since its own last write.
+        let adders = stores.iter().map(|store| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move {
+                for _ in 0..ADDS {
+                    store
+                        .add_counts(&alice, day(10), counts(0, 1, 0, 0))
+                        .await?;
+                }
+                Ok::<_, StorageError>(())
+            })
+        });
+        for added in futures::future::join_all(adders).await {
+            assert_eq!(added.unwrap(), Ok(()));
+        }
+        let total = (STORES * ADDS) as i64;
+        assert_eq!(
+            stores[0].day_counts(&alice, &days(None, None)).await,
+            Ok(vec![(day(10), counts(0, total, 0, 0))])
+        );
     }
 }

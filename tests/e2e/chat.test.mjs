@@ -392,13 +392,13 @@ describe('the chat page with a model that streams slowly', () => {
     assert.equal(await answer.getAttribute('aria-busy'), 'true');
     assert.doesNotMatch(await answer.locator('.bubble').innerText(), /receipt\.$/);
     assert.ok((await sources(answer)).includes('programs/LONPF2.cbl'));
-    assert.equal(await page.getByRole('button', { name: 'Stop' }).isVisible(), true);
+    assert.equal(await page.getByRole('button', { name: 'Stop', exact: true }).isVisible(), true);
     assert.equal(await page.locator('#send').isVisible(), false);
 
     await completeAnswers(page).first().waitFor();
     assert.equal(await answer.locator('.bubble').innerText(), MODEL_ANSWER);
     assert.equal(await answer.locator('.badge').count(), 0, 'the turn was saved');
-    assert.equal(await page.getByRole('button', { name: 'Stop' }).isVisible(), false);
+    assert.equal(await page.getByRole('button', { name: 'Stop', exact: true }).isVisible(), false);
     assert.equal(await page.locator('#question').isDisabled(), false);
     assert.equal(await storedStatus(page), 200);
     assert.deepEqual(page.policyViolations, []);
@@ -409,7 +409,7 @@ describe('the chat page with a model that streams slowly', () => {
     const page = await openChat(handler.base);
     const droppedBefore = model.stats.dropped;
     const answer = await sendAndWaitForText(page, 'What does LONPF2 do?');
-    await page.getByRole('button', { name: 'Stop' }).click();
+    await page.getByRole('button', { name: 'Stop', exact: true }).click();
     await answer.locator('.badge', { hasText: 'Stopped, not saved' }).waitFor();
     const shown = await answer.locator('.bubble').innerText();
     assert.ok(shown.startsWith(words[0]), shown);

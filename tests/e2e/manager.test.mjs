@@ -7,40 +7,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { browserDuring, handlerDuring, sharedStorage } from './harness.mjs';
+import { answers, ask, browserCustomer, openChat as openChatIn, sessionOf } from './pages.mjs';
 
 const TIMEOUT = { timeout: 60_000 };
 
 const browser = browserDuring();
 
-/** Opens the chat page; dialogs are recorded and answered by `page.answerDialogs`. */
-async function openChat(base, { headers, suffix = '' } = {}) {
-  const page = await browser.context.newPage();
-  if (headers) await page.setExtraHTTPHeaders(headers);
-  page.dialogs = [];
-  page.answerDialogs = false;
-  page.on('dialog', (dialog) => {
-    page.dialogs.push(dialog.message());
-    return page.answerDialogs ? dialog.accept() : dialog.dismiss();
-  });
-  await page.goto(`${base}/api/chat${suffix}`);
-  await page.locator('#question').waitFor();
-  return page;
-}
-
-const answers = (page) => page.locator('#transcript article.assistant');
-const sessionOf = (page) => decodeURIComponent(new URL(page.url()).hash.replace('#session=', ''));
-
-async function ask(page, question) {
-  const next = answers(page).nth(await answers(page).count());
-  await page.locator('#question').fill(question);
-  await page.locator('#question').press('Enter');
-  await next.waitFor();
-  await next.locator('.feedback').waitFor();
-  return next;
-}
-
-/** The customer id the page uses when nobody is signed in. */
-const browserCustomer = (page) => page.evaluate(() => localStorage.getItem('session-rag.customer_id'));
+const openChat = (base, options) => openChatIn(browser, base, options);
 
 async function apiJson(base, path, { method = 'GET', headers = {}, body } = {}) {
   const response = await fetch(`${base}${path}`, {

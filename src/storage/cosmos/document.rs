@@ -6,6 +6,7 @@
 //! `title` (a name its owner gave) on the document. Fields we do not know (seed
 //! 000's or anyone's) are kept as found.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use crate::domain::{
     parse_timestamp, timestamp_text, CustomerId, Feedback, NewTurn, Rating, SessionId, Title, Turn,
 };
-use crate::storage::{StorageError, Version};
+use crate::storage::{Rated, StorageError, Version};
 
 /// Cosmos DB's item limit is 2 MB; its own properties (`_rid`, `_etag`, …) take a
 /// little of it, so ours stop this much short.
@@ -144,23 +145,40 @@ impl Conversation {
     }
 
     /// Records (`Some`) or removes (`None`) the feedback on turn `turn`'s answer;
-    /// `false` when there is no such answer (no such turn, or a question seed 000
-    /// saved before its answer).
-    pub fn set_feedback(&mut self, turn: u64, feedback: Option<&Feedback>) -> bool {
-        let answer = usize::try_from(turn)
-            .ok()
-            .and_then(|turn| turn.checked_mul(2)?.checked_add(1))
-            .and_then(|position| self.messages.get_mut(position));
-        let Some(answer) = answer else {
-            return false;
-        };
+    /// what it replaced, or `None` when that turn has no answer in this document.
+    pub fn set_feedback(&mut self, turn: u64, feedback: Option<&Feedback>) -> Option<Rated> {
+        let question_at = usize::try_from(turn).ok()?.checked_mul(2)?;
+        let asked_at = self.asked_at(question_at)?;
+        let owner = self.owner();
+        let answer = self.messages.get_mut(question_at + 1)?;
+        let previous = answer
+            .extra
+            .get(FEEDBACK)
+            .and_then(feedback_of)
+            .map(|f| f.rating);
         match feedback {
             Some(feedback) => answer
                 .extra
                 .insert(FEEDBACK.into(), feedback_value(feedback)),
             None => answer.extra.remove(FEEDBACK),
         };
-        true
+        Some(Rated {
+            owner,
+            asked_at,
+            previous,
+        })
+    }
+
+    /// When the turn whose question is `messages[question_at]` was asked: its
+    /// question's time, else its answer's, else the document's last update.
+    fn asked_at(&self, question_at: usize) -> Option<DateTime<Utc>> {
+        let question = self.messages.get(question_at)?;
+        let answer = self.messages.get(question_at + 1);
+        Some(
+            parse_timestamp(&question.timestamp)
+                .or_else(|| answer.and_then(|a| parse_timestamp(&a.timestamp)))
+                .unwrap_or_else(|| parse_timestamp(&self.updated_at).unwrap_or_default()),
+        )
     }
 
     /// The turns from number `from` on.
@@ -176,7 +194,6 @@ impl Conversation {
     /// Every turn, in order, built as it is taken.
     fn turns(&self) -> impl Iterator<Item = Turn> + '_ {
         let owner = self.owner();
-        let fallback = parse_timestamp(&self.updated_at).unwrap_or_default();
         self.messages
             .chunks(2)
             .enumerate()
@@ -193,9 +210,7 @@ impl Conversation {
                         .and_then(Value::as_str)
                         .unwrap_or("{}")
                         .to_owned(),
-                    timestamp: parse_timestamp(&question.timestamp)
-                        .or_else(|| answer.and_then(|a| parse_timestamp(&a.timestamp)))
-                        .unwrap_or(fallback),
+                    timestamp: self.asked_at(index * 2).unwrap_or_default(),
                     owner: owner.clone(),
                     feedback: answer
                         .and_then(|a| a.extra.get(FEEDBACK))

@@ -45,8 +45,10 @@
 
 mod document;
 mod error;
+mod figures;
 mod listing;
 mod rest;
+mod shares;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -54,7 +56,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,15 +68,17 @@ use self::document::Conversation;
 pub use self::document::DIRECTORY_PARTITION;
 use self::error::{is_conflict, is_not_found, is_precondition_failed, storage_error};
 use self::listing::{ListedRow, PageBuilder};
-use self::rest::{Container, Query, Scope, Signer};
+use self::rest::{Container, Query, Scope as QueryScope, Signer};
 use super::{
-    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, Share, ShareOrigin, StorageError, Version,
+    Window,
 };
 use crate::clock::Clock;
 use crate::credential::Credentials;
 use crate::domain::{
-    may_access, parse_timestamp, CustomerId, Feedback, NewTurn, SessionId, Title, Turn,
+    may_access, parse_timestamp, CustomerId, DayRange, Feedback, NewTurn, SessionId, ShareId,
+    Title, Turn,
 };
 use crate::settings::{CosmosAuth, CosmosSettings, SettingsError};
 
@@ -166,9 +170,11 @@ impl CosmosStore {
     ) -> Result<Self, SettingsError> {
         let endpoint = settings.endpoint.trim_end_matches('/');
         let signer = match &settings.auth {
-            CosmosAuth::Key(key) => Signer::Key(rest::decode_key(key.expose()).ok_or_else(|| {
-                SettingsError::new("COSMOSDB_KEY", "is not an account key (base64)")
-            })?),
+            CosmosAuth::Key(key) => {
+                Signer::Key(rest::decode_key(key.expose()).ok_or_else(|| {
+                    SettingsError::new("COSMOSDB_KEY", "is not an account key (base64)")
+                })?)
+            }
             CosmosAuth::Entra => Signer::Entra {
                 tokens: credentials.app_identity().map_err(|e| {
                     SettingsError::new(
@@ -176,9 +182,8 @@ impl CosmosStore {
                         format!("is not set, and no Microsoft Entra credential is available: {e}"),
                     )
                 })?,
-                scope: rest::token_scope(endpoint).ok_or_else(|| {
-                    SettingsError::new("COSMOSDB_ENDPOINT", "is not a valid URL")
-                })?,
+                scope: rest::token_scope(endpoint)
+                    .ok_or_else(|| SettingsError::new("COSMOSDB_ENDPOINT", "is not a valid URL"))?,
             },
         };
         let client = Container::new(
@@ -323,11 +328,14 @@ impl CosmosStore {
         session: &SessionId,
     ) -> Result<Found, StorageError> {
         // Not the directory: an entry written since it was read is no document.
-        let query = Query::new("SELECT * FROM c WHERE c.id = @id AND c.customer_id != @directory")
-            .with("@id", session.as_str())
-            .with("@directory", DIRECTORY_PARTITION);
+        let query = Query::new(
+            "SELECT * FROM c WHERE c.id = @id AND c.customer_id != @directory \
+             AND IS_DEFINED(c.messages)",
+        )
+        .with("@id", session.as_str())
+        .with("@directory", DIRECTORY_PARTITION);
         let mut documents: Vec<Conversation> = container
-            .query_all(&query, Scope::AllPartitions)
+            .query_all(&query, QueryScope::AllPartitions)
             .await
             .map_err(|e| storage_error("finding a conversation", &e))?;
         // Several customers' documents may share an id: the oldest is the one.
@@ -666,7 +674,7 @@ impl ConversationStore for CosmosStore {
             let rows = container
                 .query_page::<ListedRow>(
                     &query,
-                    Scope::Partition(owner.as_str()),
+                    QueryScope::Partition(owner.as_str()),
                     Some(limit + 1),
                     continuation.as_deref(),
                 )
@@ -691,7 +699,7 @@ impl ConversationStore for CosmosStore {
         let query = "SELECT c.id, c.customer_id, c.updated_at, c._etag FROM c \
                      WHERE IS_DEFINED(c.messages)";
         let rows: Vec<StoredRow> = container
-            .query_all(&Query::new(query), Scope::AllPartitions)
+            .query_all(&Query::new(query), QueryScope::AllPartitions)
             .await
             .map_err(|e| storage_error("scanning for expired conversations", &e))?;
         let expired = rows
@@ -768,7 +776,7 @@ impl ConversationStore for CosmosStore {
             )
             .with("@owner", owner.as_str());
             let rows: Vec<StoredRow> = container
-                .query_all(&query, Scope::Partition(owner.as_str()))
+                .query_all(&query, QueryScope::Partition(owner.as_str()))
                 .await
                 .map_err(|e| storage_error("finding a customer's conversations", &e))?;
             let removal = self.remove_rows(container, rows, Some(stop_at)).await?;
@@ -797,26 +805,71 @@ impl ConversationStore for CosmosStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         let container = self.container().await?;
         for _ in 0..WRITE_ATTEMPTS {
             let Found::Conversation(mut document) = self.find(container, session).await? else {
-                return Ok(false);
+                return Ok(None);
             };
-            if !may_access(document.owner().as_ref(), requester)
-                || !document.set_feedback(turn, feedback)
-            {
-                return Ok(false);
+            if !may_access(document.owner().as_ref(), requester) {
+                return Ok(None);
             }
+            let Some(rated) = document.set_feedback(turn, feedback) else {
+                return Ok(None);
+            };
             if let Replaced::Done(_) = self
                 .replace_as_read(container, session, &document, "recording feedback")
                 .await?
             {
-                return Ok(true);
+                return Ok(Some(rated));
             }
         }
         Err(StorageError::Unavailable(
             "the conversation kept changing while its feedback was recorded".into(),
         ))
+    }
+
+    /// In a partition of the share's own (`shares.rs`).
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+        self.put_share(share).await
+    }
+
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+        self.read_share(id).await
+    }
+
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
+        self.remove_shares_of(session).await
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.origins().await
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        self.remove_share(session, id.as_str()).await
+    }
+
+    /// One atomic `incr` patch of the day's item (`figures.rs`).
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        self.add_to_day(scope, day, change).await
+    }
+
+    /// One query in the scope's partition.
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        self.days(scope, days).await
+    }
+
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+        self.note_first_seen(customer).await
     }
 }

@@ -1,5 +1,5 @@
 //! The few Cosmos DB for NoSQL REST operations the store uses, over `reqwest`:
-//! items (create, read, replace and delete, with `If-Match`), queries in one
+//! items (create, read, replace, patch and delete, with `If-Match`), queries in one
 //! partition or across partitions (followed through `x-ms-continuation`), and the
 //! database and container (read, create). Requests are signed with the account
 //! key (HMAC-SHA256 of verb, resource type, resource link and date) or carry a
@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::clock::Clock;
-use crate::storage::ascii::ascii_json;
 use crate::credential::TokenSource;
+use crate::storage::ascii::ascii_json;
 
 /// The REST API version the requests speak.
 const API_VERSION: &str = "2018-12-31";
@@ -70,7 +70,8 @@ impl Query {
     }
 
     pub fn with(mut self, name: &str, value: impl Serialize) -> Self {
-        self.parameters.push(json!({ "name": name, "value": value }));
+        self.parameters
+            .push(json!({ "name": name, "value": value }));
         self
     }
 }
@@ -232,6 +233,22 @@ impl Container {
             .header("content-type", "application/json")
             .body(ascii_body(item));
         Ok(etag(&send(request).await?))
+    }
+
+    /// Applies `operations` (Cosmos DB's partial document update: `set`, `incr`, …)
+    /// to the item `id`, atomically (404 if it does not exist).
+    pub async fn patch_item(
+        &self,
+        partition: &str,
+        id: &str,
+        operations: &[Value],
+    ) -> Result<(), CosmosError> {
+        let request = self
+            .item_request(Method::PATCH, partition, id)
+            .await?
+            .header("content-type", "application/json_patch+json")
+            .body(ascii_body(&json!({ "operations": operations })));
+        send(request).await.map(drop)
     }
 
     /// Deletes the item `id`, with `if_match` only while its `_etag` is that.
@@ -492,6 +509,9 @@ mod tests {
 
     #[test]
     fn path_segments_are_percent_encoded() {
-        assert_eq!(encode_path("dbs/Gen AI/colls/x+y"), "dbs/Gen%20AI/colls/x%2By");
+        assert_eq!(
+            encode_path("dbs/Gen AI/colls/x+y"),
+            "dbs/Gen%20AI/colls/x%2By"
+        );
     }
 }

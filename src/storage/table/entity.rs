@@ -6,7 +6,6 @@
 //! A text longer than one string property may hold continues in `user_2`,
 //! `user_3`, … and reads back by concatenation.
 
-
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -91,7 +90,7 @@ pub use crate::storage::ascii::ascii_json;
 /// Stores `text` under `name`, continued in `name_2`, `name_3`, … when it is longer
 /// than one property may hold. Split only between characters, so parts concatenate
 /// back to the same bytes.
-fn insert_split(properties: &mut Map<String, Value>, name: &str, text: &str) {
+pub fn insert_split(properties: &mut Map<String, Value>, name: &str, text: &str) {
     let mut part = String::new();
     let mut units = 0;
     let mut number = 1;
@@ -188,7 +187,7 @@ pub fn string<'a>(entity: &'a Map<String, Value>, name: &str) -> Option<&'a str>
     entity.get(name).and_then(Value::as_str)
 }
 
-fn read_split(entity: &Map<String, Value>, name: &str) -> String {
+pub fn read_split(entity: &Map<String, Value>, name: &str) -> String {
     (1..)
         .map_while(|number| string(entity, &part_name(name, number)))
         .collect()

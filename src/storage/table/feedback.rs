@@ -14,14 +14,14 @@ use azure_data_tables::IfMatchCondition;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::entity::{ascii_json, string, CUSTOMER_ID};
+use super::entity::{ascii_json, string, CUSTOMER_ID, SYSTEM_TIMESTAMP, TIMESTAMP};
 use super::error::{has_status, storage_error};
 use super::keys::{row_key, MAX_TURN};
 use super::{Row, TableStore};
 use crate::domain::{
     may_access, parse_timestamp, timestamp_text, CustomerId, Feedback, Rating, SessionId,
 };
-use crate::storage::StorageError;
+use crate::storage::{Rated, StorageError};
 
 const RATING: &str = "feedback_rating";
 const COMMENT: &str = "feedback_comment";
@@ -73,30 +73,39 @@ impl TableStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         if turn > MAX_TURN {
-            return Ok(false);
+            return Ok(None);
         }
         let client = self.partition(session).entity_client(row_key(turn));
+        let selected = [CUSTOMER_ID, TIMESTAMP, SYSTEM_TIMESTAMP, RATING].join(",");
         for _ in 0..ATTEMPTS {
             // A missing table is a missing turn too.
-            let (row, etag) = match client.get::<Row>().select(CUSTOMER_ID).await {
+            let (row, etag) = match client.get::<Row>().select(selected.clone()).await {
                 Ok(response) => (response.entity, response.etag),
-                Err(e) if has_status(&e, StatusCode::NotFound) => return Ok(false),
+                Err(e) if has_status(&e, StatusCode::NotFound) => return Ok(None),
                 Err(e) => return Err(storage_error("reading a turn", &e)),
             };
-            if !may_access(super::entity::owner(&row).as_ref(), requester) {
-                return Ok(false);
+            let owner = super::entity::owner(&row);
+            if !may_access(owner.as_ref(), requester) {
+                return Ok(None);
             }
             let merged = client
                 .merge(merge_body(feedback), IfMatchCondition::Etag(etag))
                 .map_err(|e| storage_error("recording feedback", &e))?
                 .await;
             match merged {
-                Ok(_) => return Ok(true),
+                // The Merge replaced exactly the rating read with this ETag.
+                Ok(_) => {
+                    return Ok(Some(Rated {
+                        owner,
+                        asked_at: super::entity::turn_time(&row),
+                        previous: string(&row, RATING).and_then(Rating::parse),
+                    }))
+                }
                 // Changed since it was read: judge it again as it now is.
                 Err(e) if has_status(&e, StatusCode::PreconditionFailed) => {}
-                Err(e) if has_status(&e, StatusCode::NotFound) => return Ok(false),
+                Err(e) if has_status(&e, StatusCode::NotFound) => return Ok(None),
                 Err(e) => return Err(storage_error("recording feedback", &e)),
             }
         }

@@ -8,7 +8,9 @@
 //!   previous turn, the caller holds its window (`WindowCache`) and the append is
 //!   one entity-group transaction: a Merge of the last turn under `If-Match` of
 //!   its ETag (keys only: nothing the seed reads changes) and the Insert of the
-//!   new turn. An owned conversation adds one more: its listing entry.
+//!   new turn. An owned conversation adds one more: its listing entry. After
+//!   it come the daily counters (`counters.rs`): one write for the app, one for
+//!   the owner, sent together with the listing entry.
 //! - **A cold turn is two**: one query for the window (with turn 0, for the
 //!   owner), then that transaction.
 //! - **Window load is flat**: `recent(session, limit)` reads one key range of at
@@ -40,6 +42,7 @@
 //! never taken in the service's order (Cosmos DB for Table does not sort them).
 
 mod connection;
+mod counters;
 mod delete_all;
 mod entity;
 mod error;
@@ -47,6 +50,7 @@ mod feedback;
 mod keys;
 mod listing;
 mod purge;
+mod shares;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -55,7 +59,7 @@ use async_trait::async_trait;
 use azure_core::StatusCode;
 use azure_data_tables::clients::{PartitionKeyClient, TableClient};
 use azure_data_tables::IfMatchCondition;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -66,11 +70,12 @@ use self::entity::{TurnEntity, CUSTOMER_ID, ETAG, ROW_KEY, SYSTEM_TIMESTAMP, TIM
 use self::error::{has_status, status_error, storage_error};
 use self::keys::{quoted, row_key, END_OF_TURN_KEYS, MAX_TURN};
 use super::{
-    Appended, ConversationStore, Deleted, DeletedAll, Expectation, ListPosition, ListingPage, Seen,
-    SessionSummary, StorageError, Version, Window,
+    Appended, ConversationStore, DayCounts, Deleted, DeletedAll, Expectation, ListPosition,
+    ListingPage, Rated, Scope, Seen, SessionSummary, Share, ShareOrigin, StorageError, Version,
+    Window,
 };
 use crate::credential::Credentials;
-use crate::domain::{CustomerId, Feedback, NewTurn, SessionId, Title, Turn};
+use crate::domain::{CustomerId, DayRange, Feedback, NewTurn, SessionId, ShareId, Title, Turn};
 use crate::settings::{SettingsError, StorageConnection};
 
 /// Rows read past the window, so that turns other writers added since this
@@ -94,8 +99,15 @@ pub struct TableStore {
     /// The listing index (`listing.rs`).
     index: TableClient,
     index_ready: OnceCell<()>,
+    /// The daily figures (`counters.rs`).
+    figures: TableClient,
+    figures_ready: OnceCell<()>,
+    counter_hints: counters::CounterHints,
     /// What this process has learnt about listings (`listing.rs`).
     listing_hints: listing::ListingHints,
+    /// Shared snapshots (`shares.rs`).
+    shares: TableClient,
+    shares_ready: OnceCell<()>,
     /// The turn count last seen per session: where the next window read starts
     /// looking. A hint, never the truth.
     counts: Mutex<HashMap<SessionId, u64>>,
@@ -174,8 +186,9 @@ impl TurnRows {
 }
 
 impl TableStore {
-    /// A store keeping turns in `history_table` and its listing index in
-    /// `sessions_table`, as `connection` describes (by identity: with a token from
+    /// A store keeping turns in `history_table`, its listing index in
+    /// `sessions_table`, shared snapshots in `shares_table` and the daily figures in
+    /// `analytics_table`, as `connection` describes (by identity: with a token from
     /// `credentials`), trusting `trusted_cas` besides the public certificate
     /// authorities. Makes no request: the handler starts (and answers, degraded)
     /// while storage is down.
@@ -183,6 +196,8 @@ impl TableStore {
         connection: &StorageConnection,
         history_table: &str,
         sessions_table: &str,
+        shares_table: &str,
+        analytics_table: &str,
         credentials: &Credentials,
         trusted_cas: &[reqwest::Certificate],
     ) -> Result<Self, SettingsError> {
@@ -192,7 +207,12 @@ impl TableStore {
             table_ready: OnceCell::new(),
             index: service.table_client(sessions_table),
             index_ready: OnceCell::new(),
+            figures: service.table_client(analytics_table),
+            figures_ready: OnceCell::new(),
+            counter_hints: counters::CounterHints::default(),
             listing_hints: listing::ListingHints::default(),
+            shares: service.table_client(shares_table),
+            shares_ready: OnceCell::new(),
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -827,8 +847,49 @@ impl ConversationStore for TableStore {
         turn: u64,
         requester: Option<&CustomerId>,
         feedback: Option<&Feedback>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<Rated>, StorageError> {
         self.merge_feedback(session, turn, requester, feedback)
             .await
+    }
+
+    async fn create_share(&self, share: &Share) -> Result<(), StorageError> {
+        self.store_share(share).await
+    }
+
+    async fn shared(&self, id: &ShareId) -> Result<Option<Share>, StorageError> {
+        self.read_share(id).await
+    }
+
+    async fn revoke_shares(&self, session: &SessionId) -> Result<u64, StorageError> {
+        self.delete_shares_of(session, None).await
+    }
+
+    async fn share_origins(&self) -> Result<Vec<ShareOrigin>, StorageError> {
+        self.every_share_origin().await
+    }
+
+    async fn revoke_share(&self, session: &SessionId, id: &ShareId) -> Result<bool, StorageError> {
+        Ok(self.delete_shares_of(session, Some(id)).await? > 0)
+    }
+
+    async fn add_counts(
+        &self,
+        scope: &Scope,
+        day: NaiveDate,
+        change: DayCounts,
+    ) -> Result<(), StorageError> {
+        self.add_to_counters(scope, day, change).await
+    }
+
+    async fn day_counts(
+        &self,
+        scope: &Scope,
+        days: &DayRange,
+    ) -> Result<Vec<(NaiveDate, DayCounts)>, StorageError> {
+        self.read_counters(scope, days).await
+    }
+
+    async fn first_seen(&self, customer: &CustomerId) -> Result<bool, StorageError> {
+        self.mark_customer(customer).await
     }
 }
