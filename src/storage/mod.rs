@@ -202,6 +202,21 @@ pub struct ShareOrigin {
     pub started_at: DateTime<Utc>,
 }
 
+impl ShareOrigin {
+    /// The share taken of this conversation at `created_at`: `turns` turns, served as `document`.
+    pub fn into_share(self, created_at: DateTime<Utc>, turns: u64, document: String) -> Share {
+        Share {
+            id: self.id,
+            session: self.session,
+            owner: self.owner,
+            started_at: self.started_at,
+            created_at,
+            turns,
+            document,
+        }
+    }
+}
+
 impl Share {
     pub fn origin(&self) -> ShareOrigin {
         ShareOrigin {

@@ -143,15 +143,8 @@ impl CosmosStore {
         let Some(origin) = head.origin() else {
             return Ok(None);
         };
-        Ok(Some(Share {
-            id: origin.id,
-            session: origin.session,
-            owner: origin.owner,
-            started_at: origin.started_at,
-            created_at: parse_timestamp(&head.created_at).unwrap_or(origin.started_at),
-            turns: head.turns,
-            document,
-        }))
+        let created_at = parse_timestamp(&head.created_at).unwrap_or(origin.started_at);
+        Ok(Some(origin.into_share(created_at, head.turns, document)))
     }
 
     /// Deletes share `id` of `session`, head first; `false` if there was none.

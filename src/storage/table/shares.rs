@@ -201,18 +201,11 @@ impl TableStore {
         ) else {
             return Ok(None);
         };
-        Ok(Some(Share {
-            id: origin.id,
-            session: origin.session,
-            owner: origin.owner,
-            started_at: origin.started_at,
-            created_at,
-            turns,
-            document: parts
-                .iter()
-                .map(|(_, _, row)| read_split(row, DOCUMENT))
-                .collect(),
-        }))
+        let document = parts
+            .iter()
+            .map(|(_, _, row)| read_split(row, DOCUMENT))
+            .collect();
+        Ok(Some(origin.into_share(created_at, turns, document)))
     }
 
     pub(super) async fn every_share_origin(&self) -> Result<Vec<ShareOrigin>, StorageError> {
