@@ -4,7 +4,11 @@
 // differs from the service papered over (each seen against the unpatched server,
 // see NOTES-dependencies.md):
 //   1. reading a missing item throws inside the server (500): answer 404;
-//   2. it closes every connection: keep connections alive, as the service does.
+//   2. it closes every connection: keep connections alive, as the service does;
+// and it cannot throttle, which the service does when a container's throughput
+// runs out (429 with `x-ms-retry-after-ms`):
+//   3. `PUT /_throttle/dbs/{db}/colls/{coll}?requests=N&retry_after_ms=M` makes
+//      the next N requests for that container's items answer 429 (tests only).
 //
 // Usage: node scripts/cosmos-standin.mjs [--port N]   (127.0.0.1; 0 or none: a free port)
 // Prints one line `cosmos stand-in listening on http://127.0.0.1:PORT/` once ready.
@@ -57,6 +61,37 @@ function portArgument(argv) {
 
 // 2. Keep-alive, as the service does.
 const server = createHttpServer({ keepAlive: true });
+
+// 3. Throttling on demand, by container.
+const throttled = new Map(); // "/dbs/{db}/colls/{coll}" -> { requests, retryAfterMs }
+const [serve] = server.listeners("request");
+server.removeAllListeners("request");
+server.on("request", (req, res) => {
+  const url = new URL(req.url, "http://stand-in");
+  const control = url.pathname.match(/^\/_throttle(\/dbs\/[^/]+\/colls\/[^/]+)$/);
+  if (control && req.method === "PUT") {
+    throttled.set(decodeURIComponent(control[1]), {
+      requests: Number(url.searchParams.get("requests") ?? 1),
+      retryAfterMs: Number(url.searchParams.get("retry_after_ms") ?? 10),
+    });
+    res.statusCode = 204;
+    res.end();
+    return;
+  }
+  const items = decodeURIComponent(url.pathname).match(/^(\/dbs\/[^/]+\/colls\/[^/]+)\/docs/);
+  const budget = items && throttled.get(items[1]);
+  if (budget && budget.requests > 0) {
+    budget.requests -= 1;
+    req.resume();
+    res.writeHead(429, {
+      "content-type": "application/json",
+      "x-ms-retry-after-ms": String(budget.retryAfterMs),
+    });
+    res.end(JSON.stringify({ code: "TooManyRequests", message: "Request rate is large." }));
+    return;
+  }
+  serve(req, res);
+});
 server.keepAliveTimeout = 60_000;
 server.listen(portArgument(process.argv.slice(2)), "127.0.0.1", () => {
   console.log(`cosmos stand-in listening on http://127.0.0.1:${server.address().port}/`);

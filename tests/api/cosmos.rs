@@ -108,3 +108,18 @@ pub async fn stored_document(container: &str, customer_id: &str, id: &str) -> Op
         status => panic!("reading {id}: {status}"),
     }
 }
+
+/// Makes the stand-in answer the next `requests` requests for `container`'s items
+/// with 429 and `x-ms-retry-after-ms: retry_after_ms`, as the service does when
+/// the container's throughput runs out (0: no more throttling).
+pub async fn throttle(container: &str, requests: u32, retry_after_ms: u32) {
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{}_throttle/dbs/{DATABASE}/colls/{container}?requests={requests}&retry_after_ms={retry_after_ms}",
+            shared_cosmos_endpoint()
+        ))
+        .send()
+        .await
+        .expect("the stand-in answers");
+    assert_eq!(response.status(), 204);
+}

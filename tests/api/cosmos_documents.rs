@@ -10,7 +10,8 @@ use session_rag::domain::{parse_timestamp, CustomerId, NewTurn, SessionId};
 use session_rag::storage::{ConversationStore, Deleted, ListPosition, DIRECTORY_PARTITION};
 
 use crate::cosmos::{
-    cosmos_env, cosmos_store, insert_document, stored_document, unique_container_name, use_cosmos,
+    cosmos_env, cosmos_store, insert_document, stored_document, throttle, unique_container_name,
+    use_cosmos,
 };
 use crate::crowd::{ask_as_crowd, HandlerProcess};
 use crate::helpers::{delete_as_read, spawn_app_with};
@@ -359,4 +360,50 @@ async fn without_a_key_a_missing_container_stops_start_up_in_one_line() {
         "{line}"
     );
     assert!(!identity.requests().is_empty(), "a token was asked for");
+}
+
+/// The service throttles (429, `x-ms-retry-after-ms`) when a container's
+/// throughput runs out: a turn is sent again after the wait asked for, and is
+/// answered with `persisted: false` only while the throttling lasts.
+#[tokio::test]
+async fn a_throttled_turn_is_sent_again_and_degrades_only_while_throttling_lasts() {
+    let container = unique_container_name("throttle");
+    let app = spawn_app_with(|settings| use_cosmos(settings, &container)).await;
+    let ask = json!({"question": "What does LONPF2 do?", "session_id": "busy",
+                     "customer_id": "alice", "enable_persistence": true});
+    let turn_and_persisted = |body: &Value| (body["turn"].as_u64(), body["persisted"].as_bool());
+    assert_eq!(
+        turn_and_persisted(&app.ask(ask.clone()).await),
+        (Some(0), Some(true))
+    );
+
+    throttle(&container, 2, 20).await;
+    assert_eq!(
+        turn_and_persisted(&app.ask(ask.clone()).await),
+        (Some(1), Some(true))
+    );
+
+    throttle(&container, 1_000, 20).await;
+    let throttled = app.ask(ask.clone()).await;
+    assert_eq!(throttled["persisted"], false, "{throttled}");
+    assert!(
+        !throttled["warnings"].as_array().unwrap().is_empty(),
+        "{throttled}"
+    );
+
+    throttle(&container, 0, 0).await;
+    // The circuit breaker skips storage briefly after a failure: ask until stored.
+    let mut stored = None;
+    for _ in 0..50 {
+        let reply = app.ask(ask.clone()).await;
+        if reply["persisted"] == true {
+            stored = Some(reply);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stored = stored.expect("stored once the throttling ended");
+    assert_eq!(stored["turn"], 2, "{stored}");
+    let document = stored_document(&container, "alice", "busy").await.unwrap();
+    assert_eq!(document["messages"].as_array().unwrap().len(), 6);
 }
