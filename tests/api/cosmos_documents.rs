@@ -7,7 +7,9 @@ use std::time::Instant;
 use chrono::Utc;
 use serde_json::{json, Value};
 use session_rag::domain::{parse_timestamp, CustomerId, NewTurn, SessionId};
-use session_rag::storage::{ConversationStore, Deleted, ListPosition, DIRECTORY_PARTITION};
+use session_rag::storage::{
+    Appended, ConversationStore, Deleted, Expectation, ListPosition, DIRECTORY_PARTITION,
+};
 
 use crate::cosmos::{
     cosmos_env, cosmos_store, insert_document, stored_document, throttle, unique_container_name,
@@ -360,6 +362,52 @@ async fn without_a_key_a_missing_container_stops_start_up_in_one_line() {
         "{line}"
     );
     assert!(!identity.requests().is_empty(), "a token was asked for");
+}
+
+/// A directory entry reserves a new conversation's id for the customer starting
+/// it until their document is written. Another customer's first turn under that
+/// id, at that moment, is refused (the caller reads again and finds whose it is),
+/// never stored as turn 0 of the reserving customer's conversation.
+#[tokio::test]
+async fn a_start_under_way_is_not_finished_by_another_customer() {
+    let container = unique_container_name("reserved");
+    let store = cosmos_store(&container).await;
+    // Alice's start, between its two writes: the entry is there, her document not yet.
+    insert_document(
+        &container,
+        &json!({"id": "contested", "customer_id": DIRECTORY_PARTITION, "owner": "alice"}),
+    )
+    .await;
+    let contested = session("contested");
+    for owner in [Some("mallory"), None] {
+        let refused = store
+            .append(&contested, turn("Mallory's plan", owner), Expectation::New)
+            .await;
+        assert_eq!(refused, Ok(Appended::Changed), "{owner:?}");
+    }
+    assert!(stored_document(&container, "alice", "contested")
+        .await
+        .is_none());
+
+    let finished = store
+        .append(
+            &contested,
+            turn("Alice's plan", Some("alice")),
+            Expectation::New,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(finished, Appended::Stored { number: 0, .. }),
+        "{finished:?}"
+    );
+    let turns = store.all(&contested).await.unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(turns[0].user, "Alice's plan");
+    assert_eq!(
+        turns[0].owner.as_ref().map(CustomerId::as_str),
+        Some("alice")
+    );
 }
 
 /// The service throttles (429, `x-ms-retry-after-ms`) when a container's

@@ -478,9 +478,11 @@ impl CosmosStore {
         })
     }
 
-    /// Starts `session` with `turn` as turn 0, in the partition a directory entry
-    /// reserves (`pointer`) or else its owner's: its number and version, or `None`
-    /// if another writer started it first.
+    /// Starts `session` with `turn` as turn 0 in its owner's partition: its number
+    /// and version, or `None` if another writer started it first. A directory
+    /// entry (`pointer`) reserves the id for the owner whose start wrote it: only
+    /// that owner's turn may finish the start (theirs under way, or left
+    /// unfinished by a crash); anyone else's is refused, never stored as theirs.
     async fn start(
         &self,
         container: &Container,
@@ -489,11 +491,17 @@ impl CosmosStore {
         turn_id: Uuid,
         pointer: Option<String>,
     ) -> Result<Option<(u64, Option<String>)>, StorageError> {
-        let partition = pointer
-            .clone()
-            .or_else(|| turn.owner.as_ref().map(|o| o.as_str().to_owned()))
-            .unwrap_or_else(|| DIRECTORY_PARTITION.to_owned());
-        let mut document = Conversation::new(session, &partition);
+        let partition = turn
+            .owner
+            .as_ref()
+            .map_or(DIRECTORY_PARTITION, |owner| owner.as_str());
+        if pointer
+            .as_deref()
+            .is_some_and(|reserved| reserved != partition)
+        {
+            return Ok(None);
+        }
+        let mut document = Conversation::new(session, partition);
         let number = document.push(turn, turn_id);
         Ok(self
             .create(container, session, &document, pointer.is_some())
