@@ -426,14 +426,13 @@ fn retry_after(response: &reqwest::Response) -> Duration {
 }
 
 async fn json_body<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, CosmosError> {
-    let status = Some(response.status());
     let bytes = response
         .bytes()
         .await
         .map_err(|_| CosmosError::no_answer())?;
     // An answer we cannot read is reported as the service's fault, not the caller's.
     serde_json::from_slice(&bytes).map_err(|_| CosmosError {
-        status: status.map(|_| StatusCode::BAD_GATEWAY),
+        status: Some(StatusCode::BAD_GATEWAY),
     })
 }
 
