@@ -416,9 +416,7 @@ impl Settings {
             stream_keep_alive: defaults.stream_keep_alive,
             clock: defaults.clock,
         };
-        settings.check_sessions_table()?;
-        settings.check_shares_table()?;
-        settings.check_analytics_table()?;
+        settings.check_tables()?;
         Ok(settings)
     }
 
@@ -451,34 +449,19 @@ impl Settings {
         })
     }
 
-    /// The listing index's table must be a valid name and not the history table.
-    pub fn check_sessions_table(&self) -> Result<(), SettingsError> {
-        check_own_table(
-            "CHAT_SESSIONS_TABLE",
-            &self.sessions_table(),
-            &[self.chat_history_table.as_str()],
-        )
-    }
-
-    /// The shares' table must be a valid name, apart from history and listing.
-    pub fn check_shares_table(&self) -> Result<(), SettingsError> {
-        check_own_table(
-            "CHAT_SHARES_TABLE",
-            &self.shares_table(),
-            &[self.chat_history_table.as_str(), &self.sessions_table()],
-        )
-    }
-
-    /// The figures' table must be a valid name and none of the other three.
-    pub fn check_analytics_table(&self) -> Result<(), SettingsError> {
+    /// The listing, shares and figures tables must be valid names, each apart
+    /// from the history table and from one another. Checked when the settings are
+    /// read, and again when storage is connected (settings built in code skip the
+    /// first).
+    pub fn check_tables(&self) -> Result<(), SettingsError> {
+        let history = self.chat_history_table.as_str();
+        let (sessions, shares) = (self.sessions_table(), self.shares_table());
+        check_own_table("CHAT_SESSIONS_TABLE", &sessions, &[history])?;
+        check_own_table("CHAT_SHARES_TABLE", &shares, &[history, &sessions])?;
         check_own_table(
             "CHAT_ANALYTICS_TABLE",
             &self.analytics_table(),
-            &[
-                self.chat_history_table.as_str(),
-                &self.sessions_table(),
-                &self.shares_table(),
-            ],
+            &[history, &sessions, &shares],
         )
     }
 }

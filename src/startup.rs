@@ -132,9 +132,7 @@ impl Stores {
                     connect_cosmos(cosmos, settings, credentials).await?,
                 )),
                 (None, Some(connection)) => {
-                    settings.check_sessions_table()?;
-                    settings.check_shares_table()?;
-                    settings.check_analytics_table()?;
+                    settings.check_tables()?;
                     Some(Arc::new(TableStore::connect(
                         connection,
                         settings.chat_history_table.as_str(),
